@@ -1,0 +1,80 @@
+"""voxtrio: a real-time voice-agent runtime for Python, built on trio.
+
+    session = voxtrio.AgentSession(stt=..., llm=..., tts=..., vad=...)
+    trio.run(session.main, MyAgent(), transport)
+"""
+
+from .agent import Agent
+from .audio import AudioFrame
+from .chat import AgentHandoff, ChatContext, ChatMessage, FunctionCall, FunctionCallOutput
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AudioFormatError,
+    SessionClosedError,
+    StopResponse,
+    ToolError,
+    VoxtrioError,
+)
+from .events import (
+    AgentFalseInterruption,
+    AgentStateChanged,
+    CloseEvent,
+    ConversationItemAdded,
+    ErrorEvent,
+    Event,
+    FunctionToolsExecuted,
+    MetricsCollected,
+    PlaybackFinished,
+    PlaybackStarted,
+    SpeechCreated,
+    UserInputTranscribed,
+    UserStateChanged,
+)
+from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
+from .session import AgentSession
+from .speech import SpeechHandle
+from .tools import FunctionTool, RunContext, function_tool
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIConnectOptions",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Agent",
+    "AgentFalseInterruption",
+    "AgentHandoff",
+    "AgentSession",
+    "AgentStateChanged",
+    "AudioFormatError",
+    "AudioFrame",
+    "ChatContext",
+    "ChatMessage",
+    "CloseEvent",
+    "ConversationItemAdded",
+    "ErrorEvent",
+    "Event",
+    "FunctionCall",
+    "FunctionCallOutput",
+    "FunctionTool",
+    "FunctionToolsExecuted",
+    "MetricsCollected",
+    "PlaybackFinished",
+    "PlaybackStarted",
+    "RunContext",
+    "SessionClosedError",
+    "SessionConnectOptions",
+    "SessionOptions",
+    "SpeechCreated",
+    "SpeechHandle",
+    "StopResponse",
+    "ToolError",
+    "UserInputTranscribed",
+    "UserStateChanged",
+    "VoxtrioError",
+    "function_tool",
+]

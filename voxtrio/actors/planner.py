@@ -1,0 +1,889 @@
+"""Planner: owns the conversation and decides what the agent says and when.
+
+It holds the chat history, the current agent, the speech queue and the agent
+state. One scheduling loop authorizes one speech step at a time (priority,
+then FIFO; ``min_consecutive_speech_delay`` between them). Every speech runs
+in a task of the Planner's nursery:
+
+* a reply step starts its LLM at once, commits the user message when the
+  speech is scheduled, starts synthesis, waits for authorization (and, when it
+  may be interrupted, for the user to be silent), runs tool calls as soon as
+  they are parsed, plays its audio through the Speaker and commits what was
+  heard;
+* tool outputs are committed with their calls in one step, whatever happens
+  to the speech (played, interrupted, handed off); a follow-up step runs on the
+  same handle when an output needs a reply, ``max_tool_steps`` times, then
+  once more with ``tool_choice="none"`` so the agent never goes silent.
+
+User code (hooks and tools) runs here, never while anything is held that
+another actor needs; the Session bounds it with the close deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Sequence
+
+import trio
+
+from .._sync import Flag, Future
+from ..agent import INSTRUCTIONS_ID, Agent
+from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall
+from ..errors import StopResponse
+from ..events import (
+    AgentState,
+    AgentStateChanged,
+    ConversationItemAdded,
+    ErrorEvent,
+    EventBus,
+    FunctionToolsExecuted,
+    MetricsCollected,
+)
+from ..messages import (
+    AgentSpeech,
+    DiscardSegment,
+    DrainActivity,
+    ErrorCountReset,
+    GenerateReply,
+    HandoffRequested,
+    Interrupt,
+    OptionsChanged,
+    PlannerMessage,
+    PlayoutResult,
+    PlaySegment,
+    PreemptiveTranscript,
+    ProviderFailed,
+    Say,
+    StartActivity,
+    SynthesizeSegment,
+    UserActivity,
+    UserInterrupted,
+    UserTurnCompleted,
+)
+from ..options import SessionOptions
+from ..providers.base import LLM, LLMChunk, ToolCallChunk, UsageChunk
+from ..retry import retrying, stream_attempt
+from ..speech import SpeechHandle, SpeechQueue, current_tool_speech
+from ..state import SessionState
+from ..tools import (
+    FunctionTool,
+    RunContext,
+    ToolOutcome,
+    interrupted_outcome,
+    outcome_from_error,
+    outcome_from_result,
+    unknown_function_outcome,
+)
+
+if TYPE_CHECKING:
+    from ..session import AgentSession
+
+logger = logging.getLogger("voxtrio.planner")
+
+TOOL_CHOICE_NONE_OUTPUT = "tool calls are not allowed in this step (tool_choice is 'none')"
+
+
+class Planner:
+    def __init__(
+        self,
+        *,
+        session: AgentSession,
+        bus: EventBus,
+        state: SessionState,
+        options: SessionOptions,
+        llm: LLM | None,
+        speaker_inbox: trio.MemorySendChannel[Any],
+        turn_inbox: trio.MemorySendChannel[Any] | None,
+        session_inbox: trio.MemorySendChannel[Any],
+        session_tools: Sequence[FunctionTool] = (),
+    ) -> None:
+        self._session = session
+        self._bus = bus
+        self._state = state
+        self._options = options
+        self._llm = llm
+        self._speaker = speaker_inbox
+        self._turn = turn_inbox
+        self._session_inbox = session_inbox
+        self._session_tools = list(session_tools)
+        self.inbox, self._inbox = trio.open_memory_channel[PlannerMessage](math.inf)
+        self._queue = SpeechQueue()
+        self._agent: Agent | None = None
+        self._nursery: trio.Nursery | None = None
+        self._segment_ids = itertools.count(1)
+        self._speech_tasks: dict[SpeechHandle, int] = {}
+        self._background: set[SpeechHandle] = set()
+        self._tasks_running = 0
+        self._tasks_idle = Flag(True)
+        self._user_silent = Flag(True)
+        self._user_turn_lock = trio.Lock()
+        self._turn_generation = 0
+        self._running_tools = 0
+        self._turns_blocked = False
+        self._user_code_ids = itertools.count(1)
+
+    # -- public-facing helpers used by AgentSession (called from the same thread) --
+
+    @property
+    def agent(self) -> Agent | None:
+        return self._agent
+
+    def resolved_allow_interruptions(self) -> bool:
+        if self._agent is None:
+            return self._options.allow_interruptions
+        return bool(self._agent.override("allow_interruptions", self._options.allow_interruptions))
+
+    def llm_available(self) -> bool:
+        return self._resolved_llm() is not None
+
+    # -- the actor ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._schedule)
+            task_status.started()
+            async with self._inbox:
+                async for message in self._inbox:
+                    self._handle(message)
+            nursery.cancel_scope.cancel()
+
+    def _handle(self, message: PlannerMessage) -> None:
+        if isinstance(message, Say):
+            self._spawn(message.handle, self._say(message))
+            self._schedule_speech(message.handle)
+        elif isinstance(message, GenerateReply):
+            self._start_reply(message)
+        elif isinstance(message, Interrupt):
+            self._interrupt_all(force=message.force, reply=message.reply)
+        elif isinstance(message, UserTurnCompleted):
+            if self._turns_blocked:
+                if self._state.closing and message.transcript:
+                    self._commit(ChatMessage(role="user", content=message.transcript))
+                return
+            self._turn_generation += 1
+            self._start_task(self._user_turn(message, self._turn_generation), "user_turn")
+        elif isinstance(message, UserInterrupted):
+            self._interrupt_by_user()
+        elif isinstance(message, UserActivity):
+            self._user_silent.set(not message.speaking)
+        elif isinstance(message, PreemptiveTranscript):
+            pass  # speculative generation is not enabled in this build
+        elif isinstance(message, StartActivity):
+            self._start_activity(message)
+        elif isinstance(message, DrainActivity):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._drain, message)
+        elif isinstance(message, OptionsChanged):
+            self._options = message.options
+
+    # -- tasks and handles ----------------------------------------------------------
+
+    def _start_task(self, coroutine: Awaitable[None], name: str) -> None:
+        assert self._nursery is not None
+        self._tasks_running += 1
+        self._tasks_idle.clear()
+
+        async def wrapper() -> None:
+            try:
+                await coroutine
+            finally:
+                self._tasks_running -= 1
+                if self._tasks_running == 0:
+                    self._tasks_idle.set()
+
+        self._nursery.start_soon(wrapper, name=name)
+
+    def _spawn(self, handle: SpeechHandle, coroutine: Awaitable[None]) -> None:
+        """Run one task of a speech; the handle is done when its last task ends."""
+        self._speech_tasks[handle] = self._speech_tasks.get(handle, 0) + 1
+
+        async def speech_task() -> None:
+            error: BaseException | None = None
+            try:
+                await coroutine
+            except Exception as exc:  # a bug in a step must not take the session down
+                logger.exception("speech %s failed", handle.id)
+                error = exc
+            finally:
+                remaining = self._speech_tasks[handle] - 1
+                if remaining:
+                    self._speech_tasks[handle] = remaining
+                else:
+                    del self._speech_tasks[handle]
+                    handle._mark_done(error)
+                    self._on_speech_task_done()
+
+        self._start_task(speech_task(), f"speech {handle.id}")
+
+    def _schedule_speech(self, handle: SpeechHandle, *, force: bool = False) -> None:
+        if not self._state.accepting_speech and not force:
+            handle.interrupt(force=True)
+            return
+        self._queue.push(handle)
+        handle._mark_scheduled()
+
+    async def _schedule(self) -> None:
+        last_playout_end = -math.inf
+        while True:
+            await self._queue.wait_nonempty()
+            handle = self._queue.pop()
+            if handle.done():
+                continue
+            self._set_current(handle)
+            delay = self._min_consecutive_speech_delay() - (trio.current_time() - last_playout_end)
+            if delay > 0:
+                with trio.CancelScope() as waiting:
+                    handle._bind_scope(waiting)
+                    await trio.sleep(delay)
+                handle._unbind_scope(waiting)
+                if handle.done() or handle.interrupted:
+                    self._set_current(None)
+                    await handle._wait_for_generation()
+                    continue
+            handle._authorize()
+            await handle._wait_for_generation()
+            self._set_current(None)
+            last_playout_end = trio.current_time()
+
+    def _set_current(self, handle: SpeechHandle | None) -> None:
+        self._state.current_speech = handle
+        self._notify_turn()
+
+    def _min_consecutive_speech_delay(self) -> float:
+        value = self._options.min_consecutive_speech_delay
+        return float(self._agent.override("min_consecutive_speech_delay", value)) if self._agent else value
+
+    # -- agent state -------------------------------------------------------------------
+
+    def _set_agent_state(self, new: AgentState) -> None:
+        old = self._state.agent_state
+        if old == new:
+            return
+        self._state.agent_state = new
+        self._bus.emit(AgentStateChanged(old_state=old, new_state=new))
+        if new == "speaking":
+            self._session_inbox.send_nowait(ErrorCountReset(sources=("llm", "tts")))
+        self._notify_turn()
+
+    def _notify_turn(self) -> None:
+        if self._turn is None:
+            return
+        current = self._state.current_speech
+        self._turn.send_nowait(
+            AgentSpeech(
+                speaking=self._state.agent_state == "speaking",
+                interruptible=current.allow_interruptions if current is not None else True,
+                has_current_speech=current is not None and not current.done(),
+                tools_running=self._running_tools > 0,
+                at=trio.current_time(),
+            )
+        )
+
+    def _no_pending_speech(self) -> bool:
+        current = self._state.current_speech
+        return not self._queue and (current is None or current.done())
+
+    def _on_speech_task_done(self) -> None:
+        if self._no_pending_speech() and self._state.agent_state in ("thinking", "speaking"):
+            self._set_agent_state("thinking" if self._background else "listening")
+
+    # -- activity lifecycle ------------------------------------------------------------
+
+    def _start_activity(self, message: StartActivity) -> None:
+        agent = message.agent
+        old = self._agent
+        self._agent = agent
+        self.commit_handoff(old.id if old is not None else None, agent.id)
+        agent._session = self._session
+        agent._chat_ctx.remove(INSTRUCTIONS_ID)
+        if agent.instructions:
+            agent._chat_ctx.insert(
+                ChatMessage(
+                    role="system", content=agent.instructions, id=INSTRUCTIONS_ID, seq=-math.inf
+                )
+            )
+        self._state.current_agent = agent
+        self._state.accepting_speech = True
+        self._turns_blocked = False
+        if self._state.agent_state == "initializing":
+            self._set_agent_state("listening")
+        message.reply.set_result(None)
+        self._start_task(self._run_hook(f"{agent.id}.on_enter", agent.on_enter), "on_enter")
+
+    async def _drain(self, message: DrainActivity) -> None:
+        """Finish the activity: on_exit, then every speech and tool step ends.
+
+        The drain task itself is not counted in ``_tasks_running``; the Session
+        bounds the whole wait with its close deadline.
+        """
+        self._turns_blocked = True
+        if message.interrupt:
+            self._interrupt_all(force=True, reply=None)
+        agent = self._agent
+        if message.run_on_exit and agent is not None:
+            await self._run_hook(f"{agent.id}.on_exit", agent.on_exit)
+        self._state.accepting_speech = False
+        await self._tasks_idle.wait_value(True)
+        message.reply.set_result(None)
+
+    async def _run_hook(self, name: str, hook: Callable[[], Awaitable[None]]) -> None:
+        await self._run_user_code(name, hook)
+
+    async def _run_user_code(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """Run user code, publishing that it runs (the close deadline names it)."""
+        key = next(self._user_code_ids)
+        self._state.running_user_code[key] = name
+        try:
+            return await fn()
+        except StopResponse:
+            raise
+        except Exception as error:
+            logger.exception("%s raised", name)
+            self._bus.emit(
+                ErrorEvent(source="agent", message=f"{name} raised {error!r}", recoverable=True, error=error)
+            )
+            return None
+        finally:
+            del self._state.running_user_code[key]
+
+    # -- history -------------------------------------------------------------------------
+
+    def _commit(self, item: ChatItem, *, seq: int | None = None, emit: bool = True) -> None:
+        """Put an item in the agent's context and the session history, in its place."""
+        item.seq = seq if seq is not None else self._bus.next_seq()
+        item.created_at = trio.current_time()
+        if self._agent is not None:
+            self._agent._chat_ctx.insert(item)
+        self._state.history.insert(item)
+        if emit:
+            self._bus.emit(ConversationItemAdded(item=item))
+
+    def commit_handoff(self, old_agent: str | None, new_agent: str) -> None:
+        item = AgentHandoff(old_agent=old_agent, new_agent=new_agent)
+        item.seq = self._bus.next_seq()
+        item.created_at = trio.current_time()
+        self._state.history.insert(item)
+        self._bus.emit(ConversationItemAdded(item=item))
+
+    # -- interruptions -----------------------------------------------------------------------
+
+    def _interrupt_all(self, *, force: bool, reply: Future[None] | None) -> None:
+        interrupted: list[SpeechHandle] = []
+        for handle in list(self._background):
+            if force or handle.allow_interruptions:
+                interrupted.append(handle.interrupt(force=True))
+        current = self._state.current_speech
+        if current is not None and not current.done():
+            if force or current.allow_interruptions:
+                interrupted.append(current.interrupt(force=True))
+        for handle in self._queue.in_playout_order():
+            if handle.done() or handle.interrupted:
+                continue
+            if not force and not handle.allow_interruptions:
+                logger.warning(
+                    "speech %s does not allow interruptions and will play; "
+                    "use interrupt(force=True) to drop it too",
+                    handle.id,
+                )
+                break
+            interrupted.append(handle.interrupt(force=True))
+        if reply is not None:
+            self._start_task(self._resolve_when_done(interrupted, reply), "interrupt")
+
+    async def _resolve_when_done(self, handles: list[SpeechHandle], reply: Future[None]) -> None:
+        for handle in handles:
+            await handle._done.wait_value(True)
+        reply.set_result(None)
+
+    def _interrupt_by_user(self) -> None:
+        """Audio-activity interruption (A.7 path 1)."""
+        current = self._state.current_speech
+        if current is None or current.done() or current.interrupted:
+            return
+        if not current.allow_interruptions:
+            return
+        current.interrupt()
+
+    # -- say ---------------------------------------------------------------------------------
+
+    async def _say(self, message: Say) -> None:
+        handle = message.handle
+        text_send, text_receive = trio.open_memory_channel[str](math.inf)
+        segment_id = f"{handle.id}/{next(self._segment_ids)}"
+        await self._speaker.send(
+            SynthesizeSegment(
+                segment_id=segment_id, speech_id=handle.id, text=text_receive, audio=message.audio
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_feed_text, message.text, text_send)
+            if not await self._wait_authorized(handle):
+                nursery.cancel_scope.cancel()
+                await self._speaker.send(DiscardSegment(segment_id))
+                return
+            reply_seq = self._bus.next_seq()
+            result = await self._play(handle, segment_id)
+        if result.text and message.add_to_chat_ctx:
+            self._commit(
+                ChatMessage(role="assistant", content=result.text, interrupted=result.interrupted),
+                seq=reply_seq,
+            )
+        self._after_playout(handle, tools_pending=False, had_output=False)
+        handle._mark_generation_done()
+
+    async def _wait_authorized(self, handle: SpeechHandle) -> bool:
+        """Wait until the scheduler authorizes this step and, for an interruptible
+        speech, the user is silent. False when the speech was interrupted first."""
+        with trio.CancelScope() as waiting:
+            handle._bind_scope(waiting)
+            while True:
+                await handle._wait_for_authorization()
+                if not handle.allow_interruptions or self._user_silent:
+                    break
+                await self._user_silent.wait_value(True)
+        handle._unbind_scope(waiting)
+        if handle.interrupted:
+            return False
+        handle._clear_authorization()
+        return True
+
+    async def _play(self, handle: SpeechHandle, segment_id: str) -> PlayoutResult:
+        started: Future[float | None] = Future()
+        reply: Future[PlayoutResult] = Future()
+        await self._speaker.send(
+            PlaySegment(segment_id=segment_id, handle=handle, started=started, reply=reply)
+        )
+        if await started is not None:
+            self._set_agent_state("speaking")
+        return await reply
+
+    def _after_playout(self, handle: SpeechHandle, *, tools_pending: bool, had_output: bool) -> None:
+        if had_output and not handle.interrupted:
+            self._set_agent_state("thinking")
+        elif self._state.agent_state == "speaking":
+            self._set_agent_state("thinking" if tools_pending else "listening")
+
+    # -- generate_reply --------------------------------------------------------------------------
+
+    def _tools(self) -> list[FunctionTool]:
+        agent_tools = self._agent.tools if self._agent else []
+        names = {tool.name for tool in agent_tools}
+        return [*agent_tools, *(t for t in self._session_tools if t.name not in names)]
+
+    def _resolved_llm(self) -> LLM | None:
+        return self._agent.override("llm", self._llm) if self._agent else self._llm
+
+    def _start_reply(self, message: GenerateReply) -> None:
+        tools = self._tools()
+        if message.tools is not None:
+            tools = [tool for tool in tools if tool.name in set(message.tools)]
+        base = message.chat_ctx if message.chat_ctx is not None else self._agent_ctx()
+        self._spawn(
+            message.handle,
+            self._reply(
+                message.handle,
+                chat_ctx=base,
+                tools=tools,
+                tool_choice=message.tool_choice,
+                new_message=message.user_message,
+                instructions=message.instructions,
+            ),
+        )
+        self._schedule_speech(message.handle)
+
+    def _agent_ctx(self) -> ChatContext:
+        return self._agent._chat_ctx if self._agent else ChatContext()
+
+    async def _reply(
+        self,
+        handle: SpeechHandle,
+        *,
+        chat_ctx: ChatContext,
+        tools: list[FunctionTool],
+        tool_choice: str | None,
+        new_message: ChatMessage | None = None,
+        instructions: str | None = None,
+    ) -> None:
+        """One LLM step of a speech (A.13 steps 1-14)."""
+        ctx = chat_ctx.copy()
+        if new_message is not None:
+            ctx.insert(new_message)
+        if instructions:
+            ctx.add_message(role="system", content=instructions)
+        llm_send, llm_receive = trio.open_memory_channel[LLMChunk](math.inf)
+        tool_send, tool_receive = trio.open_memory_channel[ToolCallChunk](math.inf)
+        segment: Future[str | None] = Future()
+        outcomes: list[ToolOutcome | None] = []
+        tools_done = Flag()
+        played: list[str] = []
+        try:
+            async with trio.open_nursery() as step:
+                step.start_soon(
+                    self._run_llm, handle, self._resolved_llm(), ctx, tools, tool_choice, llm_send
+                )
+                with trio.CancelScope() as waiting:
+                    handle._bind_scope(waiting)
+                    await handle._scheduled.wait_value(True)
+                handle._unbind_scope(waiting)
+                if new_message is not None and handle.scheduled:
+                    self._commit(new_message)
+                if handle.interrupted:
+                    step.cancel_scope.cancel()
+                    return
+                producer = trio.CancelScope()
+                step.start_soon(self._produce, producer, handle, llm_receive, tool_send, segment)
+                self._set_agent_state("thinking")
+                if not await self._wait_authorized(handle):
+                    step.cancel_scope.cancel()
+                    return
+                reply_seq = self._bus.next_seq()
+                step.start_soon(
+                    self._execute_tools, handle, tool_receive, tools, tool_choice, outcomes, tools_done
+                )
+                result = await self._play_reply(handle, segment, played)
+                if result is not None and result.text:
+                    self._commit(
+                        ChatMessage(
+                            role="assistant", content=result.text, interrupted=result.interrupted
+                        ),
+                        seq=reply_seq,
+                    )
+                if handle.interrupted:
+                    producer.cancel()
+                tools_pending = not tools_done
+                self._after_playout(
+                    handle, tools_pending=tools_pending, had_output=bool(tools_done and outcomes)
+                )
+                handle._mark_generation_done()
+                if tools_pending:
+                    await self._wait_for_tools(handle, tools_done)
+        finally:
+            if segment.done() and segment.result() is not None and not played:
+                self._speaker.send_nowait(DiscardSegment(segment.result()))
+        done = [outcome for outcome in outcomes if outcome is not None]
+        if done:
+            self._finish_tool_step(handle, ctx, tools, tool_choice, done)
+
+    async def _wait_for_tools(self, handle: SpeechHandle, tools_done: Flag) -> None:
+        """The speech played; its tools still run (the agent stays 'thinking')."""
+        self._background.add(handle)
+        self._running_tools += 1
+        self._notify_turn()
+        try:
+            await tools_done.wait_value(True)
+        finally:
+            self._background.discard(handle)
+            self._running_tools -= 1
+            self._notify_turn()
+
+    async def _run_llm(
+        self,
+        handle: SpeechHandle,
+        llm: LLM | None,
+        ctx: ChatContext,
+        tools: list[FunctionTool],
+        tool_choice: str | None,
+        send: trio.MemorySendChannel[LLMChunk],
+    ) -> None:
+        async with send:
+            if llm is None:
+                return
+            conn_options = self._options.conn_options.llm_conn_options
+            started = trio.current_time()
+            first: list[float] = []
+            delivered = False
+            usage = UsageChunk()
+
+            async def deliver(chunk: LLMChunk) -> None:
+                nonlocal delivered, usage
+                if not first:
+                    first.append(trio.current_time())
+                if isinstance(chunk, UsageChunk):
+                    usage = chunk
+                    return
+                delivered = True
+                await send.send(chunk)
+
+            def on_error(error: BaseException, recoverable: bool) -> None:
+                self._bus.emit(ErrorEvent(source="llm", message=str(error), recoverable=recoverable, error=error))
+
+            try:
+                await retrying(
+                    lambda: stream_attempt(
+                        lambda out: llm.chat(
+                            chat_ctx=ctx,
+                            tools=tools,
+                            tool_choice=tool_choice,
+                            output=out,
+                            conn_options=conn_options,
+                        ),
+                        deliver,
+                        timeout=conn_options.timeout,
+                        what="the LLM",
+                    ),
+                    conn_options=conn_options,
+                    on_error=on_error,
+                    delivered=lambda: delivered,
+                )
+            except Exception as error:
+                handle._error = error
+                await self._session_inbox.send(ProviderFailed(source="llm", error=error))
+                return
+            if first:
+                metrics: dict[str, Any] = {
+                    "ttft": first[0] - started,
+                    "duration": trio.current_time() - started,
+                }
+                if usage.prompt_tokens or usage.completion_tokens:
+                    metrics["prompt_tokens"] = usage.prompt_tokens
+                    metrics["completion_tokens"] = usage.completion_tokens
+                self._bus.emit(MetricsCollected(kind="llm", metrics=metrics))
+
+    async def _produce(
+        self,
+        scope: trio.CancelScope,
+        handle: SpeechHandle,
+        llm_receive: trio.MemoryReceiveChannel[LLMChunk],
+        tool_send: trio.MemorySendChannel[ToolCallChunk],
+        segment: Future[str | None],
+    ) -> None:
+        """Route the LLM stream: text to the Speaker's segment, calls to the tool executor."""
+        text_send: trio.MemorySendChannel[str] | None = None
+        with scope:
+            async with llm_receive, tool_send:
+                try:
+                    async for chunk in llm_receive:
+                        if isinstance(chunk, ToolCallChunk):
+                            tool_send.send_nowait(chunk)
+                            continue
+                        if not chunk:
+                            continue
+                        if text_send is None:
+                            text_send, text_receive = trio.open_memory_channel[str](math.inf)
+                            segment_id = f"{handle.id}/{next(self._segment_ids)}"
+                            await self._speaker.send(
+                                SynthesizeSegment(
+                                    segment_id=segment_id, speech_id=handle.id, text=text_receive
+                                )
+                            )
+                            segment.set_result(segment_id)
+                        text_send.send_nowait(chunk)
+                finally:
+                    if text_send is not None:
+                        text_send.close()
+        if not segment.done():
+            segment.set_result(None)
+
+    async def _play_reply(
+        self, handle: SpeechHandle, segment: Future[str | None], played: list[str]
+    ) -> PlayoutResult | None:
+        with trio.CancelScope() as waiting:
+            handle._bind_scope(waiting)
+            await segment.wait()
+        handle._unbind_scope(waiting)
+        segment_id = segment.result() if segment.done() else None
+        if segment_id is None:
+            return None
+        played.append(segment_id)
+        return await self._play(handle, segment_id)
+
+    # -- tools ---------------------------------------------------------------------------------
+
+    async def _execute_tools(
+        self,
+        handle: SpeechHandle,
+        calls: trio.MemoryReceiveChannel[ToolCallChunk],
+        tools: list[FunctionTool],
+        tool_choice: str | None,
+        outcomes: list[ToolOutcome | None],
+        done: Flag,
+    ) -> None:
+        by_name = {tool.name: tool for tool in tools}
+        try:
+            async with trio.open_nursery() as nursery, calls:
+                async for chunk in calls:
+                    call = FunctionCall(name=chunk.name, arguments=chunk.arguments, call_id=chunk.call_id)
+                    call.seq = self._bus.next_seq()
+                    call.created_at = trio.current_time()
+                    index = len(outcomes)
+                    outcomes.append(None)
+                    if tool_choice == "none":
+                        outcomes[index] = outcome_from_error(call, _ToolChoiceNone())
+                    elif chunk.name not in by_name:
+                        outcomes[index] = unknown_function_outcome(call, list(by_name))
+                    else:
+                        nursery.start_soon(self._run_tool, handle, by_name[chunk.name], call, outcomes, index)
+        finally:
+            done.set()
+
+    async def _run_tool(
+        self,
+        handle: SpeechHandle,
+        tool: FunctionTool,
+        call: FunctionCall,
+        outcomes: list[ToolOutcome | None],
+        index: int,
+    ) -> None:
+        context = RunContext(session=self._session, speech_handle=handle, function_call=call)
+        token = current_tool_speech.set(handle)
+        key = next(self._user_code_ids)
+        self._state.running_user_code[key] = f"tool {tool.name}"
+        try:
+            arguments = tool.parse_arguments(call.arguments)
+            result = await tool.call(arguments, context)
+        except Exception as error:
+            if not isinstance(error, (StopResponse,)) and not _is_expected_tool_error(error):
+                logger.exception("tool %s raised", tool.name)
+            outcomes[index] = outcome_from_error(call, error)
+        except BaseException:
+            outcomes[index] = outcome_from_error(call, _ToolCancelled())
+            raise
+        else:
+            outcomes[index] = outcome_from_result(call, result)
+        finally:
+            del self._state.running_user_code[key]
+            current_tool_speech.reset(token)
+
+    def _finish_tool_step(
+        self,
+        handle: SpeechHandle,
+        ctx: ChatContext,
+        tools: list[FunctionTool],
+        tool_choice: str | None,
+        outcomes: list[ToolOutcome],
+    ) -> None:
+        if handle.interrupted:
+            outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
+            self._emit_tools_executed(outcomes, max_steps_reached=False)
+            self._commit_tool_items(outcomes)
+            return
+        max_steps_reached = handle.num_steps >= self._options.max_tool_steps + 1
+        handle._next_step()
+        self._emit_tools_executed(outcomes, max_steps_reached=max_steps_reached)
+        agents = [outcome.agent for outcome in outcomes if outcome.agent is not None]
+        draining = not self._state.accepting_speech
+        if len(agents) == 1:
+            self._session_inbox.send_nowait(HandoffRequested(agent=agents[0]))
+            draining = True
+        elif len(agents) > 1:
+            logger.error("more than one tool returned an agent; no hand-off")
+        self._commit_tool_items(outcomes)
+        if any(outcome.reply_required for outcome in outcomes):
+            follow_up = ctx.copy()
+            for outcome in outcomes:
+                follow_up.insert(outcome.call)
+                follow_up.insert(outcome.output)
+            self._spawn(
+                handle,
+                self._reply(
+                    handle,
+                    chat_ctx=follow_up,
+                    tools=tools,
+                    tool_choice="none"
+                    if max_steps_reached or draining or tool_choice == "none"
+                    else "auto",
+                ),
+            )
+            self._schedule_speech(handle, force=True)
+
+    def _emit_tools_executed(self, outcomes: list[ToolOutcome], *, max_steps_reached: bool) -> None:
+        self._bus.emit(
+            FunctionToolsExecuted(
+                function_calls=tuple(outcome.call for outcome in outcomes),
+                function_call_outputs=tuple(outcome.output for outcome in outcomes),
+                max_steps_reached=max_steps_reached,
+            )
+        )
+
+    def _commit_tool_items(self, outcomes: list[ToolOutcome]) -> None:
+        for outcome in outcomes:
+            self._commit(outcome.call, seq=int(outcome.call.seq), emit=False)
+            self._commit(outcome.output, emit=False)
+
+    # -- user turns ------------------------------------------------------------------------------
+
+    async def _user_turn(self, turn: UserTurnCompleted, generation: int) -> None:
+        async with self._user_turn_lock:
+            await self._user_turn_locked(turn, generation)
+
+    async def _user_turn_locked(self, turn: UserTurnCompleted, generation: int) -> None:
+        background = [h.interrupt() for h in list(self._background) if h.allow_interruptions]
+        for handle in background:
+            await handle._done.wait_value(True)
+        message = ChatMessage(role="user", content=turn.transcript, metrics=dict(turn.metrics))
+        if turn.skip_reply:
+            if turn.transcript:
+                self._commit(message)
+            return
+        current = self._state.current_speech
+        if current is not None and not current.done():
+            if not current.allow_interruptions:
+                logger.warning("dropping the user's turn: the current speech cannot be interrupted")
+                return
+            current.interrupt()
+            await current._done.wait_value(True)
+        if not self._state.accepting_speech:
+            if self._state.closing and turn.transcript:
+                self._commit(message)
+            return
+        agent = self._agent
+        if agent is None:
+            return
+        turn_ctx = agent.chat_ctx
+        started = trio.current_time()
+        try:
+            await self._run_user_code(
+                f"{agent.id}.on_user_turn_completed",
+                lambda: agent.on_user_turn_completed(turn_ctx, message),
+            )
+        except StopResponse:
+            return
+        message.metrics["on_user_turn_completed_delay"] = trio.current_time() - started
+        if self._resolved_llm() is None or not self._state.accepting_speech:
+            if self._state.closing and turn.transcript:
+                self._commit(message)
+            return
+        handle = self._session._create_handle(source="generate_reply", user_initiated=True)
+        self._start_reply(
+            GenerateReply(handle=handle, user_message=message, chat_ctx=turn_ctx)
+        )
+        if generation != self._turn_generation:
+            handle.interrupt(force=True)
+        self._bus.emit(
+            MetricsCollected(
+                kind="eou",
+                metrics={
+                    "end_of_utterance_delay": turn.metrics.get("end_of_utterance_delay", 0.0),
+                    "transcription_delay": turn.metrics.get("transcription_delay", 0.0),
+                    "on_user_turn_completed_delay": message.metrics["on_user_turn_completed_delay"],
+                },
+            )
+        )
+
+
+class _ToolChoiceNone(Exception):
+    pass
+
+
+class _ToolCancelled(Exception):
+    pass
+
+
+def _is_expected_tool_error(error: BaseException) -> bool:
+    from ..errors import ToolError
+    from ..tools import ToolArgumentsError
+
+    return isinstance(error, (ToolError, ToolArgumentsError))
+
+
+async def _feed_text(text: str | AsyncIterable[str], send: trio.MemorySendChannel[str]) -> None:
+    async with send:
+        if isinstance(text, str):
+            send.send_nowait(text)
+        else:
+            async for chunk in text:
+                send.send_nowait(chunk)

@@ -1,0 +1,155 @@
+"""Session actor: the supervisor.
+
+It runs hand-offs (drain the old agent, record the hand-off, start the new
+one), applies the error policy (unrecoverable provider errors are counted per
+provider; past ``max_unrecoverable_errors`` the session closes with reason
+``error``) and the close sequence. Every wait on user code here is bounded by
+``close_timeout``: when it expires, what was still running is cancelled and
+named in the ``close`` event. The supervisor never holds anything while it
+waits: a hand-off, a drain and a close are messages, so none can deadlock
+another.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import trio
+
+from .._sync import Future
+from ..agent import Agent
+from ..events import CloseReason, EventBus
+from ..messages import (
+    CloseRequested,
+    DrainActivity,
+    DrainRequested,
+    ErrorCountReset,
+    HandoffRequested,
+    Interrupt,
+    ProviderFailed,
+    SessionMessage,
+    StartActivity,
+)
+from ..options import SessionOptions
+from ..state import SessionState
+
+
+@attrs.frozen
+class CloseInfo:
+    reason: CloseReason
+    error: BaseException | None
+    cancelled: tuple[str, ...]
+
+
+class SessionSupervisor:
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        state: SessionState,
+        options: SessionOptions,
+        planner_inbox: trio.MemorySendChannel[Any],
+    ) -> None:
+        self._bus = bus
+        self._state = state
+        self._options = options
+        self._planner = planner_inbox
+        self.inbox, self._inbox = trio.open_memory_channel[SessionMessage](math.inf)
+        self.finished: Future[CloseInfo] = Future()
+        self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
+        self._handoffs: list[HandoffRequested] = []
+        self._handoff_running = False
+        self._closing = False
+        self._nursery: trio.Nursery | None = None
+        self._handoff_scope: trio.CancelScope | None = None
+
+    async def start_agent(self, agent: Agent) -> None:
+        """Activate the first agent (its on_enter runs in the background)."""
+        started: Future[None] = Future()
+        await self._planner.send(StartActivity(agent=agent, reply=started))
+        await started
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            async with self._inbox:
+                async for message in self._inbox:
+                    self._handle(message)
+
+    def _handle(self, message: SessionMessage) -> None:
+        assert self._nursery is not None
+        if isinstance(message, CloseRequested):
+            if not self._closing:
+                self._closing = True
+                self._state.closing = True
+                self._state.accepting_speech = False
+                if self._handoff_scope is not None:
+                    self._handoff_scope.cancel()
+                self._nursery.start_soon(self._close, message)
+        elif isinstance(message, ProviderFailed):
+            source = message.source
+            self._error_counts[source] = self._error_counts.get(source, 0) + 1
+            limit = self._options.conn_options.max_unrecoverable_errors
+            if source == "vad" or self._error_counts[source] > limit:
+                self.inbox.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
+        elif isinstance(message, ErrorCountReset):
+            for source in message.sources:
+                self._error_counts[source] = 0
+        elif isinstance(message, HandoffRequested):
+            if self._closing:
+                if message.reply is not None:
+                    message.reply.set_exception(RuntimeError("the session is closing"))
+                return
+            self._handoffs.append(message)
+            if not self._handoff_running:
+                self._nursery.start_soon(self._run_handoffs)
+        elif isinstance(message, DrainRequested):
+            self._nursery.start_soon(self._drain, message)
+
+    async def _run_handoffs(self) -> None:
+        self._handoff_running = True
+        try:
+            while self._handoffs and not self._closing:
+                request = self._handoffs.pop(0)
+                with trio.CancelScope() as scope:
+                    self._handoff_scope = scope
+                    await self._handoff(request.agent)
+                self._handoff_scope = None
+                if request.reply is not None:
+                    if scope.cancelled_caught:
+                        request.reply.set_exception(RuntimeError("the session closed during the hand-off"))
+                    else:
+                        request.reply.set_result(None)
+        finally:
+            self._handoff_running = False
+
+    async def _handoff(self, agent: Agent) -> None:
+        drained: Future[None] = Future()
+        await self._planner.send(DrainActivity(interrupt=False, reply=drained))
+        with trio.move_on_after(self._options.close_timeout) as deadline:
+            await drained
+        if deadline.cancelled_caught:
+            # The old agent overran its deadline: cut its speeches off for good.
+            await self._planner.send(Interrupt(force=True, reply=Future()))
+        started: Future[None] = Future()
+        await self._planner.send(StartActivity(agent=agent, reply=started))
+        await started
+
+    async def _drain(self, request: DrainRequested) -> None:
+        drained: Future[None] = Future()
+        await self._planner.send(DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
+        await drained
+        request.reply.set_result(None)
+
+    async def _close(self, request: CloseRequested) -> None:
+        cancelled: tuple[str, ...] = ()
+        with trio.move_on_after(self._options.close_timeout) as deadline:
+            drained: Future[None] = Future()
+            await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
+            await drained
+        if deadline.cancelled_caught:
+            cancelled = tuple(sorted(set(self._state.running_user_code.values())))
+        self.finished.set_result(CloseInfo(request.reason, request.error, cancelled))

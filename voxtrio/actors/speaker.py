@@ -1,0 +1,430 @@
+"""Speaker: text to audio (TTS), audio to the output device at real-time pace.
+
+Synthesis runs ahead of playout: the Planner asks for a segment to be
+synthesized as soon as its text starts to exist, and asks for it to be played
+once the speech is authorized. Synthesis is one request at a time, in request
+order, so the next segment is ready while the previous one plays.
+
+Playout writes at most ``AudioOutput.buffer_duration`` ahead of the play head
+(a :class:`PlayoutTimeline` says where the head is), so an interruption,
+which cancels the playout scope from ``SpeechHandle.interrupt()`` directly,
+leaves at most that much audio in the device, and ``clear()`` drops it. The
+result of a playout says what was heard: the position, and the words up to
+it (from TTS word timings when the provider gives them, else the pacing
+estimate of :func:`voxtrio.text.heard_prefix`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, AsyncIterable
+
+import attrs
+import trio
+
+from .._sync import Flag, Future
+from ..audio import AudioFrame, PlayoutTimeline
+from ..events import ErrorEvent, EventBus, MetricsCollected, PlaybackFinished, PlaybackStarted
+from ..messages import (
+    DiscardSegment,
+    PausePlayout,
+    PlayoutResult,
+    PlaySegment,
+    ProviderFailed,
+    RecordAudio,
+    ResumePlayout,
+    SpeakerMessage,
+    SynthesizeSegment,
+)
+from ..options import SessionOptions
+from ..providers.base import TTS, SynthesizedAudio, TimedWord
+from ..retry import retrying, stream_attempt
+from ..text import SentenceSplitter, heard_prefix, resolve_transforms
+
+if TYPE_CHECKING:
+    from ..transports.base import AudioOutput, Transport
+
+# A TTS provider may send this before its first audio to say when it started
+# working on the text (time-to-first-byte is measured from there).
+TTS_REQUEST_STARTED = "tts-request-started"
+
+# Synthesized audio waiting to be played: effectively unbounded for one reply
+# (minutes of 10 ms chunks), bounded against a runaway provider.
+SEGMENT_AUDIO_BUFFER = 16_384
+
+
+@attrs.define(eq=False)
+class _Segment:
+    segment_id: str
+    speech_id: str
+    text_parts: list[str] = attrs.Factory(list)
+    text_done: Flag = attrs.Factory(Flag)
+    first_text_at: float | None = None
+    audio_send: Any = None
+    audio_receive: Any = None
+    synthesis_done: Flag = attrs.Factory(Flag)
+    synthesized: float = 0.0
+    words: list[TimedWord] = attrs.Factory(list)
+    error: BaseException | None = None
+    text_only: bool = False
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+class Speaker:
+    def __init__(
+        self,
+        *,
+        tts: TTS | None,
+        transport: Transport | None,
+        bus: EventBus,
+        options: SessionOptions,
+        session_inbox: trio.MemorySendChannel[Any],
+        recorder: trio.MemorySendChannel[RecordAudio] | None = None,
+    ) -> None:
+        self._tts = tts
+        self._transport = transport
+        self._output: AudioOutput | None = transport.audio_output if transport else None
+        self._bus = bus
+        self._options = options
+        self._session_inbox = session_inbox
+        self._recorder = recorder
+        self.recorder_drops = 0
+        self.inbox, self._inbox = trio.open_memory_channel[SpeakerMessage](math.inf)
+        self._segments: dict[str, _Segment] = {}
+        self._synthesis_lock = trio.Lock()
+        self._timeline = PlayoutTimeline()
+        self._paused = Flag()
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def can_pause(self) -> bool:
+        return bool(self._output is not None and self._output.can_pause)
+
+    def set_tts(self, tts: TTS | None) -> None:
+        self._tts = tts
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            async with self._inbox:
+                async for message in self._inbox:
+                    self._handle(message)
+            nursery.cancel_scope.cancel()
+
+    def _handle(self, message: SpeakerMessage) -> None:
+        assert self._nursery is not None
+        if isinstance(message, SynthesizeSegment):
+            segment = _Segment(message.segment_id, message.speech_id)
+            segment.text_only = self._output is None or (message.audio is None and self._tts is None)
+            segment.audio_send, segment.audio_receive = trio.open_memory_channel[Any](
+                SEGMENT_AUDIO_BUFFER
+            )
+            self._segments[message.segment_id] = segment
+            self._nursery.start_soon(self._synthesize, segment, message.text, message.audio)
+        elif isinstance(message, PlaySegment):
+            segment = self._segments.pop(message.segment_id)
+            self._nursery.start_soon(self._play, segment, message)
+        elif isinstance(message, DiscardSegment):
+            segment = self._segments.pop(message.segment_id, None)
+            if segment is not None:
+                segment.scope.cancel()
+        elif isinstance(message, PausePlayout):
+            if self.can_pause and not self._paused:
+                assert self._output is not None
+                self._output.pause()
+                self._timeline.pause(trio.current_time())
+                self._paused.set()
+        elif isinstance(message, ResumePlayout):
+            if self._paused:
+                assert self._output is not None
+                self._output.resume()
+                self._timeline.resume(trio.current_time())
+                self._paused.clear()
+
+    # -- synthesis ------------------------------------------------------------
+
+    async def _synthesize(
+        self,
+        segment: _Segment,
+        text: trio.MemoryReceiveChannel[str],
+        audio: AsyncIterable[AudioFrame] | None,
+    ) -> None:
+        with segment.scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    if segment.text_only:
+                        # Text only: nothing to synthesize, the text is what is "played".
+                        await self._collect_text(segment, text, None)
+                        return
+                    if audio is not None:
+                        nursery.start_soon(self._collect_text, segment, text, None)
+                        await self._forward_prerendered(segment, audio)
+                        return
+                    tts_send, tts_receive = trio.open_memory_channel[str](math.inf)
+                    nursery.start_soon(self._collect_text, segment, text, tts_send)
+                    async with self._synthesis_lock:
+                        await self._run_tts(segment, tts_receive)
+            finally:
+                segment.synthesis_done.set()
+                segment.text_done.set()
+                segment.audio_send.close()
+
+    async def _collect_text(
+        self,
+        segment: _Segment,
+        text: trio.MemoryReceiveChannel[str],
+        tts_send: trio.MemorySendChannel[str] | None,
+    ) -> None:
+        """Keep the raw text (for what was heard) and feed the transformed text to the TTS."""
+        transforms = resolve_transforms(self._options.tts_text_transforms)
+
+        async def raw() -> AsyncIterable[str]:
+            async with text:
+                async for chunk in text:
+                    if segment.first_text_at is None:
+                        segment.first_text_at = trio.current_time()
+                    segment.text_parts.append(chunk)
+                    yield chunk
+            segment.text_done.set()
+
+        stream: AsyncIterable[str] = raw()
+        for transform in transforms:
+            stream = transform(stream)
+        try:
+            async for chunk in stream:  # type: ignore[attr-defined]
+                if tts_send is not None and chunk:
+                    tts_send.send_nowait(chunk)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+            if tts_send is not None:
+                tts_send.close()
+
+    async def _forward_prerendered(self, segment: _Segment, audio: AsyncIterable[AudioFrame]) -> None:
+        async for frame in audio:
+            segment.synthesized += frame.duration
+            await segment.audio_send.send(SynthesizedAudio(frame=frame))
+
+    async def _run_tts(self, segment: _Segment, text: trio.MemoryReceiveChannel[str]) -> None:
+        tts = self._tts
+        assert tts is not None
+        conn_options = self._options.conn_options.tts_conn_options
+        timing = {"started": None, "first_audio": None}
+
+        async def deliver(item: Any) -> None:
+            if item == TTS_REQUEST_STARTED:
+                if timing["started"] is None:
+                    timing["started"] = trio.current_time()
+                return
+            assert isinstance(item, SynthesizedAudio)
+            offset = segment.synthesized
+            if timing["first_audio"] is None:
+                timing["first_audio"] = trio.current_time()
+            segment.words.extend(
+                TimedWord(text=w.text, start=w.start + offset, end=w.end + offset)
+                for w in item.words
+            )
+            segment.synthesized += item.frame.duration
+            await segment.audio_send.send(item)
+
+        def on_error(error: BaseException, recoverable: bool) -> None:
+            self._bus.emit(
+                ErrorEvent(source="tts", message=str(error), recoverable=recoverable, error=error)
+            )
+
+        request_started = trio.current_time()
+        try:
+            if tts.capabilities.streaming:
+                await retrying(
+                    lambda: stream_attempt(
+                        lambda send: tts.stream(text, send, conn_options=conn_options),
+                        deliver,
+                        timeout=conn_options.timeout,
+                        what="the TTS",
+                    ),
+                    conn_options=conn_options,
+                    on_error=on_error,
+                    delivered=lambda: segment.synthesized > 0,
+                )
+            else:
+                splitter = SentenceSplitter()
+                async with text:
+                    async for chunk in text:
+                        for sentence in splitter.push(chunk):
+                            await self._synthesize_sentence(tts, sentence, deliver, on_error)
+                for sentence in splitter.flush():
+                    await self._synthesize_sentence(tts, sentence, deliver, on_error)
+        except Exception as error:
+            segment.error = error
+            await self._session_inbox.send(ProviderFailed(source="tts", error=error))
+            return
+        finished = trio.current_time()
+        if timing["first_audio"] is not None:
+            anchor = timing["started"] if timing["started"] is not None else segment.first_text_at
+            self._bus.emit(
+                MetricsCollected(
+                    kind="tts",
+                    metrics={
+                        "ttfb": timing["first_audio"] - (anchor or request_started),
+                        "duration": finished - (anchor or request_started),
+                        "audio_duration": segment.synthesized,
+                    },
+                )
+            )
+
+    async def _synthesize_sentence(self, tts: TTS, sentence: str, deliver: Any, on_error: Any) -> None:
+        conn_options = self._options.conn_options.tts_conn_options
+        await deliver(TTS_REQUEST_STARTED)
+        before = 0.0
+
+        async def attempt() -> None:
+            nonlocal before
+            before = 0.0
+
+            async def produce(send: trio.MemorySendChannel[Any]) -> None:
+                await tts.synthesize(sentence, send, conn_options=conn_options)
+
+            async def counted(item: Any) -> None:
+                nonlocal before
+                if isinstance(item, SynthesizedAudio):
+                    before += item.frame.duration
+                await deliver(item)
+
+            await stream_attempt(produce, counted, timeout=conn_options.timeout, what="the TTS")
+
+        await retrying(attempt, conn_options=conn_options, on_error=on_error, delivered=lambda: before > 0)
+
+    # -- playout --------------------------------------------------------------
+
+    async def _play(self, segment: _Segment, request: PlaySegment) -> None:
+        handle = request.handle
+        started_at: float | None = None
+        wrote_any = False
+        interrupted = False
+        with trio.CancelScope() as scope:
+            handle._bind_scope(scope)
+            try:
+                if segment.text_only:
+                    started_at = await self._play_text_only(segment, request)
+                else:
+                    self._timeline.reset()
+                    if self._paused:
+                        self._timeline.pause(trio.current_time())
+                    async with segment.audio_receive:
+                        async for item in segment.audio_receive:
+                            frame = item.frame
+                            await self._wait_for_room(frame.duration)
+                            now = trio.current_time()
+                            await self._output.write(frame)
+                            self._timeline.write(frame.duration, now)
+                            wrote_any = True
+                            self._record(frame)
+                            if started_at is None:
+                                started_at = await self._await_audible(request)
+                    self._output.segment_done()
+                    if started_at is None and wrote_any:
+                        started_at = await self._await_audible(request)
+                    await self._wait_until_played()
+            finally:
+                handle._unbind_scope(scope)
+        interrupted = scope.cancelled_caught or handle.interrupted
+        now = trio.current_time()
+        if not segment.text_only:
+            assert self._output is not None
+            if interrupted:
+                self._output.clear()
+                position = self._timeline.position(now)
+            else:
+                position = self._timeline.pushed
+            self._timeline.reset()
+            if self._paused:
+                self._timeline.pause(now)
+            if interrupted or position < segment.synthesized:
+                segment.scope.cancel()
+            heard = self._heard_text(segment, position, interrupted)
+        else:
+            position = 0.0
+            heard = "" if started_at is None else segment.text
+            if interrupted:
+                segment.scope.cancel()
+        if wrote_any:
+            self._bus.emit(PlaybackFinished(speech_id=handle.id, position=position, interrupted=interrupted))
+        if not request.started.done():
+            request.started.set_result(None)  # nothing was audible
+        request.reply.set_result(
+            PlayoutResult(
+                position=position,
+                interrupted=interrupted,
+                text=heard,
+                started_at=started_at,
+                finished_at=now,
+                synthesized_text=segment.text,
+                error=segment.error,
+            )
+        )
+
+    async def _await_audible(self, request: PlaySegment) -> float | None:
+        """Resolve ``started`` once the first frame is actually playing (after a pause)."""
+        await self._paused.wait_value(False)
+        started_at = self._timeline.started_at or trio.current_time()
+        self._bus.emit(PlaybackStarted(speech_id=request.handle.id))
+        request.started.set_result(started_at)
+        return started_at
+
+    async def _play_text_only(self, segment: _Segment, request: PlaySegment) -> float | None:
+        started_at = None
+        while not segment.text_done:
+            if segment.text_parts and started_at is None:
+                started_at = trio.current_time()
+                request.started.set_result(started_at)
+            await segment.text_done.wait_value(True)
+        if segment.text_parts and started_at is None:
+            started_at = trio.current_time()
+            request.started.set_result(started_at)
+        return started_at
+
+    async def _wait_for_room(self, duration: float) -> None:
+        """Wait until writing ``duration`` more keeps the device within its buffer."""
+        assert self._output is not None
+        limit = max(0.0, self._output.buffer_duration - duration)
+        while True:
+            if self._paused:
+                await self._paused.wait_value(False)
+                continue
+            wake = self._timeline.end_time(trio.current_time()) - limit
+            if wake <= trio.current_time() + 1e-9:
+                return
+            with trio.move_on_at(wake):
+                await self._paused.wait_value(True)
+
+    async def _wait_until_played(self) -> None:
+        while True:
+            if self._paused:
+                await self._paused.wait_value(False)
+                continue
+            end = self._timeline.end_time(trio.current_time())
+            if end <= trio.current_time() + 1e-9:
+                return
+            with trio.move_on_at(end):
+                await self._paused.wait_value(True)
+
+    def _heard_text(self, segment: _Segment, position: float, interrupted: bool) -> str:
+        if not interrupted:
+            return segment.text
+        if segment.words:
+            return " ".join(w.text for w in segment.words if w.end <= position + 1e-9)
+        if segment.synthesized <= 0:
+            return ""
+        return heard_prefix(segment.text, position / segment.synthesized)
+
+    def _record(self, frame: AudioFrame) -> None:
+        if self._recorder is None:
+            return
+        try:
+            self._recorder.send_nowait(RecordAudio("agent", frame))
+        except trio.WouldBlock:
+            self.recorder_drops += 1

@@ -1,0 +1,56 @@
+"""VAD actor: runs the VAD provider over the pipeline's frames.
+
+Its inbox is the frame link from AudioIn. Events go to the Turn actor and, for
+a recognizer driven by speech segments, to the Recognizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from ..audio import AudioFrame
+from ..events import ErrorEvent, EventBus
+from ..messages import ProviderFailed, VADEvent
+from ..providers.base import VAD
+
+# Frames waiting for the VAD; AudioIn drops (and counts) beyond this.
+FRAME_BUFFER = 50
+
+
+class VADActor:
+    def __init__(
+        self,
+        *,
+        vad: VAD,
+        bus: EventBus,
+        turn_events: trio.MemorySendChannel[Any],
+        session_inbox: trio.MemorySendChannel[Any],
+        recognizer_events: trio.MemorySendChannel[VADEvent] | None = None,
+    ) -> None:
+        self._vad = vad
+        self._bus = bus
+        self._turn = turn_events
+        self._recognizer = recognizer_events
+        self._session_inbox = session_inbox
+        self.frames, self._frames = trio.open_memory_channel[AudioFrame](FRAME_BUFFER)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        send, receive = trio.open_memory_channel[VADEvent](FRAME_BUFFER)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_provider, send)
+            task_status.started()
+            async with receive:
+                async for event in receive:
+                    await self._turn.send(event)
+                    if self._recognizer is not None:
+                        await self._recognizer.send(event)
+
+    async def _run_provider(self, send: trio.MemorySendChannel[VADEvent]) -> None:
+        async with send:
+            try:
+                await self._vad.run(self._frames, send)
+            except Exception as error:
+                self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+                await self._session_inbox.send(ProviderFailed(source="vad", error=error))

@@ -1,0 +1,70 @@
+"""The ``voxtrio`` command.
+
+``voxtrio scenario run FILE.json [--expect]`` plays a scenario on a virtual
+clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
+finds a difference). ``voxtrio demo`` runs the demo conversation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+
+def _scenario_run(args: argparse.Namespace) -> int:
+    from .testing.scenario import ScenarioError, compare_expected, load_scenario, run_scenario
+
+    try:
+        with open(args.file, encoding="utf-8") as file:
+            data = json.load(file)
+    except OSError as error:
+        print(f"error: cannot read {args.file}: {error.strerror}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as error:
+        print(f"error: {args.file} is not valid JSON: {error}", file=sys.stderr)
+        return 2
+    try:
+        scenario = load_scenario(data)
+    except ScenarioError as error:
+        print(f"error: {args.file}: {error}", file=sys.stderr)
+        return 2
+    lines = run_scenario(scenario)
+    for line in lines:
+        print(json.dumps(line))
+    if args.expect:
+        if scenario.expect is None:
+            print("error: --expect given but the scenario has no 'expect' list", file=sys.stderr)
+            return 2
+        problem = compare_expected(lines, scenario.expect)
+        if problem:
+            print(f"expectation failed: {problem}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voxtrio", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    scenario = commands.add_parser("scenario", help="scenario files")
+    scenario_commands = scenario.add_subparsers(dest="scenario_command", required=True)
+    run = scenario_commands.add_parser("run", help="play a scenario and print its timeline")
+    run.add_argument("file")
+    run.add_argument("--expect", action="store_true", help="compare with the file's 'expect' list")
+    run.set_defaults(handler=_scenario_run)
+    demo = commands.add_parser("demo", help="run the demo conversation")
+    demo.add_argument("--fast", action="store_true", help="virtual time instead of real time")
+    demo.set_defaults(handler=_demo)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The errors voxtrio raises and the ones providers and tools raise to it.
+
+Provider errors say whether retrying can help (``retryable``); the session
+turns each failed attempt into an ``error`` event and counts the ones that
+could not be recovered (see ``SessionConnectOptions.max_unrecoverable_errors``).
+"""
+
+from __future__ import annotations
+
+
+class VoxtrioError(Exception):
+    """Base class of every error voxtrio defines."""
+
+
+class AudioFormatError(VoxtrioError, ValueError):
+    """Audio that cannot be read as PCM: wrong dtype, odd byte count, absurd rate."""
+
+
+class APIError(VoxtrioError):
+    """A provider failed. ``retryable`` says whether another attempt can succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = True, body: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.body = body
+
+
+class APIConnectionError(APIError):
+    """The provider could not be reached, or the connection dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The provider made no progress within ``APIConnectOptions.timeout``."""
+
+
+class APIStatusError(APIError):
+    """The provider answered with an error status (HTTP or protocol level)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = -1,
+        retryable: bool | None = None,
+        body: object = None,
+    ) -> None:
+        if retryable is None:
+            retryable = status_code == 429 or status_code >= 500
+        super().__init__(message, retryable=retryable, body=body)
+        self.status_code = status_code
+
+
+class ToolError(VoxtrioError):
+    """Raised by a tool to show its message to the LLM as an error output."""
+
+
+class StopResponse(VoxtrioError):
+    """Raised by a tool or ``on_user_turn_completed`` to skip the agent's reply."""
+
+
+class SessionClosedError(VoxtrioError, RuntimeError):
+    """The session is not running (not started yet, or closed)."""

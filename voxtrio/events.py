@@ -1,0 +1,264 @@
+"""What a session tells its application, and the one ordered log it goes through.
+
+Every event gets a sequence number from the session's single counter (the same
+counter that orders the chat history) and the virtual time it was emitted at.
+Callbacks registered with ``session.on`` run synchronously, in registration
+order; ``session.events()`` iterators receive the same events in the same
+order. Events are control traffic (tens per second at most), so subscriber
+queues are unbounded; the recorded log is bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from typing import Any, Callable, ClassVar, Literal
+
+import attrs
+import trio
+
+from .chat import ChatItem, FunctionCall, FunctionCallOutput
+
+logger = logging.getLogger("voxtrio")
+
+AgentState = Literal["initializing", "listening", "thinking", "speaking"]
+UserState = Literal["listening", "speaking", "away"]
+CloseReason = Literal[
+    "error", "job_shutdown", "participant_disconnected", "user_initiated", "task_completed"
+]
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    type: ClassVar[str] = "event"
+    seq: int = -1
+    created_at: float = 0.0
+
+    def payload(self) -> dict[str, Any]:
+        """The fields that describe what happened (for timelines and logs)."""
+        return {}
+
+
+@attrs.frozen(kw_only=True)
+class AgentStateChanged(Event):
+    type: ClassVar[str] = "agent_state_changed"
+    old_state: AgentState
+    new_state: AgentState
+
+    def payload(self) -> dict[str, Any]:
+        return {"old": self.old_state, "new": self.new_state}
+
+
+@attrs.frozen(kw_only=True)
+class UserStateChanged(Event):
+    type: ClassVar[str] = "user_state_changed"
+    old_state: UserState
+    new_state: UserState
+
+    def payload(self) -> dict[str, Any]:
+        return {"old": self.old_state, "new": self.new_state}
+
+
+@attrs.frozen(kw_only=True)
+class UserInputTranscribed(Event):
+    type: ClassVar[str] = "user_input_transcribed"
+    transcript: str
+    is_final: bool
+    language: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {"transcript": self.transcript, "is_final": self.is_final}
+
+
+@attrs.frozen(kw_only=True)
+class SpeechCreated(Event):
+    type: ClassVar[str] = "speech_created"
+    speech_id: str
+    source: Literal["say", "generate_reply", "tool_response"]
+    user_initiated: bool
+    speech_handle: Any = attrs.field(default=None, repr=False)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "speech_id": self.speech_id,
+            "source": self.source,
+            "user_initiated": self.user_initiated,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class PlaybackStarted(Event):
+    type: ClassVar[str] = "playback_started"
+    speech_id: str
+
+    def payload(self) -> dict[str, Any]:
+        return {"speech_id": self.speech_id}
+
+
+@attrs.frozen(kw_only=True)
+class PlaybackFinished(Event):
+    type: ClassVar[str] = "playback_finished"
+    speech_id: str
+    position: float
+    interrupted: bool
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "speech_id": self.speech_id,
+            "position": _r(self.position),
+            "interrupted": self.interrupted,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemAdded(Event):
+    type: ClassVar[str] = "conversation_item_added"
+    item: ChatItem
+
+    def payload(self) -> dict[str, Any]:
+        return {"item": self.item.to_dict()}
+
+
+@attrs.frozen(kw_only=True)
+class FunctionToolsExecuted(Event):
+    type: ClassVar[str] = "function_tools_executed"
+    function_calls: tuple[FunctionCall, ...]
+    function_call_outputs: tuple[FunctionCallOutput, ...]
+    max_steps_reached: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "calls": [
+                {"name": c.name, "arguments": c.arguments, "call_id": c.call_id}
+                for c in self.function_calls
+            ],
+            "outputs": [
+                {"call_id": o.call_id, "output": o.output, "is_error": o.is_error}
+                for o in self.function_call_outputs
+            ],
+        }
+
+
+@attrs.frozen(kw_only=True)
+class AgentFalseInterruption(Event):
+    type: ClassVar[str] = "agent_false_interruption"
+    resumed: bool
+
+    def payload(self) -> dict[str, Any]:
+        return {"resumed": self.resumed}
+
+
+@attrs.frozen(kw_only=True)
+class MetricsCollected(Event):
+    """``kind`` is eou, llm, tts, stt or vad; ``metrics`` holds seconds (and counts)."""
+
+    type: ClassVar[str] = "metrics_collected"
+    kind: Literal["eou", "llm", "tts", "stt", "vad", "preemptive"]
+    metrics: dict[str, Any]
+
+    def payload(self) -> dict[str, Any]:
+        figures = {
+            k: (_r(v) if isinstance(v, float) else v) for k, v in sorted(self.metrics.items())
+        }
+        return {"kind": self.kind, **figures}
+
+
+@attrs.frozen(kw_only=True)
+class ErrorEvent(Event):
+    type: ClassVar[str] = "error"
+    source: Literal["stt", "llm", "tts", "vad", "transport", "agent", "tool", "session"]
+    message: str
+    recoverable: bool
+    error: BaseException | None = attrs.field(default=None, repr=False, eq=False)
+
+    def payload(self) -> dict[str, Any]:
+        return {"source": self.source, "message": self.message, "recoverable": self.recoverable}
+
+
+@attrs.frozen(kw_only=True)
+class CloseEvent(Event):
+    """The session ended. ``cancelled`` names user code cut off by ``close_timeout``."""
+
+    type: ClassVar[str] = "close"
+    reason: CloseReason
+    error: str | None = None
+    cancelled: tuple[str, ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"reason": self.reason, "error": self.error}
+        if self.cancelled:
+            payload["cancelled"] = list(self.cancelled)
+        return payload
+
+
+EVENT_TYPES = {
+    cls.type: cls
+    for cls in (
+        AgentStateChanged,
+        UserStateChanged,
+        UserInputTranscribed,
+        SpeechCreated,
+        PlaybackStarted,
+        PlaybackFinished,
+        ConversationItemAdded,
+        FunctionToolsExecuted,
+        AgentFalseInterruption,
+        MetricsCollected,
+        ErrorEvent,
+        CloseEvent,
+    )
+}
+
+
+class EventBus:
+    """The session's ordered log: one sequence counter, callbacks, subscribers."""
+
+    def __init__(self, *, max_recorded: int = 10_000) -> None:
+        self._seq = 0
+        self._callbacks: dict[str, list[Callable[[Any], Any]]] = collections.defaultdict(list)
+        self._subscribers: list[trio.MemorySendChannel[Event]] = []
+        self.recorded: collections.deque[Event] = collections.deque(maxlen=max_recorded)
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def on(self, name: str, callback: Callable[[Any], Any]) -> Callable[[], None]:
+        if name not in EVENT_TYPES and name != "*":
+            raise ValueError(f"unknown event {name!r}; known events: {sorted(EVENT_TYPES)}")
+        self._callbacks[name].append(callback)
+        return lambda: self.off(name, callback)
+
+    def off(self, name: str, callback: Callable[[Any], Any]) -> None:
+        if callback in self._callbacks.get(name, []):
+            self._callbacks[name].remove(callback)
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[Event]:
+        send, receive = trio.open_memory_channel[Event](math.inf)
+        self._subscribers.append(send)
+        return receive
+
+    def emit(self, event: Event) -> Event:
+        event = attrs.evolve(event, seq=self.next_seq(), created_at=trio.current_time())
+        self.recorded.append(event)
+        for callback in (*self._callbacks.get(event.type, ()), *self._callbacks.get("*", ())):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("event callback for %r failed", event.type)
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(send)
+        return event
+
+    def close_subscribers(self) -> None:
+        for send in self._subscribers:
+            send.close()
+        self._subscribers.clear()

@@ -1,0 +1,372 @@
+"""Every message the actors exchange: the protocol of voxtrio.
+
+Read top to bottom, this module is the data flow of a session::
+
+    transport ──AudioFrame──► AudioIn ──AudioFrame──► VAD ──VADEvent──► Turn
+                                 │                     └──VADEvent──► Recognizer
+                                 ├──AudioFrame──► Recognizer ──STTEvent──► Turn
+                                 └──RecordAudio──► Recorder
+    Turn ──UserTurnCompleted / UserInterrupted / UserActivity──► Planner
+    Planner ──AgentSpeech──► Turn                     (what the agent is doing)
+    Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
+    Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
+    anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
+    AgentSession (the public API) ──Say / GenerateReply / Interrupt / ...──► Planner
+
+Messages are frozen and slotted. A few carry a ``reply`` :class:`Future` (the
+answer to a request) or a channel end (a stream that belongs to the request);
+everything else is plain data. Audio and VAD/STT events travel on bounded
+channels; the control messages below them are rare and travel on unbounded
+inboxes so that a public API call never blocks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
+
+import attrs
+
+from ._sync import Future
+from .audio import AudioFrame
+
+if TYPE_CHECKING:
+    import trio
+
+    from .agent import Agent
+    from .chat import ChatContext, ChatMessage
+    from .events import CloseReason
+    from .options import SessionOptions
+    from .speech import SpeechHandle
+
+__all__ = ["AudioFrame"]  # the audio path's message is the frame itself (voxtrio.audio)
+
+
+# ---------------------------------------------------------------------------
+# Hearing: VAD and recognizer output (providers produce these directly)
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class VADEvent:
+    """One VAD observation; times are audio time (``AudioFrame.timestamp``).
+
+    ``start_of_speech`` comes once speech has lasted the VAD's minimum speech
+    duration; ``inference`` reports progress while speaking; ``end_of_speech``
+    comes after the minimum silence, and carries the silence it waited, so the
+    true end of speech is ``timestamp - silence_duration``.
+    """
+
+    kind: Literal["start_of_speech", "inference", "end_of_speech"]
+    timestamp: float
+    speech_duration: float
+    silence_duration: float
+    speaking: bool
+    probability: float = 1.0
+    inference_duration: float = 0.0
+    raw_accumulated_silence: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class STTEvent:
+    """A recognizer result: interim or final text, or a speech boundary.
+
+    ``start_of_speech``/``end_of_speech`` only matter with
+    ``turn_detection="stt"``. ``start_time``/``end_time`` are audio time when the
+    recognizer knows them.
+    """
+
+    kind: Literal["start_of_speech", "interim", "final", "end_of_speech"]
+    text: str = ""
+    language: str | None = None
+    confidence: float = 1.0
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+# ---------------------------------------------------------------------------
+# AudioIn control and the recorder
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SetAudioInput:
+    """Turn the audio input on or off (push-to-talk); off synthesizes end of speech."""
+
+    enabled: bool
+
+
+@attrs.frozen
+class SetRecognizerMuted:
+    """Send silence instead of the user's audio to the recognizer (protected speech)."""
+
+    muted: bool
+
+
+@attrs.frozen
+class RecordAudio:
+    track: Literal["user", "agent"]
+    frame: AudioFrame
+
+
+# ---------------------------------------------------------------------------
+# Recognizer control (Turn -> Recognizer)
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class FlushRecognizer:
+    """Ask for a final transcript of what was heard so far (commit_user_turn)."""
+
+
+@attrs.frozen
+class ResetRecognizer:
+    """Drop buffered audio and restart the stream (clear_user_turn)."""
+
+
+# ---------------------------------------------------------------------------
+# Turn -> Planner: the user's side of the conversation
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class UserTurnCompleted:
+    """The user's turn ended: the Planner replies (unless ``skip_reply``).
+
+    ``metrics`` holds the end-of-utterance figures, measured on the audio clock
+    from ``stopped_speaking_at`` (the last voiced audio).
+    """
+
+    transcript: str
+    started_speaking_at: float | None
+    stopped_speaking_at: float | None
+    confidence: float = 1.0
+    skip_reply: bool = False
+    metrics: dict[str, float] = attrs.Factory(dict)
+
+
+@attrs.frozen(kw_only=True)
+class UserInterrupted:
+    """The user's audio activity should cut the agent off (VAD or transcript)."""
+
+    reason: Literal["vad", "transcript"]
+    transcript: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class UserActivity:
+    """The user started or stopped talking; the Planner holds replies meanwhile."""
+
+    speaking: bool
+    at: float
+    final_transcript: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class PreemptiveTranscript:
+    """A final transcript before the turn commits: start speculative LLM work."""
+
+    transcript: str
+
+
+# ---------------------------------------------------------------------------
+# Planner -> Turn: what the agent is doing
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class AgentSpeech:
+    """The agent's audible state and whether the current speech may be interrupted."""
+
+    speaking: bool
+    interruptible: bool
+    has_current_speech: bool
+    paused: bool = False
+    tools_running: bool = False
+    at: float = 0.0
+
+
+# ---------------------------------------------------------------------------
+# Public API -> Planner
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Say:
+    handle: SpeechHandle
+    text: Any  # str or an async iterable of str
+    audio: Any = None  # an async iterable of AudioFrame, or None
+    add_to_chat_ctx: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class GenerateReply:
+    handle: SpeechHandle
+    user_message: ChatMessage | None = None
+    instructions: str | None = None
+    tool_choice: str | None = None
+    tools: Sequence[str] | None = None
+    chat_ctx: ChatContext | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Interrupt:
+    """Interrupt the current and queued speeches; ``reply`` resolves when they are done."""
+
+    force: bool
+    reply: Future[None]
+
+
+@attrs.frozen(kw_only=True)
+class CommitUserTurn:
+    transcript_timeout: float
+    skip_reply: bool
+    reply: Future[str]
+
+
+@attrs.frozen
+class ClearUserTurn:
+    pass
+
+
+@attrs.frozen
+class OptionsChanged:
+    options: SessionOptions
+
+
+# ---------------------------------------------------------------------------
+# Session <-> Planner: the agent's activity lifecycle
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class StartActivity:
+    """Make ``agent`` the current agent and run its ``on_enter``."""
+
+    agent: Agent
+    reply: Future[None]
+
+
+@attrs.frozen(kw_only=True)
+class DrainActivity:
+    """Stop taking turns, run ``on_exit`` (unless ``run_on_exit`` is false) and let
+    every speech finish (tool replies included). ``interrupt`` cuts them off first."""
+
+    interrupt: bool
+    reply: Future[None]
+    run_on_exit: bool = True
+
+
+# ---------------------------------------------------------------------------
+# Planner -> Speaker: speaking
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class SynthesizeSegment:
+    """Start turning ``text`` into audio now, so it is ready when it may play.
+
+    ``text`` is a channel end the Planner feeds and closes; ``audio`` replaces
+    synthesis with pre-rendered frames. The Speaker keeps the segment until a
+    :class:`PlaySegment` or :class:`DiscardSegment` names it.
+    """
+
+    segment_id: str
+    speech_id: str
+    text: trio.MemoryReceiveChannel[str]
+    audio: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class PlaySegment:
+    """Play a synthesized segment; ``started`` resolves at the first audible frame,
+    ``reply`` with the :class:`PlayoutResult` once it played out or was cut off."""
+
+    segment_id: str
+    handle: SpeechHandle
+    started: Future[float | None]
+    reply: Future[PlayoutResult]
+
+
+@attrs.frozen
+class DiscardSegment:
+    segment_id: str
+
+
+@attrs.frozen
+class PausePlayout:
+    """Freeze the play head (false-interruption detection); audio stays queued."""
+
+
+@attrs.frozen
+class ResumePlayout:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class PlayoutResult:
+    """What the user actually heard of one segment."""
+
+    position: float
+    interrupted: bool
+    text: str
+    started_at: float | None
+    finished_at: float
+    synthesized_text: str = ""
+    error: BaseException | None = None
+
+
+# ---------------------------------------------------------------------------
+# Anyone -> Session: supervision
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ProviderFailed:
+    """A provider request failed for good (after its retries)."""
+
+    source: Literal["stt", "llm", "tts", "vad"]
+    error: BaseException
+
+
+@attrs.frozen(kw_only=True)
+class ErrorCountReset:
+    """Progress was made: forget earlier unrecoverable errors of these sources."""
+
+    sources: tuple[Literal["stt", "llm", "tts"], ...]
+
+
+@attrs.frozen(kw_only=True)
+class HandoffRequested:
+    agent: Agent
+    reply: Future[None] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CloseRequested:
+    reason: CloseReason
+    drain: bool
+    error: BaseException | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DrainRequested:
+    reply: Future[None]
+
+
+PlannerMessage = Union[
+    Say,
+    GenerateReply,
+    Interrupt,
+    UserTurnCompleted,
+    UserInterrupted,
+    UserActivity,
+    PreemptiveTranscript,
+    StartActivity,
+    DrainActivity,
+    OptionsChanged,
+]
+TurnMessage = Union[VADEvent, STTEvent, AgentSpeech, CommitUserTurn, ClearUserTurn, OptionsChanged]
+SpeakerMessage = Union[SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout]
+SessionMessage = Union[
+    ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested
+]

@@ -1,0 +1,243 @@
+"""The provider protocols: VAD, STT, LLM, TTS and RealtimeModel.
+
+A provider is a trio-native object whose streaming work is one async function
+reading from one channel and writing to another. The session's actors own the
+channels, the tasks and the retries; a provider only speaks its engine's or
+vendor's protocol. ``capabilities`` tells the session what a provider can do,
+so the pipeline adapts (a non-streaming STT is driven by VAD segments, a
+non-streaming TTS is fed one sentence at a time).
+
+Errors: raise :class:`voxtrio.errors.APIError` (or a subclass) with
+``retryable`` set honestly; the session retries per ``APIConnectOptions``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
+
+import attrs
+
+from ..audio import AudioFrame
+from ..messages import STTEvent, VADEvent
+from ..options import APIConnectOptions
+
+if TYPE_CHECKING:
+    import trio
+
+    from ..chat import ChatContext
+    from ..tools import FunctionTool
+
+ToolChoice = Union[Literal["auto", "required", "none"], str]
+
+DEFAULT_CONN_OPTIONS = APIConnectOptions()
+
+
+# ---------------------------------------------------------------------------
+# VAD
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class VADCapabilities:
+    update_interval: float = 0.032
+    """Seconds of audio between two inference events."""
+
+
+class VAD(abc.ABC):
+    """Voice activity detection over the pipeline's 16 kHz mono frames."""
+
+    capabilities: VADCapabilities = VADCapabilities()
+    min_silence_duration: float = 0.5
+    min_speech_duration: float = 0.05
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        frames: trio.MemoryReceiveChannel[AudioFrame],
+        events: trio.MemorySendChannel[VADEvent],
+    ) -> None:
+        """Read frames until the channel closes; send speech start/inference/end events.
+
+        One call is one stream: recurrent state lives in the call, not the object,
+        so one VAD object can serve many sessions.
+        """
+
+
+# ---------------------------------------------------------------------------
+# STT
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class STTCapabilities:
+    streaming: bool
+    interim_results: bool = False
+    aligned_transcript: bool = False
+    offline_recognize: bool = True
+
+
+class STT(abc.ABC):
+    capabilities: STTCapabilities
+
+    async def stream(
+        self,
+        frames: trio.MemoryReceiveChannel[AudioFrame],
+        events: trio.MemorySendChannel[STTEvent],
+        *,
+        language: str | None = None,
+        conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
+    ) -> None:
+        """Streaming recognition: read frames until closed, send interim/final events.
+
+        Only for ``capabilities.streaming``. An empty ``AudioFrame`` (no samples)
+        asks for a flush: finalize what was heard so far.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    async def recognize(
+        self,
+        audio: AudioFrame,
+        *,
+        language: str | None = None,
+        conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
+    ) -> STTEvent:
+        """Recognize one utterance (non-streaming STTs, driven by VAD segments)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot recognize a buffer")
+
+
+# ---------------------------------------------------------------------------
+# LLM
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallChunk:
+    """A complete function call parsed from the model's output."""
+
+    name: str
+    arguments: str
+    call_id: str
+
+
+@attrs.frozen(kw_only=True)
+class UsageChunk:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+LLMChunk = Union[str, ToolCallChunk, UsageChunk]
+
+
+@attrs.frozen(kw_only=True)
+class LLMCapabilities:
+    tool_calls: bool = True
+    structured_output: bool = False
+
+
+class LLM(abc.ABC):
+    capabilities: LLMCapabilities = LLMCapabilities()
+    model: str = "unknown"
+
+    @abc.abstractmethod
+    async def chat(
+        self,
+        *,
+        chat_ctx: ChatContext,
+        tools: Sequence[FunctionTool],
+        tool_choice: ToolChoice | None,
+        output: trio.MemorySendChannel[LLMChunk],
+        conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
+    ) -> None:
+        """Stream one completion: text deltas (str), then tool calls and usage.
+
+        Return when the completion is complete; do not close ``output``.
+        """
+
+
+# ---------------------------------------------------------------------------
+# TTS
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TimedWord:
+    """A word of the synthesized text and when it is heard, in seconds of the
+    segment's audio."""
+
+    text: str
+    start: float
+    end: float
+
+
+@attrs.frozen(kw_only=True)
+class SynthesizedAudio:
+    frame: AudioFrame
+    words: tuple[TimedWord, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class TTSCapabilities:
+    streaming: bool
+    aligned_transcript: bool = False
+
+
+class TTS(abc.ABC):
+    capabilities: TTSCapabilities
+    sample_rate: int = 24_000
+    num_channels: int = 1
+
+    async def stream(
+        self,
+        text: trio.MemoryReceiveChannel[str],
+        audio: trio.MemorySendChannel[SynthesizedAudio],
+        *,
+        conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
+    ) -> None:
+        """Streaming synthesis of one segment: read text until closed, send audio."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    async def synthesize(
+        self,
+        text: str,
+        audio: trio.MemorySendChannel[SynthesizedAudio],
+        *,
+        conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
+    ) -> None:
+        """Synthesize one piece of text (a sentence) and send its audio."""
+        raise NotImplementedError(f"{type(self).__name__} cannot synthesize a sentence")
+
+
+# ---------------------------------------------------------------------------
+# Realtime (speech-to-speech) models
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeCapabilities:
+    turn_detection: bool
+    user_transcription: bool
+    audio_output: bool = True
+    auto_tool_reply_generation: bool = False
+    can_disable_turn_detection: bool = True
+
+
+class RealtimeModel(abc.ABC):
+    """A model that hears audio and speaks audio itself.
+
+    The protocol is declared so that sessions and options can name it
+    (``turn_detection="realtime_llm"``); no implementation ships yet.
+    """
+
+    capabilities: RealtimeCapabilities
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        audio_in: trio.MemoryReceiveChannel[AudioFrame],
+        events: trio.MemorySendChannel[Any],
+        *,
+        chat_ctx: ChatContext,
+        tools: Sequence[FunctionTool],
+    ) -> None:
+        """Run one realtime session until ``audio_in`` closes."""

@@ -1,0 +1,82 @@
+"""Running a provider request: progress timeouts and retries per APIConnectOptions.
+
+A provider streams into a channel; :func:`stream_attempt` reads it with a
+deadline on every chunk (``timeout`` bounds the wait for *progress*, so a long
+answer is fine and a stalled one is not) and re-raises the provider's own error
+unwrapped. :func:`retrying` repeats an attempt while the error is retryable,
+the budget allows it and no output was delivered yet (audio already played or
+text already spoken cannot be taken back).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Awaitable, Callable, TypeVar
+
+import trio
+
+from .errors import APIError, APITimeoutError
+from .options import APIConnectOptions
+
+T = TypeVar("T")
+
+
+async def stream_attempt(
+    produce: Callable[[trio.MemorySendChannel[Any]], Awaitable[None]],
+    deliver: Callable[[Any], Awaitable[None]],
+    *,
+    timeout: float,
+    what: str,
+    buffer: float = math.inf,
+) -> None:
+    """Run ``produce(send)`` and pass each item to ``deliver`` as it arrives."""
+    send, receive = trio.open_memory_channel[Any](buffer)
+    failure: list[BaseException] = []
+
+    async def producer() -> None:
+        async with send:
+            try:
+                await produce(send)
+            except Exception as error:  # re-raised below, outside the nursery
+                failure.append(error)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        async with receive:
+            while True:
+                with trio.move_on_after(timeout) as waiting:
+                    try:
+                        item = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
+                if waiting.cancelled_caught:
+                    nursery.cancel_scope.cancel()
+                    raise APITimeoutError(f"{what} made no progress for {timeout:g} s")
+                await deliver(item)
+    if failure:
+        raise failure[0]
+
+
+async def retrying(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    conn_options: APIConnectOptions,
+    on_error: Callable[[BaseException, bool], None],
+    delivered: Callable[[], bool] = lambda: False,
+) -> T:
+    """Call ``attempt`` until it succeeds or the error is final.
+
+    ``on_error(error, recoverable)`` is told about every failed attempt:
+    ``recoverable`` is true when another attempt follows.
+    """
+    retries = 0
+    while True:
+        try:
+            return await attempt()
+        except APIError as error:
+            again = error.retryable and retries < conn_options.max_retry and not delivered()
+            on_error(error, again)
+            if not again:
+                raise
+            await trio.sleep(conn_options.retry_delay(retries))
+            retries += 1

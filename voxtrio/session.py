@@ -1,0 +1,464 @@
+"""AgentSession: the public face of a running voice session.
+
+``session.main(agent, transport)`` is the session: it starts the actors in a
+nursery it owns, activates the agent, and returns when the session has closed,
+with nothing of the session still running. Embed it with
+``trio.run(session.main, agent)`` or ``await nursery.start(session.main, agent)``
+(which returns once the agent is listening).
+
+The methods here are the reference's ``AgentSession`` API. The synchronous ones
+(``say``, ``generate_reply``, ``interrupt``...) only create a handle and post a
+message to the actor that does the work; what they must answer at once comes
+from the state the actors publish (:mod:`voxtrio.state`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import math
+from typing import Any, AsyncIterable, Sequence
+
+import attrs
+import trio
+
+from ._sync import Future
+from .actors.audio_in import AudioIn
+from .actors.planner import Planner
+from .actors.recognizer import Recognizer
+from .actors.recorder import Recorder
+from .actors.session import CloseInfo, SessionSupervisor
+from .actors.speaker import Speaker
+from .actors.turn import Turn
+from .actors.vad import VADActor
+from .agent import Agent
+from .chat import ChatContext, ChatMessage
+from .errors import SessionClosedError
+from .events import CloseEvent, Event, EventBus, SpeechCreated
+from .messages import (
+    ClearUserTurn,
+    CloseRequested,
+    CommitUserTurn,
+    DrainRequested,
+    GenerateReply,
+    HandoffRequested,
+    Interrupt,
+    OptionsChanged,
+    Say,
+)
+from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
+from .providers.base import LLM, STT, TTS, VAD
+from .speech import SpeechHandle, current_tool_speech
+from .state import SessionState
+from .tools import FunctionTool
+from .transports.base import Transport
+
+_inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
+    "voxtrio_inside_session", default=None
+)
+
+
+class AgentSession:
+    """A voice conversation: hear, decide, speak, hand over, close.
+
+    Keyword arguments are the reference's flat options (see
+    :class:`voxtrio.options.SessionOptions` for each one and its default),
+    plus the providers, session-wide ``tools`` and ``userdata``.
+    """
+
+    def __init__(
+        self,
+        *,
+        stt: STT | None = None,
+        vad: VAD | None = None,
+        llm: LLM | None = None,
+        tts: TTS | None = None,
+        tools: Sequence[FunctionTool] = (),
+        userdata: Any = NOT_GIVEN,
+        conn_options: SessionConnectOptions | None = None,
+        record: bool = False,
+        max_recorded_events: int = 10_000,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - SESSION_OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unknown AgentSession option(s): {', '.join(sorted(unknown))}")
+        if conn_options is not None:
+            options["conn_options"] = conn_options
+        if options.get("tts_text_transforms") is not None:
+            options["tts_text_transforms"] = tuple(options["tts_text_transforms"])
+        self._options = SessionOptions(**options)
+        self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
+        self._tools = list(tools)
+        self._userdata = userdata
+        self._record = record
+        self._bus = EventBus(max_recorded=max_recorded_events)
+        self._state = SessionState()
+        self._speech_ids = itertools.count(1)
+        self._planner: Planner | None = None
+        self._turn: Turn | None = None
+        self._supervisor: SessionSupervisor | None = None
+        self._closed: trio.Event | None = None
+        self.recorder: Recorder | None = None
+        self.last_close: CloseEvent | None = None
+
+    # -- running -------------------------------------------------------------------
+
+    async def main(
+        self,
+        agent: Agent,
+        transport: Transport | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the session until it closes. Nothing it started outlives it."""
+        if self._state.running or self._closed is not None:
+            raise RuntimeError("this session is already running")
+        state = self._state = SessionState()
+        state.extra["audio_output"] = transport is not None and transport.audio_output is not None
+        self._closed = trio.Event()
+        bus = self._bus
+        token = _inside_session.set(self)
+        info = CloseInfo("error", None, ())
+        try:
+            supervisor = self._supervisor = SessionSupervisor(
+                bus=bus, state=state, options=self._options, planner_inbox=None  # type: ignore[arg-type]
+            )
+            recorder = self.recorder = Recorder(enabled=self._record)
+            has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
+            vad = agent.override("vad", self.vad)
+            stt = agent.override("stt", self.stt)
+            speaker = Speaker(
+                tts=agent.override("tts", self.tts),
+                transport=transport,
+                bus=bus,
+                options=self._options,
+                session_inbox=supervisor.inbox,
+                recorder=recorder.inbox,
+            )
+            turn = self._turn = Turn(
+                bus=bus,
+                state=state,
+                options=self._options,
+                planner_inbox=None,  # type: ignore[arg-type]
+                session_inbox=supervisor.inbox,
+                has_stt=stt is not None,
+                has_vad=vad is not None,
+            )
+            planner = self._planner = Planner(
+                session=self,
+                bus=bus,
+                state=state,
+                options=self._options,
+                llm=self.llm,
+                speaker_inbox=speaker.inbox,
+                turn_inbox=turn.inbox,
+                session_inbox=supervisor.inbox,
+                session_tools=self._tools,
+            )
+            turn._planner = planner.inbox
+            supervisor._planner = planner.inbox
+            async with trio.open_nursery() as actors:
+                await actors.start(supervisor.run)
+                await actors.start(recorder.run)
+                await actors.start(speaker.run)
+                await actors.start(turn.run)
+                await actors.start(planner.run)
+                if has_input:
+                    assert transport is not None
+                    vad_actor = recognizer = None
+                    if vad is not None:
+                        vad_actor = VADActor(
+                            vad=vad, bus=bus, turn_events=turn.events, session_inbox=supervisor.inbox
+                        )
+                        await actors.start(vad_actor.run)
+                    if stt is not None:
+                        recognizer = Recognizer(
+                            stt=stt,
+                            bus=bus,
+                            options=self._options,
+                            turn_events=turn.events,
+                            session_inbox=supervisor.inbox,
+                        )
+                        await actors.start(recognizer.run)
+                    audio_in = AudioIn(
+                        transport=transport,
+                        session_inbox=supervisor.inbox,
+                        vad=vad_actor.frames if vad_actor else None,
+                        recognizer=recognizer.frames if recognizer else None,
+                        recorder=recorder.inbox,
+                    )
+                    await actors.start(audio_in.run)
+                state.running = True
+                await supervisor.start_agent(agent)
+                task_status.started()
+                info = await supervisor.finished
+                actors.cancel_scope.cancel()
+        except BaseException as error:
+            if isinstance(error, trio.Cancelled):
+                info = CloseInfo("job_shutdown", None, ())
+            else:
+                info = CloseInfo("error", error, ())
+            raise
+        finally:
+            _inside_session.reset(token)
+            state.running = False
+            state.accepting_speech = False
+            state.agent_state = "initializing"
+            state.user_state = "listening"
+            state.current_speech = None
+            error_text = None if info.error is None else f"{type(info.error).__name__}: {info.error}"
+            self.last_close = bus.emit(  # type: ignore[assignment]
+                CloseEvent(reason=info.reason, error=error_text, cancelled=info.cancelled)
+            )
+            bus.close_subscribers()
+            self._closed.set()
+            self._closed = None
+            if transport is not None:
+                with trio.CancelScope(shield=True):
+                    await transport.aclose()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def shutdown(self, *, drain: bool = True) -> None:
+        """Close soon: let queued speech play first when ``drain`` is true."""
+        if self._state.running and self._supervisor is not None:
+            self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=drain))
+
+    async def aclose(self) -> None:
+        """Close now (interrupting speech) and wait until the session has ended.
+
+        Bounded by ``close_timeout`` even if a tool or hook never returns. Called
+        from inside the session (a tool, a hook), it only asks for the close.
+        """
+        closed = self._closed
+        if not self._state.running or closed is None or self._supervisor is None:
+            return
+        self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=False))
+        if _inside_session.get() is not self:
+            await closed.wait()
+
+    async def drain(self) -> None:
+        """Stop taking new turns, run on_exit and wait for every speech to finish."""
+        self._check_running()
+        assert self._supervisor is not None
+        done: Future[None] = Future()
+        self._supervisor.inbox.send_nowait(DrainRequested(reply=done))
+        await done
+
+    async def __aenter__(self) -> AgentSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- speaking ------------------------------------------------------------------------
+
+    def say(
+        self,
+        text: str | AsyncIterable[str],
+        *,
+        audio: AsyncIterable[Any] | None = None,
+        allow_interruptions: bool | Any = NOT_GIVEN,
+        add_to_chat_ctx: bool = True,
+    ) -> SpeechHandle:
+        self._check_accepting()
+        tts = self.current_agent.override("tts", self.tts)
+        if audio is None and tts is None and self._has_audio_output():
+            raise RuntimeError("say() needs a TTS, or pre-rendered audio=, to speak text")
+        handle = self._create_handle(source="say", allow_interruptions=allow_interruptions)
+        assert self._planner is not None
+        self._planner.inbox.send_nowait(
+            Say(handle=handle, text=text, audio=audio, add_to_chat_ctx=add_to_chat_ctx)
+        )
+        return handle
+
+    def generate_reply(
+        self,
+        *,
+        user_input: str | ChatMessage | None = None,
+        instructions: str | None = None,
+        tool_choice: str | Any = NOT_GIVEN,
+        tools: Sequence[str] | None = None,
+        allow_interruptions: bool | Any = NOT_GIVEN,
+        chat_ctx: ChatContext | None = None,
+    ) -> SpeechHandle:
+        self._check_accepting()
+        assert self._planner is not None
+        if not self._planner.llm_available():
+            raise RuntimeError("generate_reply() needs an LLM")
+        if not is_given(tool_choice):
+            # Inside a tool, a reply should not call tools again unless asked to.
+            tool_choice = "none" if current_tool_speech.get() is not None else None
+        message = user_input
+        if isinstance(user_input, str):
+            message = ChatMessage(role="user", content=user_input)
+        handle = self._create_handle(source="generate_reply", allow_interruptions=allow_interruptions)
+        self._planner.inbox.send_nowait(
+            GenerateReply(
+                handle=handle,
+                user_message=message,  # type: ignore[arg-type]
+                instructions=instructions,
+                tool_choice=tool_choice,
+                tools=tools,
+                chat_ctx=chat_ctx,
+            )
+        )
+        return handle
+
+    def interrupt(self, *, force: bool = False) -> Future[None]:
+        """Interrupt the current speech and the queued ones (up to the first
+        protected one). The returned future resolves when they are done.
+
+        Raises RuntimeError if the current speech does not allow interruptions
+        and ``force`` is false.
+        """
+        self._check_running()
+        current = self._state.current_speech
+        if current is not None and not current.done() and not current.interrupted:
+            if not force and not current.allow_interruptions:
+                raise RuntimeError(
+                    f"the current speech {current.id} does not allow interruptions; "
+                    "use interrupt(force=True)"
+                )
+        reply: Future[None] = Future()
+        assert self._planner is not None
+        self._planner.inbox.send_nowait(Interrupt(force=force, reply=reply))
+        return reply
+
+    def commit_user_turn(
+        self, *, transcript_timeout: float = 2.0, skip_reply: bool = False
+    ) -> Future[str]:
+        self._check_running()
+        assert self._turn is not None
+        reply: Future[str] = Future()
+        self._turn.inbox.send_nowait(
+            CommitUserTurn(transcript_timeout=transcript_timeout, skip_reply=skip_reply, reply=reply)
+        )
+        return reply
+
+    def clear_user_turn(self) -> None:
+        self._check_running()
+        assert self._turn is not None
+        self._turn.inbox.send_nowait(ClearUserTurn())
+
+    def update_agent(self, agent: Agent) -> Future[None]:
+        """Hand the conversation to ``agent``: the current one drains and exits first."""
+        self._check_running()
+        assert self._supervisor is not None
+        done: Future[None] = Future()
+        self._supervisor.inbox.send_nowait(HandoffRequested(agent=agent, reply=done))
+        return done
+
+    def update_options(self, **changes: Any) -> None:
+        unknown = set(changes) - SESSION_OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        self._options = attrs.evolve(self._options, **changes)
+        if self._state.running:
+            for actor in (self._planner, self._turn):
+                if actor is not None:
+                    actor.inbox.send_nowait(OptionsChanged(self._options))
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on(self, name: str, callback: Any = None) -> Any:
+        """Register ``callback`` for event ``name`` (or use as a decorator)."""
+        if callback is None:
+            return lambda fn: (self._bus.on(name, fn), fn)[1]
+        self._bus.on(name, callback)
+        return callback
+
+    def off(self, name: str, callback: Any) -> None:
+        self._bus.off(name, callback)
+
+    def events(self) -> trio.MemoryReceiveChannel[Event]:
+        """Every event from now on, in order; the iteration ends after ``close``."""
+        return self._bus.subscribe()
+
+    @property
+    def recorded_events(self) -> list[Event]:
+        return list(self._bus.recorded)
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def options(self) -> SessionOptions:
+        return self._options
+
+    @property
+    def history(self) -> ChatContext:
+        return self._state.history
+
+    @property
+    def agent_state(self) -> str:
+        return self._state.agent_state
+
+    @property
+    def user_state(self) -> str:
+        return self._state.user_state
+
+    @property
+    def current_speech(self) -> SpeechHandle | None:
+        return self._state.current_speech
+
+    @property
+    def current_agent(self) -> Agent:
+        if self._state.current_agent is None:
+            raise RuntimeError("the session has no agent (it is not running)")
+        return self._state.current_agent
+
+    @property
+    def userdata(self) -> Any:
+        if not is_given(self._userdata):
+            raise ValueError("userdata is not set; pass AgentSession(userdata=...)")
+        return self._userdata
+
+    @userdata.setter
+    def userdata(self, value: Any) -> None:
+        self._userdata = value
+
+    @property
+    def running(self) -> bool:
+        return self._state.running
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if not self._state.running:
+            raise SessionClosedError(
+                "the session is not running: start it with session.main(agent) first"
+                if self._closed is None
+                else "the session is closing"
+            )
+
+    def _check_accepting(self) -> None:
+        self._check_running()
+        if not self._state.accepting_speech:
+            raise SessionClosedError(
+                "the session is draining or closing: it accepts no new speech"
+            )
+
+    def _has_audio_output(self) -> bool:
+        return self._state.extra.get("audio_output", False)
+
+    def _create_handle(
+        self, *, source: str, user_initiated: bool = True, allow_interruptions: Any = NOT_GIVEN
+    ) -> SpeechHandle:
+        assert self._planner is not None
+        if not is_given(allow_interruptions):
+            allow_interruptions = self._planner.resolved_allow_interruptions()
+        handle = SpeechHandle(
+            speech_id=f"speech_{next(self._speech_ids)}",
+            allow_interruptions=bool(allow_interruptions),
+            source=source,  # type: ignore[arg-type]
+        )
+        self._bus.emit(
+            SpeechCreated(
+                speech_id=handle.id,
+                source=source,  # type: ignore[arg-type]
+                user_initiated=user_initiated,
+                speech_handle=handle,
+            )
+        )
+        return handle

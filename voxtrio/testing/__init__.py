@@ -1,0 +1,38 @@
+"""Tools for testing voice agents: scripted providers and scenario files.
+
+The scripted providers follow a script instead of a model; they exist to test
+agents and the runtime in virtual time, not to talk to anyone.
+"""
+
+from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
+from .scripted import (
+    LLMResponse,
+    ScriptedAudioOutput,
+    ScriptedLLM,
+    ScriptedSTT,
+    ScriptedTransport,
+    ScriptedTTS,
+    ScriptedVAD,
+    ToolCall,
+    TTSResponse,
+    UserSpeech,
+)
+
+__all__ = [
+    "LLMResponse",
+    "Scenario",
+    "ScenarioError",
+    "ScriptedAudioOutput",
+    "ScriptedLLM",
+    "ScriptedSTT",
+    "ScriptedTransport",
+    "ScriptedTTS",
+    "ScriptedVAD",
+    "ToolCall",
+    "TTSResponse",
+    "UserSpeech",
+    "compare_expected",
+    "load_scenario",
+    "play",
+    "run_scenario",
+]

@@ -1,0 +1,167 @@
+"""Text on its way to the TTS: transforms, sentences, and what was heard.
+
+Transforms only change what is *spoken*; the chat history and transcripts keep
+the LLM's raw text. A transform is an async generator function from an async
+iterable of text chunks to another, so user transforms compose with the
+built-ins (``filter_markdown``, ``filter_emoji``, ``replace``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import AsyncIterable, AsyncIterator, Callable, Sequence
+
+TextTransformFn = Callable[[AsyncIterable[str]], AsyncIterable[str]]
+
+
+async def _by_words(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    """Re-chunk a stream on whitespace so no word is split across chunks."""
+    pending = ""
+    async for chunk in chunks:
+        pending += chunk
+        cut = max(pending.rfind(" "), pending.rfind("\n"))
+        if cut >= 0:
+            yield pending[: cut + 1]
+            pending = pending[cut + 1 :]
+    if pending:
+        yield pending
+
+
+_MARKDOWN_PATTERNS = [
+    (re.compile(r"^\s{0,3}#{1,6}\s+", re.M), ""),  # headers
+    (re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
+    (re.compile(r"^\s*>\s?", re.M), ""),  # quotes
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # bold
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # italics
+    (re.compile(r"`{1,3}"), ""),  # code marks
+    (re.compile(r"~~(.+?)~~"), r"\1"),  # strikethrough
+]
+
+
+def strip_markdown(text: str) -> str:
+    for pattern, replacement in _MARKDOWN_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+async def filter_markdown(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    """Drop markdown syntax so the TTS does not read asterisks aloud."""
+    pending = ""
+    async for chunk in _by_words(chunks):
+        pending += chunk
+        # Hold back a line until it ends, so that paired marks are seen together.
+        if "\n" in pending:
+            head, _, pending = pending.rpartition("\n")
+            yield strip_markdown(head + "\n")
+        elif len(pending) > 200:
+            yield strip_markdown(pending)
+            pending = ""
+    if pending:
+        yield strip_markdown(pending)
+
+
+_EMOJI = re.compile(
+    "["
+    "\U0001f000-\U0001faff"  # pictographs, emoticons, transport, symbols, supplemental
+    "\u2600-\u27bf"  # misc symbols and dingbats
+    "\u2b00-\u2bff"  # arrows and stars
+    "\ufe0f\u200d"  # variation selector, zero-width joiner
+    "]+"
+)
+
+
+def strip_emoji(text: str) -> str:
+    return _EMOJI.sub("", text)
+
+
+async def filter_emoji(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    async for chunk in chunks:
+        if stripped := strip_emoji(chunk):
+            yield stripped
+
+
+def replace(mapping: dict[str, str]) -> TextTransformFn:
+    """A transform that replaces whole words (e.g. pronunciations)."""
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in mapping) + r")\b")
+
+    async def transform(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+        async for chunk in _by_words(chunks):
+            yield pattern.sub(lambda m: mapping[m.group(1)], chunk)
+
+    return transform
+
+
+BUILTIN_TRANSFORMS: dict[str, TextTransformFn] = {
+    "filter_markdown": filter_markdown,
+    "filter_emoji": filter_emoji,
+}
+
+
+def resolve_transforms(transforms: Sequence[str | TextTransformFn] | None) -> list[TextTransformFn]:
+    resolved: list[TextTransformFn] = []
+    for transform in transforms or ():
+        if isinstance(transform, str):
+            if transform not in BUILTIN_TRANSFORMS:
+                raise ValueError(
+                    f"unknown text transform {transform!r}; built-ins: {sorted(BUILTIN_TRANSFORMS)}"
+                )
+            resolved.append(BUILTIN_TRANSFORMS[transform])
+        elif callable(transform):
+            resolved.append(transform)
+        else:
+            raise TypeError(f"a text transform must be a name or a callable, got {transform!r}")
+    return resolved
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+
+
+class SentenceSplitter:
+    """Cut streamed text into sentences for a TTS that synthesizes one at a time.
+
+    Very short sentences ("Hi.") are joined to the next so the TTS gets
+    phrases it can give a natural prosody to.
+    """
+
+    def __init__(self, min_length: int = 12) -> None:
+        self._min_length = min_length
+        self._pending = ""
+
+    def push(self, text: str) -> list[str]:
+        self._pending += text
+        sentences: list[str] = []
+        start = 0
+        for match in _SENTENCE_END.finditer(self._pending):
+            candidate = self._pending[start : match.end()]
+            if len(candidate.strip()) >= self._min_length:
+                sentences.append(candidate.strip())
+                start = match.end()
+        self._pending = self._pending[start:]
+        return sentences
+
+    def flush(self) -> list[str]:
+        rest, self._pending = self._pending.strip(), ""
+        return [rest] if rest else []
+
+
+def heard_prefix(text: str, fraction: float) -> str:
+    """The words of ``text`` heard when ``fraction`` of its audio has played.
+
+    The pacing estimate used when the TTS gives no word timings: speech time is
+    taken as proportional to characters, and a word counts as heard once its
+    last character has been reached.
+    """
+    if fraction >= 1.0:
+        return text
+    if fraction <= 0.0 or not text:
+        return ""
+    limit = fraction * len(text)
+    heard_end = 0
+    for match in re.finditer(r"\S+", text):
+        if match.end() <= limit:
+            heard_end = match.end()
+        else:
+            break
+    return text[:heard_end]

@@ -1,0 +1,72 @@
+"""Transports: where the user's audio comes from and the agent's audio goes.
+
+A transport reads input into a channel the session owns and exposes an
+:class:`AudioOutput` device. The Speaker paces writes to the device in real
+time with a small lead (``AudioOutput.buffer_duration``), so a ``clear()`` on
+interruption leaves at most that much audio in flight.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+from ..errors import VoxtrioError
+
+if TYPE_CHECKING:
+    import trio
+
+    from ..audio import AudioFrame
+
+
+class TransportDisconnected(VoxtrioError):
+    """The remote end went away; the session closes with reason
+    ``participant_disconnected``."""
+
+
+class AudioOutput(abc.ABC):
+    """A playout device.
+
+    ``write`` hands a frame over and should return quickly; the Speaker decides
+    when to write (at most ``buffer_duration`` ahead of the play head). A device
+    that cannot be paused reports ``can_pause = False`` and false-interruption
+    resume is then off.
+    """
+
+    sample_rate: int | None = None
+    can_pause: bool = False
+    buffer_duration: float = 0.2
+
+    @abc.abstractmethod
+    async def write(self, frame: AudioFrame) -> None: ...
+
+    def clear(self) -> None:
+        """Discard everything written but not played yet."""
+
+    def pause(self) -> None:
+        """Stop playing; keep what is queued."""
+
+    def resume(self) -> None:
+        pass
+
+    def segment_done(self) -> None:
+        """The current utterance has no more audio (a device may flush)."""
+
+
+class Transport(abc.ABC):
+    """The session's connection to the user."""
+
+    audio_output: AudioOutput | None = None
+
+    async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
+        """Send the user's audio into ``frames`` until the input ends.
+
+        Return normally at the end of the input; raise TransportDisconnected
+        when the user left. The default is a transport with no audio input.
+        """
+
+    def publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
+        """Show the agent's words as they are spoken (optional)."""
+
+    async def aclose(self) -> None:
+        pass
