@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
 
 import attrs
 
-from ._sync import Future
+from ._sync import Flag, Future
 from .audio import AudioFrame
 
 if TYPE_CHECKING:
@@ -279,12 +279,16 @@ class SynthesizeSegment:
 @attrs.frozen(kw_only=True)
 class PlaySegment:
     """Play a synthesized segment; ``started`` resolves at the first audible frame,
-    ``reply`` with the :class:`PlayoutResult` once it played out or was cut off."""
+    ``reply`` with the :class:`PlayoutResult` once it played out or was cut off.
+
+    An interruptible speech never starts while the user speaks: its first frame
+    waits for ``hold_while_user_speaks`` (the Planner's "user is silent" flag)."""
 
     segment_id: str
     handle: SpeechHandle
     started: Future[float | None]
     reply: Future[PlayoutResult]
+    hold_while_user_speaks: Flag | None = None  # true while the user is silent
 
 
 @attrs.frozen

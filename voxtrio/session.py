@@ -223,6 +223,7 @@ class AgentSession:
     def shutdown(self, *, drain: bool = True) -> None:
         """Close soon: let queued speech play first when ``drain`` is true."""
         if self._state.running and self._supervisor is not None:
+            self._state.closing = True
             self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=drain))
 
     async def aclose(self) -> None:
@@ -234,6 +235,7 @@ class AgentSession:
         closed = self._closed
         if not self._state.running or closed is None or self._supervisor is None:
             return
+        self._state.closing = True
         self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=False))
         if _inside_session.get() is not self:
             await closed.wait()
@@ -434,7 +436,10 @@ class AgentSession:
 
     def _check_accepting(self) -> None:
         self._check_running()
-        if not self._state.accepting_speech:
+        # Once a close is asked for, only the session's own code (on_exit, a tool
+        # finishing its reply) may still add speech, and only while it drains.
+        closing_from_outside = self._state.closing and _inside_session.get() is not self
+        if closing_from_outside or not self._state.accepting_speech:
             raise SessionClosedError(
                 "the session is draining or closing: it accepts no new speech"
             )

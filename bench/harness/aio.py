@@ -154,6 +154,7 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
     """Warm-up call, then ``sessions`` calls starting at ``stagger_s * i / N``."""
     loop = asyncio.get_running_loop()
     ticker = Ticker()
+    calib_ms = procstat.calibrate()
     tick_task = asyncio.create_task(ticker.run())
     try:
         await run_call(adapter, ticker, Call(WARMUP, index=-1))
@@ -174,7 +175,7 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
         after = procstat.sample()
     finally:
         tick_task.cancel()
-    return metrics.summarize(
+    result = metrics.summarize(
         framework=adapter.NAME,
         version=adapter.version(),
         calls=calls,
@@ -184,3 +185,5 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
         rss_max=procstat.max_rss_bytes(),
         core=procstat.pinned_core(),
     )
+    result["machine"]["calib_ms"] = calib_ms
+    return result

@@ -53,6 +53,23 @@ def max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def calibrate() -> float:
+    """Milliseconds for a fixed pure-Python loop (best of 3).
+
+    Not a benchmark of anything: it tells whether two runs (or two machines)
+    had the same per-core speed, which CPU-seconds figures silently depend on.
+    """
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        x, d = 0, {}
+        for i in range(200_000):
+            x = (x * 31 + i) & 0xFFFF
+            d[i & 1023] = x
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1000, 1)
+
+
 def pinned_core() -> int | None:
     cores = os.sched_getaffinity(0)
     return next(iter(cores)) if len(cores) == 1 else None

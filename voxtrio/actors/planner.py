@@ -22,11 +22,11 @@ another actor needs; the Session bounds it with the close deadline.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Sequence
 
+import attrs
 import trio
 
 from .._sync import Flag, Future
@@ -123,6 +123,7 @@ class Planner:
         self._turn_generation = 0
         self._running_tools = 0
         self._turns_blocked = False
+        self._exited: Agent | None = None
         self._user_code_ids = itertools.count(1)
 
     # -- public-facing helpers used by AgentSession (called from the same thread) --
@@ -146,9 +147,8 @@ class Planner:
             self._nursery = nursery
             nursery.start_soon(self._schedule)
             task_status.started()
-            async with self._inbox:
-                async for message in self._inbox:
-                    self._handle(message)
+            async for message in self._inbox:
+                self._handle(message)
             nursery.cancel_scope.cancel()
 
     def _handle(self, message: PlannerMessage) -> None:
@@ -179,6 +179,9 @@ class Planner:
             self._nursery.start_soon(self._drain, message)
         elif isinstance(message, OptionsChanged):
             self._options = message.options
+        elif isinstance(message, _StopAccepting):
+            self._state.accepting_speech = False
+            message.reply.set_result(None)
 
     # -- tasks and handles ----------------------------------------------------------
 
@@ -324,9 +327,13 @@ class Planner:
         if message.interrupt:
             self._interrupt_all(force=True, reply=None)
         agent = self._agent
-        if message.run_on_exit and agent is not None:
+        if message.run_on_exit and agent is not None and self._exited is not agent:
+            self._exited = agent
             await self._run_hook(f"{agent.id}.on_exit", agent.on_exit)
-        self._state.accepting_speech = False
+        # Through the inbox: speeches on_exit asked for are queued before the door closes.
+        closed: Future[None] = Future()
+        self.inbox.send_nowait(_StopAccepting(closed))
+        await closed
         await self._tasks_idle.wait_value(True)
         message.reply.set_result(None)
 
@@ -419,14 +426,17 @@ class Planner:
                 segment_id=segment_id, speech_id=handle.id, text=text_receive, audio=message.audio
             )
         )
+        result: PlayoutResult | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_feed_text, message.text, text_send)
-            if not await self._wait_authorized(handle):
+            if await self._wait_authorized(handle):
+                reply_seq = self._bus.next_seq()
+                result = await self._play(handle, segment_id)
+            else:
                 nursery.cancel_scope.cancel()
-                await self._speaker.send(DiscardSegment(segment_id))
-                return
-            reply_seq = self._bus.next_seq()
-            result = await self._play(handle, segment_id)
+        if result is None:
+            self._speaker.send_nowait(DiscardSegment(segment_id))
+            return
         if result.text and message.add_to_chat_ctx:
             self._commit(
                 ChatMessage(role="assistant", content=result.text, interrupted=result.interrupted),
@@ -455,7 +465,13 @@ class Planner:
         started: Future[float | None] = Future()
         reply: Future[PlayoutResult] = Future()
         await self._speaker.send(
-            PlaySegment(segment_id=segment_id, handle=handle, started=started, reply=reply)
+            PlaySegment(
+                segment_id=segment_id,
+                handle=handle,
+                started=started,
+                reply=reply,
+                hold_while_user_speaks=self._user_silent if handle.allow_interruptions else None,
+            )
         )
         if await started is not None:
             self._set_agent_state("speaking")
@@ -520,10 +536,24 @@ class Planner:
         outcomes: list[ToolOutcome | None] = []
         tools_done = Flag()
         played: list[str] = []
+        generation: list[trio.CancelScope] = []
         try:
             async with trio.open_nursery() as step:
+                # The LLM and the routing of its output stop at once on interruption;
+                # tool calls already running are awaited, never abandoned.
+                generation = [trio.CancelScope(), trio.CancelScope()]
+                for scope in generation:
+                    handle._bind_scope(scope)
                 step.start_soon(
-                    self._run_llm, handle, self._resolved_llm(), ctx, tools, tool_choice, llm_send
+                    _within,
+                    generation[0],
+                    self._run_llm,
+                    handle,
+                    self._resolved_llm(),
+                    ctx,
+                    tools,
+                    tool_choice,
+                    llm_send,
                 )
                 with trio.CancelScope() as waiting:
                     handle._bind_scope(waiting)
@@ -534,8 +564,7 @@ class Planner:
                 if handle.interrupted:
                     step.cancel_scope.cancel()
                     return
-                producer = trio.CancelScope()
-                step.start_soon(self._produce, producer, handle, llm_receive, tool_send, segment)
+                step.start_soon(self._produce, generation[1], handle, llm_receive, tool_send, segment)
                 self._set_agent_state("thinking")
                 if not await self._wait_authorized(handle):
                     step.cancel_scope.cancel()
@@ -552,16 +581,17 @@ class Planner:
                         ),
                         seq=reply_seq,
                     )
-                if handle.interrupted:
-                    producer.cancel()
-                tools_pending = not tools_done
                 self._after_playout(
-                    handle, tools_pending=tools_pending, had_output=bool(tools_done and outcomes)
+                    handle,
+                    tools_pending=not tools_done and not handle.interrupted,
+                    had_output=bool(tools_done and outcomes),
                 )
                 handle._mark_generation_done()
-                if tools_pending:
+                if not tools_done:
                     await self._wait_for_tools(handle, tools_done)
         finally:
+            for scope in generation:
+                handle._unbind_scope(scope)
             if segment.done() and segment.result() is not None and not played:
                 self._speaker.send_nowait(DiscardSegment(segment.result()))
         done = [outcome for outcome in outcomes if outcome is not None]
@@ -848,9 +878,8 @@ class Planner:
                 self._commit(message)
             return
         handle = self._session._create_handle(source="generate_reply", user_initiated=True)
-        self._start_reply(
-            GenerateReply(handle=handle, user_message=message, chat_ctx=turn_ctx)
-        )
+        # Through the inbox, so that speeches the hook asked for are queued first.
+        self.inbox.send_nowait(GenerateReply(handle=handle, user_message=message, chat_ctx=turn_ctx))
         if generation != self._turn_generation:
             handle.interrupt(force=True)
         self._bus.emit(
@@ -863,6 +892,13 @@ class Planner:
                 },
             )
         )
+
+
+@attrs.frozen
+class _StopAccepting:
+    """The Planner's note to itself: no new speech after the messages before this."""
+
+    reply: Future[None]
 
 
 class _ToolChoiceNone(Exception):
@@ -878,6 +914,11 @@ def _is_expected_tool_error(error: BaseException) -> bool:
     from ..tools import ToolArgumentsError
 
     return isinstance(error, (ToolError, ToolArgumentsError))
+
+
+async def _within(scope: trio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    with scope:
+        await fn(*args)
 
 
 async def _feed_text(text: str | AsyncIterable[str], send: trio.MemorySendChannel[str]) -> None:

@@ -26,12 +26,11 @@ class Recorder:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async with self._inbox:
-            async for message in self._inbox:
-                if not self.enabled:
-                    continue
-                if self._durations[message.track] >= self.max_duration:
-                    self.truncated = True
-                    continue
-                self.tracks[message.track].append(message.frame)
-                self._durations[message.track] += message.frame.duration
+        async for message in self._inbox:
+            if not self.enabled:
+                continue
+            if self._durations[message.track] >= self.max_duration:
+                self.truncated = True
+                continue
+            self.tracks[message.track].append(message.frame)
+            self._durations[message.track] += message.frame.duration

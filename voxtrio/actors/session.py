@@ -75,9 +75,8 @@ class SessionSupervisor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            async with self._inbox:
-                async for message in self._inbox:
-                    self._handle(message)
+            async for message in self._inbox:
+                self._handle(message)
 
     def _handle(self, message: SessionMessage) -> None:
         assert self._nursery is not None
@@ -85,7 +84,6 @@ class SessionSupervisor:
             if not self._closing:
                 self._closing = True
                 self._state.closing = True
-                self._state.accepting_speech = False
                 if self._handoff_scope is not None:
                     self._handoff_scope.cancel()
                 self._nursery.start_soon(self._close, message)

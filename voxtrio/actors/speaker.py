@@ -111,9 +111,10 @@ class Speaker:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            async with self._inbox:
-                async for message in self._inbox:
-                    self._handle(message)
+            # Inboxes are never closed from this side: a late message from an
+            # actor that is itself shutting down is simply not read.
+            async for message in self._inbox:
+                self._handle(message)
             nursery.cancel_scope.cancel()
 
     def _handle(self, message: SpeakerMessage) -> None:
@@ -314,17 +315,18 @@ class Speaker:
                     self._timeline.reset()
                     if self._paused:
                         self._timeline.pause(trio.current_time())
-                    async with segment.audio_receive:
-                        async for item in segment.audio_receive:
-                            frame = item.frame
-                            await self._wait_for_room(frame.duration)
-                            now = trio.current_time()
-                            await self._output.write(frame)
-                            self._timeline.write(frame.duration, now)
-                            wrote_any = True
-                            self._record(frame)
-                            if started_at is None:
-                                started_at = await self._await_audible(request)
+                    async for item in segment.audio_receive:
+                        frame = item.frame
+                        if not wrote_any and request.hold_while_user_speaks is not None:
+                            await request.hold_while_user_speaks.wait_value(True)
+                        await self._wait_for_room(frame.duration)
+                        now = trio.current_time()
+                        await self._output.write(frame)
+                        self._timeline.write(frame.duration, now)
+                        wrote_any = True
+                        self._record(frame)
+                        if started_at is None:
+                            started_at = await self._await_audible(request)
                     self._output.segment_done()
                     if started_at is None and wrote_any:
                         started_at = await self._await_audible(request)

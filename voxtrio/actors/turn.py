@@ -85,9 +85,8 @@ class Turn:
             nursery.cancel_scope.cancel()
 
     async def _read(self, channel: trio.MemoryReceiveChannel[TurnMessage]) -> None:
-        async with channel:
-            async for message in channel:
-                self._handle(message)
+        async for message in channel:
+            self._handle(message)
 
     def _handle(self, message: TurnMessage) -> None:
         if isinstance(message, VADEvent):

@@ -1,0 +1,78 @@
+"""Shared fixtures: every trio test checks that nothing outlives session.main."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import trio
+
+from voxtrio.session import AgentSession
+
+
+class SessionTaskTracker(trio.abc.Instrument):
+    """Watches every task started under a running ``AgentSession.main``.
+
+    When a ``main`` task exits, every task spawned beneath it must already have
+    exited; anything still alive is a leak and fails the test.
+    """
+
+    def __init__(self) -> None:
+        self.children: dict[trio.lowlevel.Task, set[trio.lowlevel.Task]] = {}
+        self.leaks: list[str] = []
+
+    def _root_of(self, task: trio.lowlevel.Task) -> trio.lowlevel.Task | None:
+        if task in self.children:
+            return task
+        for root, children in self.children.items():
+            if task in children:
+                return root
+        nursery = task.parent_nursery
+        while nursery is not None:
+            parent = nursery.parent_task
+            if parent in self.children:
+                return parent
+            nursery = parent.parent_nursery
+        return None
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        code = getattr(task.coro, "cr_code", None)
+        if code is AgentSession.main.__code__:
+            self.children[task] = set()
+            return
+        # Whoever spawned it (even into a nursery the session does not own) or
+        # whatever nursery it lives in ties it to a session.
+        try:
+            spawner: trio.lowlevel.Task | None = trio.lowlevel.current_task()
+        except RuntimeError:
+            spawner = None
+        root = self._root_of(spawner) if spawner is not None else None
+        root = root or self._root_of(task)
+        if root is not None:
+            self.children[root].add(task)
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        for children in self.children.values():
+            children.discard(task)
+        leftover = self.children.pop(task, None)
+        if leftover:
+            self.leaks.extend(sorted(t.name for t in leftover))
+
+
+def pytest_collection_modifyitems(items):
+    # Every trio test gets the leak check (sync tests cannot take trio fixtures).
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.fixturenames.append("no_task_outlives_session")
+
+
+@pytest.fixture
+async def no_task_outlives_session():
+    tracker = SessionTaskTracker()
+    trio.lowlevel.add_instrument(tracker)
+    try:
+        yield tracker
+    finally:
+        trio.lowlevel.remove_instrument(tracker)
+    assert not tracker.leaks, f"tasks outlived session.main: {tracker.leaks}"

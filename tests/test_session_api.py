@@ -1,0 +1,162 @@
+"""AgentSession as an embedded API: start, events, state, errors outside a run."""
+
+import pytest
+import trio
+import trio.testing
+
+import voxtrio
+from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedTransport, ScriptedTTS
+
+
+def make_session(**options):
+    return voxtrio.AgentSession(
+        llm=ScriptedLLM([LLMResponse(input="hi", content="hello")]),
+        tts=ScriptedTTS([], default_chars_per_second=10.0),
+        **options,
+    )
+
+
+def test_calls_that_need_a_running_session_raise_before_start():
+    session = make_session()
+    for call in (
+        lambda: session.say("x"),
+        lambda: session.generate_reply(),
+        lambda: session.interrupt(),
+        lambda: session.update_agent(voxtrio.Agent()),
+        lambda: session.commit_user_turn(),
+        lambda: session.clear_user_turn(),
+    ):
+        with pytest.raises(RuntimeError, match="not running"):
+            call()
+    with pytest.raises(RuntimeError):
+        session.current_agent
+    with pytest.raises(ValueError, match="userdata"):
+        session.userdata
+    assert session.agent_state == "initializing"
+
+
+def test_unknown_options_are_rejected_with_their_names():
+    with pytest.raises(TypeError, match="min_endpoint_delay"):
+        voxtrio.AgentSession(min_endpoint_delay=0.5)
+    with pytest.raises(ValueError, match="max_endpointing_delay"):
+        voxtrio.AgentSession(min_endpointing_delay=2.0, max_endpointing_delay=1.0)
+
+
+def test_defaults_follow_the_older_flat_api():
+    options = voxtrio.AgentSession().options
+    assert options.preemptive_generation is False
+    assert options.user_away_timeout == 15.0
+    assert options.max_tool_steps == 3
+    assert options.min_consecutive_speech_delay == 0.0
+    assert tuple(options.tts_text_transforms) == ("filter_markdown", "filter_emoji")
+    assert options.conn_options.max_unrecoverable_errors == 3
+    llm = options.conn_options.llm_conn_options
+    assert (llm.max_retry, llm.retry_interval, llm.timeout) == (3, 2.0, 10.0)
+    assert options.close_timeout == 10.0
+
+
+def test_trio_run_embeds_the_session():
+    class Greeter(voxtrio.Agent):
+        async def on_enter(self):
+            await self.session.say("hello")
+            self.session.shutdown()
+
+    session = make_session()
+    closes = []
+    session.on("close", closes.append)
+    trio.run(session.main, Greeter(), ScriptedTransport(input_audio=False), clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [c.reason for c in closes] == ["user_initiated"]
+    assert [m.content for m in session.history.items if m.type == "message"] == ["hello"]
+
+
+async def test_nursery_start_returns_once_listening_and_calls_fail_after_close(autojump_clock):
+    session = make_session(userdata={"k": 1})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(instructions="be brief"))
+        assert session.agent_state == "listening"
+        assert session.current_agent.id == "default_agent"
+        assert session.userdata == {"k": 1}
+        await session.aclose()
+    assert not session.running
+    assert session.agent_state == "initializing"
+    with pytest.raises(RuntimeError):
+        session.say("too late")
+    await session.aclose()  # closing a closed session is a no-op
+
+
+async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_close(autojump_clock):
+    session = make_session()
+    seen = []
+    session.on("*", seen.append)
+    events = session.events()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
+        session.generate_reply(user_input="hi")
+        await trio.sleep(2)
+        nursery.start_soon(session.aclose)
+        streamed = [event async for event in events]
+    assert [e.seq for e in streamed] == [e.seq for e in seen]
+    seqs = [e.seq for e in streamed]
+    assert seqs == sorted(set(seqs))
+    assert [e.type for e in streamed].count("close") == 1
+    assert streamed[-1].type == "close"
+    assert {e.type for e in streamed} >= {
+        "agent_state_changed",
+        "speech_created",
+        "conversation_item_added",
+        "playback_started",
+        "playback_finished",
+        "metrics_collected",
+        "close",
+    }
+    items = session.history.items
+    assert [i.seq for i in items] == sorted(i.seq for i in items)
+
+
+async def test_a_session_can_run_again_after_it_closed(autojump_clock):
+    session = make_session()
+    for _ in range(2):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
+            await session.say("again")
+            await session.aclose()
+    assert [e.type for e in session.recorded_events].count("close") == 2
+
+
+async def test_running_twice_at_once_is_refused(autojump_clock):
+    session = make_session()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent())
+        with pytest.raises(RuntimeError, match="already running"):
+            await session.main(voxtrio.Agent())
+        await session.aclose()
+
+
+async def test_generate_reply_commits_user_input_and_instructions_stay_out_of_history(autojump_clock):
+    llm = ScriptedLLM([LLMResponse(input="be nice", content="Sure!")])
+    session = voxtrio.AgentSession(llm=llm, tts=ScriptedTTS([], default_chars_per_second=10.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(instructions="You help."), ScriptedTransport(input_audio=False))
+        await session.generate_reply(user_input="question", instructions="be nice")
+        await session.aclose()
+    assert [(m.role, m.content) for m in session.history.items if m.type == "message"] == [
+        ("user", "question"),
+        ("assistant", "Sure!"),
+    ]
+    [request] = llm.requests
+    assert [(m.role, m.content) for m in request.items] == [
+        ("system", "You help."),
+        ("user", "question"),
+        ("system", "be nice"),
+    ]
+
+
+async def test_update_options_reaches_the_running_actors(autojump_clock):
+    session = make_session()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
+        session.update_options(min_endpointing_delay=0.8)
+        assert session.options.min_endpointing_delay == 0.8
+        with pytest.raises(TypeError):
+            session.update_options(nonsense=1)
+        await session.aclose()
