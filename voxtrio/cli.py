@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Sequence
 
@@ -62,7 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the demo conversation")
     demo.add_argument("--fast", action="store_true", help="virtual time instead of real time")
     demo.set_defaults(handler=_demo)
+    parser.add_argument(
+        "--log-level",
+        default="CRITICAL",
+        help="log level for voxtrio's own log (default: CRITICAL, i.e. quiet)",
+    )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return args.handler(args)
 
 

@@ -360,8 +360,14 @@ class Planner:
     # -- history -------------------------------------------------------------------------
 
     def _commit(self, item: ChatItem, *, seq: int | None = None, emit: bool = True) -> None:
-        """Put an item in the agent's context and the session history, in its place."""
-        item.seq = seq if seq is not None else self._bus.next_seq()
+        """Put an item in the agent's context and the session history, in its place.
+
+        Its place is ``seq`` if given, else the place it already reserved, else now.
+        """
+        if seq is not None:
+            item.seq = seq
+        elif item.seq == math.inf:
+            item.seq = self._bus.next_seq()
         item.created_at = trio.current_time()
         if self._agent is not None:
             self._agent._chat_ctx.insert(item)
@@ -558,6 +564,11 @@ class Planner:
                 with trio.CancelScope() as waiting:
                     handle._bind_scope(waiting)
                     await handle._scheduled.wait_value(True)
+                    # A speech cut off just before this reply was asked for records
+                    # what was heard first, so the history and its events agree.
+                    current = self._state.current_speech
+                    if current is not None and current is not handle and current.interrupted:
+                        await current._wait_for_generation()
                 handle._unbind_scope(waiting)
                 if new_message is not None and handle.scheduled:
                     self._commit(new_message)
@@ -831,7 +842,7 @@ class Planner:
 
     def _commit_tool_items(self, outcomes: list[ToolOutcome]) -> None:
         for outcome in outcomes:
-            self._commit(outcome.call, seq=int(outcome.call.seq), emit=False)
+            self._commit(outcome.call, emit=False)
             self._commit(outcome.output, emit=False)
 
     # -- user turns ------------------------------------------------------------------------------
@@ -845,6 +856,9 @@ class Planner:
         for handle in background:
             await handle._done.wait_value(True)
         message = ChatMessage(role="user", content=turn.transcript, metrics=dict(turn.metrics))
+        # The turn's place in the conversation is when it ended, before anything
+        # said in reaction to it (a say() from on_user_turn_completed included).
+        message.seq = self._bus.next_seq()
         if turn.skip_reply:
             if turn.transcript:
                 self._commit(message)
