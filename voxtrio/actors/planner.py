@@ -147,14 +147,31 @@ class Planner:
             self._nursery = nursery
             nursery.start_soon(self._schedule)
             task_status.started()
-            async for message in self._inbox:
-                self._handle(message)
-            nursery.cancel_scope.cancel()
+            while True:
+                self._handle(await self._inbox.receive())
+                # Messages posted together (say, an API call followed by another at
+                # the same instant) are handled together, before any other task
+                # runs: what they mean does not depend on task scheduling.
+                while True:
+                    try:
+                        message = self._inbox.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    self._handle(message)
 
     def _handle(self, message: PlannerMessage) -> None:
         if isinstance(message, Say):
-            self._spawn(message.handle, self._say(message))
-            self._schedule_speech(message.handle)
+            # Synthesis is requested now, so TTS requests keep the order of the calls.
+            handle = message.handle
+            text_send, text_receive = trio.open_memory_channel[str](math.inf)
+            segment_id = f"{handle.id}/{next(self._segment_ids)}"
+            self._speaker.send_nowait(
+                SynthesizeSegment(
+                    segment_id=segment_id, speech_id=handle.id, text=text_receive, audio=message.audio
+                )
+            )
+            self._spawn(handle, self._say(message, segment_id, text_send))
+            self._schedule_speech(handle)
         elif isinstance(message, GenerateReply):
             self._start_reply(message)
         elif isinstance(message, Interrupt):
@@ -423,15 +440,10 @@ class Planner:
 
     # -- say ---------------------------------------------------------------------------------
 
-    async def _say(self, message: Say) -> None:
+    async def _say(
+        self, message: Say, segment_id: str, text_send: trio.MemorySendChannel[str]
+    ) -> None:
         handle = message.handle
-        text_send, text_receive = trio.open_memory_channel[str](math.inf)
-        segment_id = f"{handle.id}/{next(self._segment_ids)}"
-        await self._speaker.send(
-            SynthesizeSegment(
-                segment_id=segment_id, speech_id=handle.id, text=text_receive, audio=message.audio
-            )
-        )
         result: PlayoutResult | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_feed_text, message.text, text_send)
@@ -504,6 +516,12 @@ class Planner:
         if message.tools is not None:
             tools = [tool for tool in tools if tool.name in set(message.tools)]
         base = message.chat_ctx if message.chat_ctx is not None else self._agent_ctx()
+        current = self._state.current_speech
+        cut_off = None
+        if current is not None and current.interrupted and not current._generation_done:
+            cut_off = current
+            if self._state.accepting_speech:
+                self._set_agent_state("thinking")  # straight from speaking to the new reply
         self._spawn(
             message.handle,
             self._reply(
@@ -513,6 +531,7 @@ class Planner:
                 tool_choice=message.tool_choice,
                 new_message=message.user_message,
                 instructions=message.instructions,
+                cut_off=cut_off,
             ),
         )
         self._schedule_speech(message.handle)
@@ -529,8 +548,13 @@ class Planner:
         tool_choice: str | None,
         new_message: ChatMessage | None = None,
         instructions: str | None = None,
+        cut_off: SpeechHandle | None = None,
     ) -> None:
-        """One LLM step of a speech (A.13 steps 1-14)."""
+        """One LLM step of a speech (A.13 steps 1-14).
+
+        ``cut_off`` is a speech interrupted just before this reply was asked for:
+        it records what was heard before this reply's user message goes in.
+        """
         ctx = chat_ctx.copy()
         if new_message is not None:
             ctx.insert(new_message)
@@ -566,9 +590,8 @@ class Planner:
                     await handle._scheduled.wait_value(True)
                     # A speech cut off just before this reply was asked for records
                     # what was heard first, so the history and its events agree.
-                    current = self._state.current_speech
-                    if current is not None and current is not handle and current.interrupted:
-                        await current._wait_for_generation()
+                    if cut_off is not None:
+                        await cut_off._wait_for_generation()
                 handle._unbind_scope(waiting)
                 if new_message is not None and handle.scheduled:
                     self._commit(new_message)

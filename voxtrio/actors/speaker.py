@@ -16,8 +16,10 @@ estimate of :func:`voxtrio.text.heard_prefix`).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
-from typing import TYPE_CHECKING, Any, AsyncIterable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator
 
 import attrs
 import trio
@@ -67,6 +69,7 @@ class _Segment:
     words: list[TimedWord] = attrs.Factory(list)
     error: BaseException | None = None
     text_only: bool = False
+    ticket: int = -1
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
     @property
@@ -95,7 +98,10 @@ class Speaker:
         self.recorder_drops = 0
         self.inbox, self._inbox = trio.open_memory_channel[SpeakerMessage](math.inf)
         self._segments: dict[str, _Segment] = {}
-        self._synthesis_lock = trio.Lock()
+        # TTS requests run one at a time, in the order they were asked for.
+        self._tts_turns: list[int] = []
+        self._tts_turn_changed = trio.Event()
+        self._tts_tickets = itertools.count()
         self._timeline = PlayoutTimeline()
         self._paused = Flag()
         self._nursery: trio.Nursery | None = None
@@ -126,6 +132,8 @@ class Speaker:
                 SEGMENT_AUDIO_BUFFER
             )
             self._segments[message.segment_id] = segment
+            segment.ticket = next(self._tts_tickets)
+            self._tts_turns.append(segment.ticket)
             self._nursery.start_soon(self._synthesize, segment, message.text, message.audio)
         elif isinstance(message, PlaySegment):
             segment = self._segments.pop(message.segment_id)
@@ -168,12 +176,28 @@ class Speaker:
                         return
                     tts_send, tts_receive = trio.open_memory_channel[str](math.inf)
                     nursery.start_soon(self._collect_text, segment, text, tts_send)
-                    async with self._synthesis_lock:
+                    async with self._tts_turn(segment.ticket):
                         await self._run_tts(segment, tts_receive)
             finally:
+                self._release_tts_turn(segment.ticket)
                 segment.synthesis_done.set()
                 segment.text_done.set()
                 segment.audio_send.close()
+
+    @contextlib.asynccontextmanager
+    async def _tts_turn(self, ticket: int) -> AsyncIterator[None]:
+        try:
+            while self._tts_turns[0] != ticket:
+                await self._tts_turn_changed.wait()
+            yield
+        finally:
+            self._release_tts_turn(ticket)
+
+    def _release_tts_turn(self, ticket: int) -> None:
+        if ticket in self._tts_turns:
+            self._tts_turns.remove(ticket)
+            self._tts_turn_changed.set()
+            self._tts_turn_changed = trio.Event()
 
     async def _collect_text(
         self,
