@@ -15,7 +15,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from .testing.scenario import _seed_trio_scheduler, load_scenario, play
+from .testing.scenario import load_scenario, play, seeded_trio_scheduler
 
 DEMO_SCENARIO: dict[str, Any] = {
     "name": "demo",
@@ -98,9 +98,9 @@ def main(args: argparse.Namespace) -> int:
         if text:
             print(f"{line['t']:5.2f}s {text}", flush=True)
 
-    _seed_trio_scheduler(0)
     clock = trio.testing.MockClock(autojump_threshold=0) if args.fast else None
-    lines = trio.run(lambda: play(scenario, on_line=show), clock=clock)
+    with seeded_trio_scheduler(0):
+        lines = trio.run(lambda: play(scenario, on_line=show), clock=clock)
     print("\nhistory:")
     for item in lines[-1]["items"]:
         print("  " + json.dumps(item))

@@ -38,11 +38,12 @@ async def stream_attempt(
             try:
                 await produce(send)
             except Exception as error:  # re-raised below, outside the nursery
-                failure.append(error)
+                failure.append(unwrap(error))
 
+    stalled = False
     async with trio.open_nursery() as nursery:
         nursery.start_soon(producer)
-        async with receive:
+        with receive:
             while True:
                 with trio.move_on_after(timeout) as waiting:
                     try:
@@ -50,11 +51,27 @@ async def stream_attempt(
                     except trio.EndOfChannel:
                         break
                 if waiting.cancelled_caught:
+                    # Raised below: an error raised inside a cancelled nursery
+                    # would be lost to the cancellation.
+                    stalled = True
                     nursery.cancel_scope.cancel()
-                    raise APITimeoutError(f"{what} made no progress for {timeout:g} s")
+                    break
                 await deliver(item)
+    if stalled:
+        raise APITimeoutError(f"{what} made no progress for {timeout:g} s")
     if failure:
         raise failure[0]
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups, else the group itself.
+
+    Providers are free to use nurseries; the session still sees their
+    ``APIError`` as such.
+    """
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 async def retrying(

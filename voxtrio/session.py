@@ -50,6 +50,7 @@ from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, Ses
 from .providers.base import LLM, STT, TTS, VAD
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
+from .text import resolve_transforms
 from .tools import FunctionTool
 from .transports.base import Transport
 
@@ -88,6 +89,7 @@ class AgentSession:
         if options.get("tts_text_transforms") is not None:
             options["tts_text_transforms"] = tuple(options["tts_text_transforms"])
         self._options = SessionOptions(**options)
+        resolve_transforms(self._options.tts_text_transforms)  # fail early on a bad name
         self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
         self._tools = list(tools)
         self._userdata = userdata
@@ -134,7 +136,7 @@ class AgentSession:
                 bus=bus,
                 options=self._options,
                 session_inbox=supervisor.inbox,
-                recorder=recorder.inbox,
+                recorder=recorder.inbox if self._record else None,
             )
             turn = self._turn = Turn(
                 bus=bus,
@@ -186,7 +188,7 @@ class AgentSession:
                         session_inbox=supervisor.inbox,
                         vad=vad_actor.frames if vad_actor else None,
                         recognizer=recognizer.frames if recognizer else None,
-                        recorder=recorder.inbox,
+                        recorder=recorder.inbox if self._record else None,
                     )
                     await actors.start(audio_in.run)
                 state.running = True

@@ -77,6 +77,39 @@ class _Segment:
         return "".join(self.text_parts)
 
 
+class _ReplayableText:
+    """The text of a segment as it arrives, readable again from the start
+    (a retried TTS request must get the whole text, not what is left)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[str] = []
+        self._closed = False
+        self._changed = trio.Event()
+
+    def append(self, chunk: str) -> None:
+        self._chunks.append(chunk)
+        self._notify()
+
+    def close(self) -> None:
+        self._closed = True
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def replay(self, send: trio.MemorySendChannel[str]) -> None:
+        async with send:
+            index = 0
+            while True:
+                while index < len(self._chunks):
+                    send.send_nowait(self._chunks[index])
+                    index += 1
+                if self._closed:
+                    return
+                await self._changed.wait()
+
+
 class Speaker:
     def __init__(
         self,
@@ -174,10 +207,10 @@ class Speaker:
                         nursery.start_soon(self._collect_text, segment, text, None)
                         await self._forward_prerendered(segment, audio)
                         return
-                    tts_send, tts_receive = trio.open_memory_channel[str](math.inf)
-                    nursery.start_soon(self._collect_text, segment, text, tts_send)
+                    spoken = _ReplayableText()
+                    nursery.start_soon(self._collect_text, segment, text, spoken)
                     async with self._tts_turn(segment.ticket):
-                        await self._run_tts(segment, tts_receive)
+                        await self._run_tts(segment, spoken)
             finally:
                 self._release_tts_turn(segment.ticket)
                 segment.synthesis_done.set()
@@ -203,9 +236,9 @@ class Speaker:
         self,
         segment: _Segment,
         text: trio.MemoryReceiveChannel[str],
-        tts_send: trio.MemorySendChannel[str] | None,
+        spoken: _ReplayableText | None,
     ) -> None:
-        """Keep the raw text (for what was heard) and feed the transformed text to the TTS."""
+        """Keep the raw text (for what was heard) and the transformed text for the TTS."""
         transforms = resolve_transforms(self._options.tts_text_transforms)
 
         async def raw() -> AsyncIterable[str]:
@@ -222,19 +255,19 @@ class Speaker:
             stream = transform(stream)
         try:
             async for chunk in stream:  # type: ignore[attr-defined]
-                if tts_send is not None and chunk:
-                    tts_send.send_nowait(chunk)
+                if spoken is not None and chunk:
+                    spoken.append(chunk)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-            if tts_send is not None:
-                tts_send.close()
+            if spoken is not None:
+                spoken.close()
 
     async def _forward_prerendered(self, segment: _Segment, audio: AsyncIterable[AudioFrame]) -> None:
         async for frame in audio:
             segment.synthesized += frame.duration
             await segment.audio_send.send(SynthesizedAudio(frame=frame))
 
-    async def _run_tts(self, segment: _Segment, text: trio.MemoryReceiveChannel[str]) -> None:
+    async def _run_tts(self, segment: _Segment, text: _ReplayableText) -> None:
         tts = self._tts
         assert tts is not None
         conn_options = self._options.conn_options.tts_conn_options
@@ -264,12 +297,17 @@ class Speaker:
         request_started = trio.current_time()
         try:
             if tts.capabilities.streaming:
+                async def produce(send: trio.MemorySendChannel[Any]) -> None:
+                    # Each attempt reads the segment's text from its beginning.
+                    text_send, text_receive = trio.open_memory_channel[str](math.inf)
+                    async with trio.open_nursery() as feeding:
+                        feeding.start_soon(text.replay, text_send)
+                        await tts.stream(text_receive, send, conn_options=conn_options)
+                        feeding.cancel_scope.cancel()
+
                 await retrying(
                     lambda: stream_attempt(
-                        lambda send: tts.stream(text, send, conn_options=conn_options),
-                        deliver,
-                        timeout=conn_options.timeout,
-                        what="the TTS",
+                        produce, deliver, timeout=conn_options.timeout, what="the TTS"
                     ),
                     conn_options=conn_options,
                     on_error=on_error,
@@ -277,8 +315,10 @@ class Speaker:
                 )
             else:
                 splitter = SentenceSplitter()
-                async with text:
-                    async for chunk in text:
+                text_send, text_receive = trio.open_memory_channel[str](math.inf)
+                async with trio.open_nursery() as feeding:
+                    feeding.start_soon(text.replay, text_send)
+                    async for chunk in text_receive:
                         for sentence in splitter.push(chunk):
                             await self._synthesize_sentence(tts, sentence, deliver, on_error)
                 for sentence in splitter.flush():
@@ -414,9 +454,17 @@ class Speaker:
         return started_at
 
     async def _wait_for_room(self, duration: float) -> None:
-        """Wait until writing ``duration`` more keeps the device within its buffer."""
+        """Wait until writing ``duration`` more keeps the device within its buffer.
+
+        When the buffer is full, wait until it is half empty and then refill it
+        in one go: ten wake-ups a second instead of one per TTS chunk, and never
+        more than ``buffer_duration`` of audio in the device.
+        """
         assert self._output is not None
-        limit = max(0.0, self._output.buffer_duration - duration)
+        buffer = self._output.buffer_duration
+        if self._timeline.queued(trio.current_time()) + duration <= buffer + 1e-9:
+            return
+        limit = max(0.0, min(buffer / 2, buffer - duration))
         while True:
             if self._paused:
                 await self._paused.wait_value(False)

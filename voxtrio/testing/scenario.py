@@ -11,9 +11,10 @@ and trio's scheduler is seeded.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 import trio
@@ -558,21 +559,36 @@ def run_scenario(
     ``seed`` picks the order in which trio runs tasks that wake at the same
     instant; a correct runtime gives the same timeline for every seed.
     """
-    _seed_trio_scheduler(seed)
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    return trio.run(lambda: play(scenario, on_line=on_line), clock=clock)
+    with seeded_trio_scheduler(seed):
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        return trio.run(lambda: play(scenario, on_line=on_line), clock=clock)
 
 
-def _seed_trio_scheduler(seed: int) -> None:
-    # trio shuffles tasks that become runnable at the same instant; its RNG is
-    # private. Seeding it makes a replay byte-identical (hypothesis does the
-    # same through trio's plugin hook).
+@contextlib.contextmanager
+def seeded_trio_scheduler(seed: int) -> Iterator[None]:
+    """Make trio run simultaneous tasks in an order fixed by ``seed``.
+
+    trio shuffles tasks that become runnable at the same instant with a
+    private RNG, in an order that also depends on memory addresses (timers
+    due at the same instant fire in ``id()`` order). Its hypothesis mode sorts
+    each batch by task creation first; using that mode with a seeded RNG makes
+    a replay byte-identical wherever it runs (command line or test suite).
+    Private API: ignored if trio changes it.
+    """
     try:
         from trio._core import _run
-
-        _run._r.seed(seed)
-    except (ImportError, AttributeError):  # pragma: no cover - a future trio
-        pass
+    except ImportError:  # pragma: no cover - a future trio
+        yield
+        return
+    saved_mode = getattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING", False)
+    saved_state = _run._r.getstate()
+    _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    _run._r.seed(seed)
+    try:
+        yield
+    finally:
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = saved_mode  # type: ignore[misc]
+        _run._r.setstate(saved_state)
 
 
 def compare_expected(lines: list[dict[str, Any]], expected: list[Any]) -> str | None:
