@@ -376,11 +376,21 @@ class Planner:
 
     # -- history -------------------------------------------------------------------------
 
-    def _commit(self, item: ChatItem, *, seq: int | None = None, emit: bool = True) -> None:
+    def _commit(
+        self,
+        item: ChatItem,
+        *,
+        seq: int | None = None,
+        emit: bool = True,
+        speech: SpeechHandle | None = None,
+    ) -> None:
         """Put an item in the agent's context and the session history, in its place.
 
         Its place is ``seq`` if given, else the place it already reserved, else now.
+        ``speech`` is the handle that produced the item (its ``chat_items``).
         """
+        if speech is not None and item not in speech.chat_items:
+            speech.chat_items.append(item)
         if seq is not None:
             item.seq = seq
         elif item.seq == math.inf:
@@ -459,6 +469,7 @@ class Planner:
             self._commit(
                 ChatMessage(role="assistant", content=result.text, interrupted=result.interrupted),
                 seq=reply_seq,
+                speech=handle,
             )
         self._after_playout(handle, tools_pending=False, had_output=False)
         handle._mark_generation_done()
@@ -614,6 +625,7 @@ class Planner:
                             role="assistant", content=result.text, interrupted=result.interrupted
                         ),
                         seq=reply_seq,
+                        speech=handle,
                     )
                 self._after_playout(
                     handle,
@@ -823,7 +835,7 @@ class Planner:
         if handle.interrupted:
             outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
             self._emit_tools_executed(outcomes, max_steps_reached=False)
-            self._commit_tool_items(outcomes)
+            self._commit_tool_items(outcomes, handle)
             return
         max_steps_reached = handle.num_steps >= self._options.max_tool_steps + 1
         handle._next_step()
@@ -835,7 +847,7 @@ class Planner:
             draining = True
         elif len(agents) > 1:
             logger.error("more than one tool returned an agent; no hand-off")
-        self._commit_tool_items(outcomes)
+        self._commit_tool_items(outcomes, handle)
         if any(outcome.reply_required for outcome in outcomes):
             follow_up = ctx.copy()
             for outcome in outcomes:
@@ -863,10 +875,10 @@ class Planner:
             )
         )
 
-    def _commit_tool_items(self, outcomes: list[ToolOutcome]) -> None:
+    def _commit_tool_items(self, outcomes: list[ToolOutcome], handle: SpeechHandle) -> None:
         for outcome in outcomes:
-            self._commit(outcome.call, emit=False)
-            self._commit(outcome.output, emit=False)
+            self._commit(outcome.call, emit=False, speech=handle)
+            self._commit(outcome.output, emit=False, speech=handle)
 
     # -- user turns ------------------------------------------------------------------------------
 
