@@ -33,4 +33,5 @@ class SessionState:
     # Session
     running: bool = False
     closing: bool = False
+    close_requested_at: float | None = None  # trio time of the first close request
     extra: dict[str, Any] = attrs.Factory(dict)

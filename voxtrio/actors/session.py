@@ -84,6 +84,7 @@ class SessionSupervisor:
             if not self._closing:
                 self._closing = True
                 self._state.closing = True
+                self._state.close_requested_at = trio.current_time()
                 if self._handoff_scope is not None:
                     self._handoff_scope.cancel()
                 self._nursery.start_soon(self._close, message)
