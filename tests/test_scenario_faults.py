@@ -88,6 +88,20 @@ async def test_a_tts_drop_after_some_audio_plays_what_came(autojump_clock):
     assert [p["position"] for p in of(lines, "playback_finished")] == [1.0]
 
 
+async def test_a_recognizer_fault_loses_the_audio_of_the_failed_stream(autojump_clock):
+    lines = await timeline(
+        options={"conn_options": {"stt_conn_options": {"max_retry": 2, "retry_interval": 0.5}}},
+        user=[
+            {"start": 0.5, "end": 1.5, "transcript": "lost words"},
+            {"start": 3.0, "end": 4.0, "transcript": "heard words"},
+        ],
+        faults={"stt": [{"at": 1.6}]},
+        end={"at": 6.0},
+    )
+    assert [(e["t"], e["recoverable"]) for e in of(lines, "error", source="stt")] == [(1.6, True)]
+    assert [t["transcript"] for t in of(lines, "user_input_transcribed", is_final=True)] == ["heard words"]
+
+
 async def test_a_vad_failure_closes_the_session_with_an_error(autojump_clock):
     lines = await timeline(faults={"vad": {"at": 1.0}}, end={"at": 5.0})
     close = of(lines, "close")

@@ -18,6 +18,7 @@ from ..messages import ProviderFailed, STTEvent
 from ..options import SessionOptions
 from ..errors import APIError
 from ..providers.base import STT
+from ..retry import unwrap
 
 FRAME_BUFFER = 50
 
@@ -46,10 +47,18 @@ class Recognizer:
         while True:
             send, receive = trio.open_memory_channel[STTEvent](FRAME_BUFFER)
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._forward, receive)
-                    async with send:
-                        await self._stt.stream(self._frames, send, conn_options=conn_options)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._forward, receive)
+                        async with send:
+                            await self._stt.stream(self._frames, send, conn_options=conn_options)
+                except BaseExceptionGroup as group:
+                    # The provider's error arrives wrapped by the nursery; only a
+                    # provider error alone is retried, anything else propagates.
+                    error = unwrap(group)
+                    if isinstance(error, APIError):
+                        raise error from None
+                    raise
                 return
             except APIError as error:
                 again = error.retryable and retries < conn_options.max_retry
