@@ -36,6 +36,11 @@ from ..options import SessionOptions
 from ..state import SessionState
 
 
+# At most this much of close_timeout (and at most a quarter of it) is kept to
+# cut off the speech still playing when the deadline comes.
+CLOSE_GRACE = 0.25
+
+
 @attrs.frozen
 class CloseInfo:
     reason: CloseReason
@@ -145,10 +150,18 @@ class SessionSupervisor:
 
     async def _close(self, request: CloseRequested) -> None:
         cancelled: tuple[str, ...] = ()
-        with trio.move_on_after(self._options.close_timeout) as deadline:
-            drained: Future[None] = Future()
-            await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
+        timeout = self._options.close_timeout
+        # The end of the deadline is kept for cutting off what still plays, so
+        # that what was heard is recorded before the actors are cancelled.
+        grace = min(CLOSE_GRACE, timeout / 4)
+        drained: Future[None] = Future()
+        await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
+        with trio.move_on_after(timeout - grace) as deadline:
             await drained
         if deadline.cancelled_caught:
-            cancelled = tuple(sorted(set(self._state.running_user_code.values())))
+            await self._planner.send(Interrupt(force=True, reply=Future()))
+            with trio.move_on_after(grace):
+                await drained
+            if not drained.done():
+                cancelled = tuple(sorted(set(self._state.running_user_code.values())))
         self.finished.set_result(CloseInfo(request.reason, request.error, cancelled))
