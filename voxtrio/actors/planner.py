@@ -569,8 +569,12 @@ class Planner:
         ctx = chat_ctx.copy()
         if new_message is not None:
             ctx.insert(new_message)
+        # Instructions are for this step only: a tool follow-up step reads the
+        # context without them, so it ends with the tool outputs it answers.
+        step_ctx = ctx
         if instructions:
-            ctx.add_message(role="system", content=instructions)
+            step_ctx = ctx.copy()
+            step_ctx.add_message(role="system", content=instructions)
         llm_send, llm_receive = trio.open_memory_channel[LLMChunk](math.inf)
         tool_send, tool_receive = trio.open_memory_channel[ToolCallChunk](math.inf)
         segment: Future[str | None] = Future()
@@ -591,7 +595,7 @@ class Planner:
                     self._run_llm,
                     handle,
                     self._resolved_llm(),
-                    ctx,
+                    step_ctx,
                     tools,
                     tool_choice,
                     llm_send,
