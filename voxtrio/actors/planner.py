@@ -31,7 +31,7 @@ import trio
 
 from .._sync import Flag, Future
 from ..agent import INSTRUCTIONS_ID, Agent
-from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall
+from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall, FunctionCallOutput
 from ..errors import StopResponse
 from ..events import (
     AgentState,
@@ -792,7 +792,7 @@ class Planner:
                     index = len(outcomes)
                     outcomes.append(None)
                     if tool_choice == "none":
-                        outcomes[index] = outcome_from_error(call, _ToolChoiceNone())
+                        outcomes[index] = _tool_choice_none_outcome(call)
                     elif chunk.name not in by_name:
                         outcomes[index] = unknown_function_outcome(call, list(by_name))
                     else:
@@ -954,8 +954,14 @@ class _StopAccepting:
     reply: Future[None]
 
 
-class _ToolChoiceNone(Exception):
-    pass
+def _tool_choice_none_outcome(call: FunctionCall) -> ToolOutcome:
+    """A call the LLM made although this step allowed none: it gets an error
+    output (every call has one) that asks for no reply, so the tool loop ends
+    even with an LLM that keeps calling tools."""
+    output = FunctionCallOutput(
+        call_id=call.call_id, name=call.name, output=TOOL_CHOICE_NONE_OUTPUT, is_error=True
+    )
+    return ToolOutcome(call=call, output=output, reply_required=False)
 
 
 class _ToolCancelled(Exception):
