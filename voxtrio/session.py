@@ -59,6 +59,14 @@ _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.Conte
 )
 
 
+def _only_cancellation(error: BaseException) -> bool:
+    """Whether ``error`` is the session being cancelled from outside: a
+    ``Cancelled``, or (from nested nurseries) a group of nothing else."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(lambda e: not isinstance(e, (trio.Cancelled, BaseExceptionGroup))) is None
+    return isinstance(error, trio.Cancelled)
+
+
 class AgentSession:
     """A voice conversation: hear, decide, speak, hand over, close.
 
@@ -197,7 +205,7 @@ class AgentSession:
                 info = await supervisor.finished
                 actors.cancel_scope.cancel()
         except BaseException as error:
-            if isinstance(error, trio.Cancelled):
+            if _only_cancellation(error):
                 info = CloseInfo("job_shutdown", None, ())
             else:
                 info = CloseInfo("error", error, ())
