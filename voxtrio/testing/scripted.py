@@ -64,8 +64,13 @@ def _sorted_speeches(speeches: Sequence[UserSpeech]) -> list[UserSpeech]:
     return ordered
 
 
-async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nursery: trio.Nursery) -> float | None:
-    """Wait for the first frame (time zero), then keep reading frames in the background."""
+async def _origin_and_drain(
+    frames: trio.MemoryReceiveChannel[AudioFrame],
+    nursery: trio.Nursery,
+    on_flush: Any = None,
+) -> float | None:
+    """Wait for the first frame (time zero), then keep reading frames in the
+    background (calling ``on_flush`` for an empty frame, the flush request)."""
     try:
         await frames.receive()
     except trio.EndOfChannel:
@@ -73,8 +78,9 @@ async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nurse
     origin = trio.current_time()
 
     async def drain() -> None:
-        async for _ in frames:
-            pass
+        async for frame in frames:
+            if on_flush is not None and not len(frame.data):
+                await on_flush()
 
     nursery.start_soon(drain)
     return origin
@@ -83,8 +89,8 @@ async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nurse
 class ScriptedVAD(VAD):
     """Speech start at ``start + min_speech_duration``; an inference event every
     ``min_speech_duration`` after it while speech lasts (each one that interval
-    after the previous, as a timer would fire them); end at
-    ``end + min_silence_duration``."""
+    after the previous, as a timer would fire them; none in the trailing
+    silence); end at ``end + min_silence_duration``."""
 
     def __init__(
         self,
@@ -117,7 +123,7 @@ class ScriptedVAD(VAD):
                 await trio.sleep_until(origin + start_at)
                 await events.send(self._event("start_of_speech", speech, now()))
                 interval = self.min_speech_duration
-                while now() < end_at - interval * 2:
+                while now() + interval <= speech.end + 1e-9:
                     await trio.sleep(interval)
                     await events.send(self._event("inference", speech, now()))
                 await trio.sleep_until(origin + end_at)
@@ -140,7 +146,8 @@ class ScriptedVAD(VAD):
 class ScriptedSTT(STT):
     """A streaming recognizer: for each speech with a transcript, an interim of
     its first two words at ``end + stt_delay / 2`` and the final transcript at
-    ``end + stt_delay`` (unless ``final`` is false)."""
+    ``end + stt_delay`` (unless ``final`` is false). A flush (commit_user_turn)
+    is answered at once with an empty final."""
 
     capabilities = STTCapabilities(streaming=True, interim_results=True)
 
@@ -155,8 +162,12 @@ class ScriptedSTT(STT):
         language: str | None = None,
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
+        async def flushed() -> None:
+            # Everything heard is already final in a script: an empty final says so.
+            await events.send(STTEvent(kind="final", text=""))
+
         async with trio.open_nursery() as nursery:
-            origin = await _origin_and_drain(frames, nursery)
+            origin = await _origin_and_drain(frames, nursery, flushed)
             if origin is None:
                 return
             for speech in self._speeches:
