@@ -125,6 +125,7 @@ class Turn:
         self._final_at_trio: float = -math.inf
         self._stt_eos_received = False
         self._bounce: trio.CancelScope | None = None
+        self._committed_since_speech = False  # a turn committed since the user last spoke
         self._manual_commit: Future[str] | None = None
         self._manual_skip_reply = False
         self._manual_wait: trio.CancelScope | None = None
@@ -361,6 +362,7 @@ class Turn:
             self._limit_started = started
         self._last_voiced = event.timestamp
         self._stt_eos_received = False
+        self._committed_since_speech = False
         self._cancel_bounce()
         self._cancel_transcription_timeout()
         if self._mode != "stt":
@@ -438,6 +440,10 @@ class Turn:
         if self._manual_commit is not None:
             if self._bounce is not None:
                 self._end_of_utterance(skip_reply=self._manual_skip_reply)
+            return
+        if self._vad_driven and self._committed_since_speech and not self._speaking:
+            # A late fragment of a turn that already committed: it opens the next
+            # turn instead of becoming a turn of its own (reference problem 5).
             return
         if self._mode in (None, "vad") or (self._mode == "stt" and not self._stt_speaking):
             self._maybe_preempt()
@@ -528,6 +534,7 @@ class Turn:
         self._confidences.clear()
         self._final_at = None
         self._preempted_transcript = ""
+        self._committed_since_speech = True
         if not self._speaking:
             self._speech_started = None
         if self._manual_commit is not None:

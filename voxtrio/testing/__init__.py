@@ -6,6 +6,7 @@ agents and the runtime in virtual time, not to talk to anyone.
 
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
 from .scripted import (
+    ArrayTransport,
     LLMResponse,
     ScriptedAudioOutput,
     ScriptedLLM,
@@ -16,9 +17,12 @@ from .scripted import (
     ToolCall,
     TTSResponse,
     UserSpeech,
+    silence,
+    tone,
 )
 
 __all__ = [
+    "ArrayTransport",
     "LLMResponse",
     "Scenario",
     "ScenarioError",
@@ -35,4 +39,6 @@ __all__ = [
     "load_scenario",
     "play",
     "run_scenario",
+    "silence",
+    "tone",
 ]

@@ -358,3 +358,55 @@ class ScriptedTransport(Transport):
         for index in itertools.count():
             await trio.sleep_until(started + index * frame_duration)
             await frames.send(AudioFrame(silence, 16_000))
+
+
+class ArrayTransport(Transport):
+    """Plays a numpy array of PCM to the session at real-time pace.
+
+    ``chunk`` is the size of what the transport hands over (any size: AudioIn
+    reframes); after the array it keeps sending silence unless ``end_input``.
+    """
+
+    def __init__(
+        self,
+        samples: Any,
+        *,
+        sample_rate: int = 16_000,
+        num_channels: int = 1,
+        chunk: float = 0.02,
+        end_input: bool = False,
+        can_pause: bool = False,
+    ) -> None:
+        self.audio_output = ScriptedAudioOutput(can_pause=can_pause)
+        self._samples = np.asarray(samples, dtype=np.int16)
+        self._rate = sample_rate
+        self._channels = num_channels
+        self._chunk = chunk
+        self._end_input = end_input
+
+    async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
+        started = trio.current_time()
+        per_chunk = max(1, int(round(self._chunk * self._rate))) * self._channels
+        data = self._samples
+        offset = 0
+        for index in itertools.count(1):
+            # A chunk exists once it has been recorded: it arrives at its end.
+            await trio.sleep_until(started + index * self._chunk)
+            if offset < len(data):
+                piece = data[offset : offset + per_chunk]
+                offset += per_chunk
+            elif self._end_input:
+                return
+            else:
+                piece = np.zeros(per_chunk, np.int16)
+            await frames.send(AudioFrame(np.ascontiguousarray(piece), self._rate, self._channels))
+
+
+def tone(duration: float, *, sample_rate: int = 16_000, frequency: float = 220.0, amplitude: int = 6000) -> Any:
+    """A sine tone: "speech" for an energy VAD."""
+    t = np.arange(int(round(duration * sample_rate))) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+
+
+def silence(duration: float, *, sample_rate: int = 16_000) -> Any:
+    return np.zeros(int(round(duration * sample_rate)), np.int16)
