@@ -4,6 +4,15 @@ The scripted providers follow a script instead of a model; they exist to test
 agents and the runtime in virtual time, not to talk to anyone.
 """
 
+from .run_result import (
+    AgentHandoffEvent,
+    ChatMessageEvent,
+    FunctionCallEvent,
+    FunctionCallOutputEvent,
+    RunAssert,
+    RunEvent,
+    RunResult,
+)
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
 from .scripted import (
     LLMResponse,
@@ -19,6 +28,13 @@ from .scripted import (
 )
 
 __all__ = [
+    "AgentHandoffEvent",
+    "ChatMessageEvent",
+    "FunctionCallEvent",
+    "FunctionCallOutputEvent",
+    "RunAssert",
+    "RunEvent",
+    "RunResult",
     "LLMResponse",
     "Scenario",
     "ScenarioError",
