@@ -75,6 +75,7 @@ class RunResult:
         self._handles: list[SpeechHandle] = []
         self._input_message: ChatMessage | None = None
         self._done = Flag()
+        self._expect: RunAssert | None = None
 
     def __repr__(self) -> str:
         return f"<RunResult {self.user_input!r}: {len(self._events)} events>"
@@ -85,8 +86,12 @@ class RunResult:
 
     @property
     def expect(self) -> RunAssert:
-        """A fresh cursor at the first event."""
-        return RunAssert(self.events)
+        """The cursor over the events: each ``next_event()`` moves it on."""
+        if self._expect is None:
+            if not self.done():
+                raise RuntimeError("the run is not done yet: await session.run(...) first")
+            self._expect = RunAssert(self.events)
+        return self._expect
 
     def done(self) -> bool:
         return self._done.value
