@@ -342,7 +342,8 @@ def function_tool(
                 context_parameter = param.name
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
-            field = pydantic.Field(default, description=doc_params.get(param.name))
+            described = {"description": doc_params[param.name]} if param.name in doc_params else {}
+            field = pydantic.Field(default, **described)
             fields[param.name] = (annotation, field)
         try:
             model = pydantic.create_model(  # type: ignore[call-overload]
@@ -592,6 +593,12 @@ def unknown_function_outcome(call: FunctionCall, available: Sequence[str]) -> To
         output=FunctionCallOutput(call_id=call.call_id, name=call.name, output=text, is_error=True),
         reply_required=True,
     )
+
+
+def rejected_outcome(call: FunctionCall, why: str) -> ToolOutcome:
+    """A call that was not run: an error output, and no reply asked for."""
+    output = FunctionCallOutput(call_id=call.call_id, name=call.name, output=why, is_error=True)
+    return ToolOutcome(call=call, output=output, reply_required=False)
 
 
 def interrupted_outcome(outcome: ToolOutcome) -> ToolOutcome:

@@ -85,6 +85,7 @@ from ..tools import (
     interrupted_outcome,
     outcome_from_error,
     outcome_from_result,
+    rejected_outcome,
     unknown_function_outcome,
 )
 
@@ -997,7 +998,8 @@ class Planner:
                     index = len(outcomes)
                     outcomes.append(None)
                     if tool_choice == "none":
-                        outcomes[index] = outcome_from_error(call, _ToolChoiceNone())
+                        # Answered, never run, and no reply asked for: this was the last round.
+                        outcomes[index] = rejected_outcome(call, TOOL_CHOICE_NONE_OUTPUT)
                     elif chunk.name not in by_name:
                         outcomes[index] = unknown_function_outcome(call, list(by_name))
                     else:
@@ -1174,10 +1176,6 @@ class _StopAccepting:
     """The Planner's note to itself: no new speech after the messages before this."""
 
     reply: Future[None]
-
-
-class _ToolChoiceNone(Exception):
-    pass
 
 
 class _ToolCancelled(Exception):

@@ -12,6 +12,7 @@ from .run_result import (
     RunAssert,
     RunEvent,
     RunResult,
+    running,
 )
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
 from .scripted import (
@@ -51,4 +52,5 @@ __all__ = [
     "load_scenario",
     "play",
     "run_scenario",
+    "running",
 ]

@@ -18,8 +18,9 @@ that failed marked, so the test output shows what happened instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Literal, Union
 
 import attrs
 import trio
@@ -35,6 +36,23 @@ if TYPE_CHECKING:
     from ..state import SessionState
 
 EventType = Literal["message", "function_call", "function_call_output", "agent_handoff"]
+
+
+@contextlib.asynccontextmanager
+async def running(session: AgentSession, agent: Agent, transport: Any = None) -> AsyncIterator[AgentSession]:
+    """Run ``session`` with ``agent`` for the block, then close it.
+
+    The session runs in a nursery of the block, so nothing of it outlives it::
+
+        async with running(voxtrio.AgentSession(llm=llm), MyAgent()) as session:
+            result = await session.run(user_input="hi")
+    """
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, agent, transport)
+        try:
+            yield session
+        finally:
+            await session.aclose()
 
 
 @attrs.frozen
