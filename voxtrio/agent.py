@@ -206,6 +206,9 @@ class AgentTask(Agent, Generic[T]):
     def complete(self, result: T | BaseException) -> None:
         """Finish the task with ``result`` (or make the await raise it)."""
         if self._outcome.done():
+            error = self._outcome.exception()
+            if isinstance(error, AgentTaskCancelled) and error.by_session:
+                return  # the session ended it first (closing, handing off)
             raise RuntimeError(f"{self!r} is already complete")
         if isinstance(result, BaseException):
             self._outcome.set_exception(result)

@@ -151,7 +151,7 @@ class Planner:
         self._turn_generation = 0
         self._running_tools = 0
         self._turns_blocked = False
-        self._exited: Agent | None = None
+        self._exits: dict[Agent, Flag] = {}  # on_exit started (true once it returned)
         self._user_code_ids = itertools.count(1)
         self._worker_ids = itertools.count(1)
         self._parked: dict[int, int] = {}
@@ -377,6 +377,7 @@ class Planner:
 
     def _start_activity(self, message: StartActivity) -> None:
         agent = message.agent
+        self._exits.pop(agent, None)  # an agent handed back to exits again later
         self._become(agent, carry_history=message.carry_history)
         self._state.accepting_speech = True
         self._turns_blocked = False
@@ -413,9 +414,18 @@ class Planner:
             self._interrupt_all(force=True, reply=None)
         await self._unwind_agent_tasks("the session is closing" if self._state.closing else "handing off")
         agent = self._agent
-        if message.run_on_exit and agent is not None and self._exited is not agent:
-            self._exited = agent
-            await self._run_hook(f"{agent.id}.on_exit", agent.on_exit, agent)
+        if message.run_on_exit and agent is not None:
+            exited = self._exits.get(agent)
+            if exited is None:
+                exited = self._exits[agent] = Flag()
+                try:
+                    await self._run_hook(f"{agent.id}.on_exit", agent.on_exit, agent)
+                finally:
+                    exited.set()
+            else:
+                # A close during a hand-off: the hand-off's on_exit is already
+                # running; the close waits for it too (under its own deadline).
+                await exited.wait_value(True)
         # Through the inbox: speeches on_exit asked for are queued before the door closes.
         closed: Future[None] = Future()
         self.inbox.send_nowait(_StopAccepting(closed))
@@ -484,9 +494,11 @@ class Planner:
         try:
             self._become(task)
             self._set_switching(False)
+            # From the instant it completes the task is being switched away from,
+            # before this task gets to run again: a run must not see an idle gap.
+            task._outcome.add_done_callback(lambda _: self._set_switching(True))
             self._start_task(self._run_hook(f"{task.id}.on_enter", task.on_enter, task), "on_enter")
             await task._outcome.settled()
-            self._set_switching(True)
             # What the task still says (the reply to the tool that completed it) is its own.
             await self._wait_for_speeches_of(task)
             with trio.move_on_after(self._options.close_timeout) as deadline:
