@@ -151,6 +151,26 @@ class Agent:
     async def on_exit(self) -> None:
         """Called when the agent is about to hand over or the session closes."""
 
+    async def on_user_turn_exceeded(self, event: Any) -> None:
+        """Called when the user talks past ``user_turn_max_words``/``_max_duration``.
+
+        ``event`` is a :class:`voxtrio.messages.UserTurnExceeded`. By default the
+        agent politely cuts in, once, without tools and without being interruptible.
+        """
+        session = self.session
+        current = session.current_speech
+        if current is not None and not current.done():
+            return  # a reply is already on its way
+        session.generate_reply(
+            user_input=event.transcript or event.accumulated_transcript,
+            instructions=(
+                "The user has been talking for a long time. Politely cut in: summarize "
+                "briefly what you understood and ask them to continue in shorter turns."
+            ),
+            allow_interruptions=False,
+            tool_choice="none",
+        )
+
     async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
         """Called when the user finished a turn, before the reply is generated.
 

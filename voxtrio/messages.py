@@ -6,8 +6,9 @@ Read top to bottom, this module is the data flow of a session::
                                  │                     └──VADEvent──► Recognizer
                                  ├──AudioFrame──► Recognizer ──STTEvent──► Turn
                                  └──RecordAudio──► Recorder
-    Turn ──UserTurnCompleted / UserInterrupted / UserActivity──► Planner
-    Planner ──AgentSpeech──► Turn                     (what the agent is doing)
+    Turn ──UserTurnCompleted / UserInterrupted / UserActivity / UserHoldOff──► Planner
+    Turn ──SetRecognizerMuted──► AudioIn ; Turn ──FlushRecognizer / ResetRecognizer──► Recognizer
+    Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
     anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
@@ -156,11 +157,37 @@ class UserInterrupted:
 
 @attrs.frozen(kw_only=True)
 class UserActivity:
-    """The user started or stopped talking; the Planner holds replies meanwhile."""
+    """The user started or stopped talking (VAD start/end of speech)."""
 
     speaking: bool
     at: float
-    final_transcript: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class UserHoldOff:
+    """Whether replies must wait: the user is talking, or paused too briefly
+    (less than half the endpointing delay) to have finished (A.12)."""
+
+    holding: bool
+
+
+@attrs.frozen(kw_only=True)
+class EndOfTurnPending:
+    """An end-of-turn decision is open (``pending``) or settled (and whether it
+    committed); a false-interruption resume waits for it to settle."""
+
+    pending: bool
+    committed: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class UserTurnExceeded:
+    """The user has talked past ``user_turn_max_words`` or ``_max_duration``."""
+
+    transcript: str
+    accumulated_transcript: str
+    word_count: int
+    duration: float
 
 
 @attrs.frozen(kw_only=True)
@@ -168,6 +195,7 @@ class PreemptiveTranscript:
     """A final transcript before the turn commits: start speculative LLM work."""
 
     transcript: str
+    speech_duration: float
 
 
 # ---------------------------------------------------------------------------
@@ -177,14 +205,33 @@ class PreemptiveTranscript:
 
 @attrs.frozen(kw_only=True)
 class AgentSpeech:
-    """The agent's audible state and whether the current speech may be interrupted."""
+    """The agent's state and whether its current speech may be interrupted."""
 
-    speaking: bool
+    state: str
     interruptible: bool
     has_current_speech: bool
-    paused: bool = False
+    interrupted: bool = False
     tools_running: bool = False
-    at: float = 0.0
+
+    @property
+    def speaking(self) -> bool:
+        return self.state == "speaking"
+
+
+@attrs.frozen
+class ActivityChanged:
+    """A new agent is active: its turn-taking overrides apply from now on."""
+
+    agent: Agent
+
+
+@attrs.frozen(kw_only=True)
+class CloseUserTurn:
+    """The session is closing: commit what the user said last, waiting at most
+    ``timeout`` for its final transcript."""
+
+    timeout: float
+    reply: Future[None]
 
 
 # ---------------------------------------------------------------------------
@@ -220,6 +267,8 @@ class Interrupt:
 
 @attrs.frozen(kw_only=True)
 class CommitUserTurn:
+    """Commit the user's turn now (push-to-talk); ``reply`` gets the transcript."""
+
     transcript_timeout: float
     skip_reply: bool
     reply: Future[str]
@@ -393,13 +442,26 @@ PlannerMessage = Union[
     UserTurnCompleted,
     UserInterrupted,
     UserActivity,
+    UserHoldOff,
+    EndOfTurnPending,
+    UserTurnExceeded,
     PreemptiveTranscript,
     StartActivity,
     DrainActivity,
     OptionsChanged,
     RunAgentTask,
 ]
-TurnMessage = Union[VADEvent, STTEvent, AgentSpeech, CommitUserTurn, ClearUserTurn, OptionsChanged]
+TurnMessage = Union[
+    VADEvent,
+    STTEvent,
+    AgentSpeech,
+    ActivityChanged,
+    CommitUserTurn,
+    ClearUserTurn,
+    CloseUserTurn,
+    SetAudioInput,
+    OptionsChanged,
+]
 SpeakerMessage = Union[SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout]
 SessionMessage = Union[
     ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested

@@ -46,6 +46,7 @@ from .messages import (
     OptionsChanged,
     RunAgentTask,
     Say,
+    SetAudioInput,
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
@@ -109,6 +110,7 @@ class AgentSession:
         self._supervisor: SessionSupervisor | None = None
         self._closed: trio.Event | None = None
         self.recorder: Recorder | None = None
+        self._audio_in: AudioIn | None = None
         self.last_close: CloseEvent | None = None
 
     # -- running -------------------------------------------------------------------
@@ -145,14 +147,16 @@ class AgentSession:
                 session_inbox=supervisor.inbox,
                 recorder=recorder.inbox if self._record else None,
             )
+            has_stt = has_input and stt is not None
+            has_vad = has_input and vad is not None
             turn = self._turn = Turn(
                 bus=bus,
                 state=state,
                 options=self._options,
                 planner_inbox=None,  # type: ignore[arg-type]
                 session_inbox=supervisor.inbox,
-                has_stt=stt is not None,
-                has_vad=vad is not None,
+                has_stt=has_stt,
+                has_vad=has_vad,
             )
             planner = self._planner = Planner(
                 session=self,
@@ -164,9 +168,11 @@ class AgentSession:
                 turn_inbox=turn.inbox,
                 session_inbox=supervisor.inbox,
                 session_tools=self._tools,
+                can_pause=speaker.can_pause,
             )
             turn._planner = planner.inbox
             supervisor._planner = planner.inbox
+            supervisor._turn = turn.inbox
             async with trio.open_nursery() as actors:
                 await actors.start(supervisor.run)
                 await actors.start(recorder.run)
@@ -176,12 +182,7 @@ class AgentSession:
                 if has_input:
                     assert transport is not None
                     vad_actor = recognizer = None
-                    if vad is not None:
-                        vad_actor = VADActor(
-                            vad=vad, bus=bus, turn_events=turn.events, session_inbox=supervisor.inbox
-                        )
-                        await actors.start(vad_actor.run)
-                    if stt is not None:
+                    if has_stt:
                         recognizer = Recognizer(
                             stt=stt,
                             bus=bus,
@@ -189,14 +190,27 @@ class AgentSession:
                             turn_events=turn.events,
                             session_inbox=supervisor.inbox,
                         )
+                        turn._recognizer = recognizer.inbox
                         await actors.start(recognizer.run)
+                    if has_vad:
+                        vad_actor = VADActor(
+                            vad=vad,
+                            bus=bus,
+                            turn_events=turn.events,
+                            session_inbox=supervisor.inbox,
+                            recognizer_events=recognizer.vad_events if recognizer else None,
+                        )
+                        await actors.start(vad_actor.run)
                     audio_in = AudioIn(
                         transport=transport,
+                        bus=bus,
                         session_inbox=supervisor.inbox,
                         vad=vad_actor.frames if vad_actor else None,
                         recognizer=recognizer.frames if recognizer else None,
                         recorder=recorder.inbox if self._record else None,
                     )
+                    turn._audio_in = audio_in.inbox
+                    self._audio_in = audio_in
                     await actors.start(audio_in.run)
                 state.running = True
                 session_toolsets = await open_toolsets(
@@ -340,6 +354,13 @@ class AgentSession:
         assert self._planner is not None
         self._planner.inbox.send_nowait(Interrupt(force=force, reply=reply))
         return reply
+
+    def set_audio_input_enabled(self, enabled: bool) -> None:
+        """Turn the user's audio on or off (push-to-talk). Turning it off while
+        the user speaks ends their speech there."""
+        self._check_running()
+        assert self._turn is not None
+        self._turn.inbox.send_nowait(SetAudioInput(enabled))
 
     def commit_user_turn(
         self, *, transcript_timeout: float = 2.0, skip_reply: bool = False

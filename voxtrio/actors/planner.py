@@ -32,6 +32,7 @@ import contextvars
 import itertools
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Sequence
 
 import attrs
@@ -42,6 +43,7 @@ from ..agent import INSTRUCTIONS_ID, Agent, AgentTask, AgentTaskCancelled, Carry
 from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall
 from ..errors import StopResponse
 from ..events import (
+    AgentFalseInterruption,
     AgentState,
     AgentStateChanged,
     ConversationItemAdded,
@@ -51,7 +53,13 @@ from ..events import (
     MetricsCollected,
 )
 from ..messages import (
+    ActivityChanged,
     AgentSpeech,
+    EndOfTurnPending,
+    PausePlayout,
+    ResumePlayout,
+    UserHoldOff,
+    UserTurnExceeded,
     DiscardSegment,
     DrainActivity,
     ErrorCountReset,
@@ -95,6 +103,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("voxtrio.planner")
 
 TOOL_CHOICE_NONE_OUTPUT = "tool calls are not allowed in this step (tool_choice is 'none')"
+# Preemptive generation gives up on very long user turns and after a few tries.
+PREEMPTIVE_MAX_SPEECH = 10.0
+PREEMPTIVE_MAX_RETRIES = 3
 
 # The agent on whose behalf user code runs (set for tools, on_enter and
 # on_exit: the places an AgentTask may be awaited from), and the Planner task
@@ -127,6 +138,7 @@ class Planner:
         turn_inbox: trio.MemorySendChannel[Any] | None,
         session_inbox: trio.MemorySendChannel[Any],
         session_tools: Sequence[FunctionTool] = (),
+        can_pause: bool = False,
     ) -> None:
         self._session = session
         self._bus = bus
@@ -150,6 +162,13 @@ class Planner:
         self._user_turn_lock = trio.Lock()
         self._turn_generation = 0
         self._running_tools = 0
+        self._can_pause = can_pause
+        self._pause: _Pause | None = None
+        self._false_interruption_timer: trio.CancelScope | None = None
+        self._end_of_turn_pending = False
+        self._resume_deferred = False
+        self._preemptive: _Preemptive | None = None
+        self._preemptive_attempts = 0
         self._turns_blocked = False
         self._exits: dict[Agent, Flag] = {}  # on_exit started (true once it returned)
         self._user_code_ids = itertools.count(1)
@@ -225,11 +244,25 @@ class Planner:
             self._turn_generation += 1
             self._start_task(self._user_turn(message, self._turn_generation), "user_turn")
         elif isinstance(message, UserInterrupted):
-            self._interrupt_by_user()
+            self._interrupt_by_user(message.reason)
         elif isinstance(message, UserActivity):
-            self._user_silent.set(not message.speaking)
+            self._on_user_activity(message.speaking)
+        elif isinstance(message, UserHoldOff):
+            self._user_silent.set(not message.holding)
+        elif isinstance(message, EndOfTurnPending):
+            self._on_end_of_turn_pending(message)
         elif isinstance(message, PreemptiveTranscript):
-            pass  # speculative generation is not enabled in this build
+            self._preempt(message)
+        elif isinstance(message, UserTurnExceeded):
+            agent = self._agent
+            if agent is not None and not self._turns_blocked:
+                self._start_task(
+                    self._run_hook(
+                        f"{agent.id}.on_user_turn_exceeded",
+                        lambda: agent.on_user_turn_exceeded(message),
+                    ),
+                    "on_user_turn_exceeded",
+                )
         elif isinstance(message, StartActivity):
             self._start_activity(message)
         elif isinstance(message, DrainActivity):
@@ -242,6 +275,8 @@ class Planner:
         elif isinstance(message, _StopAccepting):
             self._state.accepting_speech = False
             message.reply.set_result(None)
+        elif isinstance(message, _ScheduleSpeech):
+            self._schedule_speech(message.handle)
 
     # -- tasks and handles ----------------------------------------------------------
 
@@ -328,6 +363,8 @@ class Planner:
                     continue
             handle._authorize()
             await handle._wait_for_generation()
+            if self._pause is not None and self._pause.handle is handle:
+                self._clear_pause()
             self._set_current(None)
             last_playout_end = trio.current_time()
 
@@ -357,11 +394,11 @@ class Planner:
         current = self._state.current_speech
         self._turn.send_nowait(
             AgentSpeech(
-                speaking=self._state.agent_state == "speaking",
+                state=self._state.agent_state,
                 interruptible=current.allow_interruptions if current is not None else True,
                 has_current_speech=current is not None and not current.done(),
+                interrupted=current is not None and current.interrupted,
                 tools_running=self._running_tools > 0,
-                at=trio.current_time(),
             )
         )
 
@@ -402,6 +439,9 @@ class Planner:
         if old is not None:
             carry_over(old._chat_ctx, agent._chat_ctx, carry_history or agent.carry_history)
         self._state.current_agent = agent
+        if self._turn is not None:
+            # Its turn-taking overrides apply from now on (an AgentTask's too).
+            self._turn.send_nowait(ActivityChanged(agent))
 
     async def _drain(self, message: DrainActivity) -> None:
         """Finish the activity: on_exit, then every speech and tool step ends.
@@ -652,14 +692,94 @@ class Planner:
             await handle._done.wait_value(True)
         reply.set_result(None)
 
-    def _interrupt_by_user(self) -> None:
-        """Audio-activity interruption (A.7 path 1)."""
+    def _interrupt_by_user(self, reason: str) -> None:
+        """The user cuts in (A.7 path 1; Turn already applied its gates).
+
+        Audio activity alone may be a false alarm (a cough, a backchannel): when
+        the output can pause, the speech is paused and resumes if no words come
+        within ``false_interruption_timeout`` (A.8). Words end it for good.
+        """
         current = self._state.current_speech
         if current is None or current.done() or current.interrupted:
             return
         if not current.allow_interruptions:
             return
-        current.interrupt()
+        self._cancel_false_interruption_timer()
+        if reason == "transcript":
+            current.interrupt()
+            self._clear_pause()
+            return
+        if not self._pause_enabled():
+            current.interrupt()
+            return
+        if self._pause is None:
+            self._pause = _Pause(handle=current, state=self._state.agent_state)
+            self._speaker.send_nowait(PausePlayout())
+            if self._state.agent_state == "speaking":
+                self._set_agent_state("listening")
+
+    # -- false interruptions (A.8): one state machine, owned here ---------------------
+
+    def _pause_enabled(self) -> bool:
+        return (
+            self._can_pause
+            and self._options.resume_false_interruption
+            and self._options.false_interruption_timeout is not None
+        )
+
+    def _on_user_activity(self, speaking: bool) -> None:
+        if speaking:
+            self._cancel_false_interruption_timer()  # the pause stays
+        elif self._pause is not None:
+            self._start_false_interruption_timer()
+
+    def _start_false_interruption_timer(self) -> None:
+        self._cancel_false_interruption_timer()
+        timeout = self._options.false_interruption_timeout
+        assert timeout is not None and self._nursery is not None
+        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        self._false_interruption_timer = scope
+        self._nursery.start_soon(self._false_interruption_timeout, scope)
+
+    def _cancel_false_interruption_timer(self) -> None:
+        if self._false_interruption_timer is not None:
+            self._false_interruption_timer.cancel()
+            self._false_interruption_timer = None
+        self._resume_deferred = False
+
+    async def _false_interruption_timeout(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep_forever()
+        if self._false_interruption_timer is not scope or scope.deadline > trio.current_time():
+            return  # cancelled, not expired
+        self._false_interruption_timer = None
+        if self._end_of_turn_pending:
+            self._resume_deferred = True  # the turn decides: a committed turn wins
+        else:
+            self._resume_after_false_interruption()
+
+    def _on_end_of_turn_pending(self, message: EndOfTurnPending) -> None:
+        self._end_of_turn_pending = message.pending
+        if not message.pending and self._resume_deferred:
+            self._resume_deferred = False
+            if not message.committed:
+                self._resume_after_false_interruption()
+
+    def _resume_after_false_interruption(self) -> None:
+        pause = self._pause
+        if pause is None:
+            return
+        resumed = not pause.handle.done() and not pause.handle.interrupted
+        self._clear_pause()
+        if resumed and pause.state == "speaking":
+            self._set_agent_state("speaking")
+        self._bus.emit(AgentFalseInterruption(resumed=resumed))
+
+    def _clear_pause(self) -> None:
+        if self._pause is not None:
+            self._pause = None
+            self._speaker.send_nowait(ResumePlayout())
+        self._cancel_false_interruption_timer()
 
     # -- say ---------------------------------------------------------------------------------
 
@@ -1125,6 +1245,7 @@ class Planner:
             await self._user_turn_locked(turn, generation)
 
     async def _user_turn_locked(self, turn: UserTurnCompleted, generation: int) -> None:
+        self._preemptive_attempts = 0
         background = [h.interrupt() for h in list(self._background) if h.allow_interruptions]
         for handle in background:
             await handle._done.wait_value(True)
@@ -1132,7 +1253,8 @@ class Planner:
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
-        if turn.skip_reply:
+        if turn.skip_reply or not turn.transcript:
+            self._drop_preemptive()
             if turn.transcript:
                 self._commit(message)
             return
@@ -1140,8 +1262,10 @@ class Planner:
         if current is not None and not current.done():
             if not current.allow_interruptions:
                 logger.warning("dropping the user's turn: the current speech cannot be interrupted")
+                self._drop_preemptive()
                 return
             current.interrupt()
+            self._clear_pause()
             await current._done.wait_value(True)
         if not self._state.accepting_speech:
             if self._state.closing and turn.transcript:
@@ -1160,27 +1284,130 @@ class Planner:
                 lambda: agent.on_user_turn_completed(turn_ctx, message),
             )
         except StopResponse:
+            self._drop_preemptive()
             return
         message.metrics["on_user_turn_completed_delay"] = trio.current_time() - started
         if self._resolved_llm() is None or not self._state.accepting_speech:
+            self._drop_preemptive()
             if self._state.closing and turn.transcript:
                 self._commit(message)
             return
-        handle = self._session._create_handle(source="generate_reply", user_initiated=True)
-        # Through the inbox, so that speeches the hook asked for are queued first.
-        self.inbox.send_nowait(GenerateReply(handle=handle, user_message=message, chat_ctx=turn_ctx))
+        preemptive = self._preemptive
+        self._preemptive = None
+        if preemptive is not None and _same_words(preemptive.transcript, message.content) and (
+            preemptive.context == _context_key(turn_ctx)
+        ):
+            # The speculative reply answered this very turn: use it (A.9).
+            handle = preemptive.handle
+            preemptive.message.content = message.content
+            preemptive.message.metrics = message.metrics
+            preemptive.message.seq = message.seq
+            self.inbox.send_nowait(_ScheduleSpeech(handle))
+            self._bus.emit(MetricsCollected(kind="preemptive", metrics={"reused": True, "wasted_llm_calls": 0}))
+        else:
+            if preemptive is not None:
+                self._cancel_preemptive(preemptive)
+            handle = self._session._create_handle(source="generate_reply", user_initiated=True)
+            # Through the inbox, so that speeches the hook asked for are queued first.
+            self.inbox.send_nowait(GenerateReply(handle=handle, user_message=message, chat_ctx=turn_ctx))
         if generation != self._turn_generation:
             handle.interrupt(force=True)
         self._bus.emit(
             MetricsCollected(
                 kind="eou",
                 metrics={
-                    "end_of_utterance_delay": turn.metrics.get("end_of_utterance_delay", 0.0),
-                    "transcription_delay": turn.metrics.get("transcription_delay", 0.0),
+                    "end_of_utterance_delay": 0.0,
+                    "transcription_delay": 0.0,
+                    **turn.metrics,
                     "on_user_turn_completed_delay": message.metrics["on_user_turn_completed_delay"],
                 },
             )
         )
+
+    # -- preemptive generation (A.9) -------------------------------------------------------------
+
+    def _preempt(self, message: PreemptiveTranscript) -> None:
+        """Start the reply to a final transcript before the turn commits.
+
+        Speculative work is side-effect free: it is never scheduled (so no tool
+        runs, no audio plays) until the committed turn turns out to be the same;
+        then it is used, else cancelled and counted as wasted.
+        """
+        if not self._options.preemptive_generation or self._turns_blocked:
+            return
+        if not self._state.accepting_speech or self._resolved_llm() is None or self._agent is None:
+            return
+        current = self._state.current_speech
+        if current is not None and not current.done() and not current.interrupted:
+            return
+        if message.speech_duration > PREEMPTIVE_MAX_SPEECH or self._preemptive_attempts >= PREEMPTIVE_MAX_RETRIES:
+            return
+        self._drop_preemptive()
+        self._preemptive_attempts += 1
+        context = self._agent.chat_ctx
+        user_message = ChatMessage(role="user", content=message.transcript)
+        handle = self._session._create_handle(source="generate_reply", user_initiated=True)
+        self._preemptive = _Preemptive(
+            handle=handle,
+            transcript=message.transcript,
+            context=_context_key(context),
+            message=user_message,
+        )
+        self._spawn(
+            handle,
+            self._reply(
+                handle,
+                chat_ctx=context,
+                tools=self._tools(),
+                tool_choice=None,
+                new_message=user_message,
+            ),
+        )
+
+    def _drop_preemptive(self) -> None:
+        if self._preemptive is not None:
+            preemptive, self._preemptive = self._preemptive, None
+            self._cancel_preemptive(preemptive)
+
+    def _cancel_preemptive(self, preemptive: _Preemptive) -> None:
+        preemptive.handle.interrupt(force=True)
+        self._bus.emit(MetricsCollected(kind="preemptive", metrics={"reused": False, "wasted_llm_calls": 1}))
+
+
+@attrs.define
+class _Pause:
+    """A speech paused by audio activity that may be a false interruption."""
+
+    handle: SpeechHandle
+    state: AgentState
+
+
+@attrs.define
+class _Preemptive:
+    """A reply generated speculatively from a final transcript (A.9)."""
+
+    handle: SpeechHandle
+    transcript: str
+    context: list[tuple[str, str]]
+    message: ChatMessage
+
+
+@attrs.frozen
+class _ScheduleSpeech:
+    """The Planner's note to itself: schedule a speech made earlier (preemptive)."""
+
+    handle: SpeechHandle
+
+
+def _same_words(a: str, b: str) -> bool:
+    def words(text: str) -> list[str]:
+        return re.findall(r"\w+", text.casefold())
+
+    return words(a) == words(b)
+
+
+def _context_key(context: ChatContext) -> list[tuple[str, str]]:
+    return [(item.id, str(item.to_dict())) for item in context.items]
 
 
 @attrs.frozen

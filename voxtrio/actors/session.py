@@ -26,6 +26,7 @@ from ..agent import Agent, CarryHistory
 from ..events import CloseReason, ErrorEvent, EventBus
 from ..messages import (
     CloseRequested,
+    CloseUserTurn,
     DrainActivity,
     DrainRequested,
     ErrorCountReset,
@@ -60,6 +61,7 @@ class SessionSupervisor:
         self._state = state
         self._options = options
         self._planner = planner_inbox
+        self._turn: trio.MemorySendChannel[Any] | None = None
         self.inbox, self._inbox = trio.open_memory_channel[SessionMessage](math.inf)
         self.finished: Future[CloseInfo] = Future()
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
@@ -192,6 +194,15 @@ class SessionSupervisor:
             drained: Future[None] = Future()
             await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
             await drained
+            if request.reason != "error" and self._turn is not None:
+                # What the user said last still goes into the history.
+                committed: Future[None] = Future()
+                await self._turn.send(
+                    CloseUserTurn(
+                        timeout=self._options.session_close_transcript_timeout, reply=committed
+                    )
+                )
+                await committed
         if deadline.cancelled_caught:
             cancelled = tuple(sorted(set(self._state.running_user_code.values())))
         for agent in list(self._leases):

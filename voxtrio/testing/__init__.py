@@ -16,6 +16,7 @@ from .run_result import (
 )
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
 from .scripted import (
+    ArrayTransport,
     LLMResponse,
     ScriptedAudioOutput,
     ScriptedLLM,
@@ -26,6 +27,8 @@ from .scripted import (
     ToolCall,
     TTSResponse,
     UserSpeech,
+    silence,
+    tone,
 )
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "RunAssert",
     "RunEvent",
     "RunResult",
+    "ArrayTransport",
     "LLMResponse",
     "Scenario",
     "ScenarioError",
@@ -53,4 +57,6 @@ __all__ = [
     "play",
     "run_scenario",
     "running",
+    "silence",
+    "tone",
 ]

@@ -64,8 +64,13 @@ def _sorted_speeches(speeches: Sequence[UserSpeech]) -> list[UserSpeech]:
     return ordered
 
 
-async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nursery: trio.Nursery) -> float | None:
-    """Wait for the first frame (time zero), then keep reading frames in the background."""
+async def _origin_and_drain(
+    frames: trio.MemoryReceiveChannel[AudioFrame],
+    nursery: trio.Nursery,
+    on_flush: Any = None,
+) -> float | None:
+    """Wait for the first frame (time zero), then keep reading frames in the
+    background (calling ``on_flush`` for an empty frame, the flush request)."""
     try:
         await frames.receive()
     except trio.EndOfChannel:
@@ -73,8 +78,9 @@ async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nurse
     origin = trio.current_time()
 
     async def drain() -> None:
-        async for _ in frames:
-            pass
+        async for frame in frames:
+            if on_flush is not None and not len(frame.data):
+                await on_flush()
 
     nursery.start_soon(drain)
     return origin
@@ -83,8 +89,8 @@ async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nurse
 class ScriptedVAD(VAD):
     """Speech start at ``start + min_speech_duration``; an inference event every
     ``min_speech_duration`` after it while speech lasts (each one that interval
-    after the previous, as a timer would fire them); end at
-    ``end + min_silence_duration``."""
+    after the previous, as a timer would fire them; none in the trailing
+    silence); end at ``end + min_silence_duration``."""
 
     def __init__(
         self,
@@ -117,7 +123,7 @@ class ScriptedVAD(VAD):
                 await trio.sleep_until(origin + start_at)
                 await events.send(self._event("start_of_speech", speech, now()))
                 interval = self.min_speech_duration
-                while now() < end_at - interval * 2:
+                while now() + interval <= speech.end + 1e-9:
                     await trio.sleep(interval)
                     await events.send(self._event("inference", speech, now()))
                 await trio.sleep_until(origin + end_at)
@@ -140,12 +146,17 @@ class ScriptedVAD(VAD):
 class ScriptedSTT(STT):
     """A streaming recognizer: for each speech with a transcript, an interim of
     its first two words at ``end + stt_delay / 2`` and the final transcript at
-    ``end + stt_delay`` (unless ``final`` is false)."""
+    ``end + stt_delay`` (unless ``final`` is false).
+
+    A flush (``commit_user_turn``, a closing session) finalizes at once what is
+    being heard, as a real recognizer would: the transcript of a speech that
+    has started but not been finalized yet, or an empty final if there is none.
+    """
 
     capabilities = STTCapabilities(streaming=True, interim_results=True)
 
     def __init__(self, speeches: Sequence[UserSpeech]) -> None:
-        self._speeches = _sorted_speeches(speeches)
+        self._speeches = [s for s in _sorted_speeches(speeches) if s.transcript]
 
     async def stream(
         self,
@@ -155,26 +166,40 @@ class ScriptedSTT(STT):
         language: str | None = None,
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
+        finalized: set[int] = set()
+        origin: float | None = None
+
+        def final(index: int) -> STTEvent:
+            speech = self._speeches[index]
+            finalized.add(index)
+            return STTEvent(kind="final", text=speech.transcript, start_time=speech.start, end_time=speech.end)
+
+        async def flushed() -> None:
+            assert origin is not None
+            now = trio.current_time() - origin
+            heard = [
+                i
+                for i, speech in enumerate(self._speeches)
+                if i not in finalized and speech.final and speech.start <= now
+            ]
+            if heard:
+                await events.send(final(heard[0]))
+            else:
+                await events.send(STTEvent(kind="final", text=""))
+
         async with trio.open_nursery() as nursery:
-            origin = await _origin_and_drain(frames, nursery)
+            origin = await _origin_and_drain(frames, nursery, flushed)
             if origin is None:
                 return
-            for speech in self._speeches:
-                if not speech.transcript:
-                    continue
+            for index, speech in enumerate(self._speeches):
                 await trio.sleep_until(origin + speech.end + speech.stt_delay * 0.5)
+                if index in finalized:
+                    continue
                 interim = " ".join(speech.transcript.split()[:2])
                 await events.send(STTEvent(kind="interim", text=interim, start_time=speech.start))
                 await trio.sleep_until(origin + speech.end + speech.stt_delay)
-                if speech.final:
-                    await events.send(
-                        STTEvent(
-                            kind="final",
-                            text=speech.transcript,
-                            start_time=speech.start,
-                            end_time=speech.end,
-                        )
-                    )
+                if speech.final and index not in finalized:
+                    await events.send(final(index))
 
 
 @attrs.frozen(kw_only=True)
@@ -351,3 +376,55 @@ class ScriptedTransport(Transport):
         for index in itertools.count():
             await trio.sleep_until(started + index * frame_duration)
             await frames.send(AudioFrame(silence, 16_000))
+
+
+class ArrayTransport(Transport):
+    """Plays a numpy array of PCM to the session at real-time pace.
+
+    ``chunk`` is the size of what the transport hands over (any size: AudioIn
+    reframes); after the array it keeps sending silence unless ``end_input``.
+    """
+
+    def __init__(
+        self,
+        samples: Any,
+        *,
+        sample_rate: int = 16_000,
+        num_channels: int = 1,
+        chunk: float = 0.02,
+        end_input: bool = False,
+        can_pause: bool = False,
+    ) -> None:
+        self.audio_output = ScriptedAudioOutput(can_pause=can_pause)
+        self._samples = np.asarray(samples, dtype=np.int16)
+        self._rate = sample_rate
+        self._channels = num_channels
+        self._chunk = chunk
+        self._end_input = end_input
+
+    async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
+        started = trio.current_time()
+        per_chunk = max(1, int(round(self._chunk * self._rate))) * self._channels
+        data = self._samples
+        offset = 0
+        for index in itertools.count(1):
+            # A chunk exists once it has been recorded: it arrives at its end.
+            await trio.sleep_until(started + index * self._chunk)
+            if offset < len(data):
+                piece = data[offset : offset + per_chunk]
+                offset += per_chunk
+            elif self._end_input:
+                return
+            else:
+                piece = np.zeros(per_chunk, np.int16)
+            await frames.send(AudioFrame(np.ascontiguousarray(piece), self._rate, self._channels))
+
+
+def tone(duration: float, *, sample_rate: int = 16_000, frequency: float = 220.0, amplitude: int = 6000) -> Any:
+    """A sine tone: "speech" for an energy VAD."""
+    t = np.arange(int(round(duration * sample_rate))) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+
+
+def silence(duration: float, *, sample_rate: int = 16_000) -> Any:
+    return np.zeros(int(round(duration * sample_rate)), np.int16)
