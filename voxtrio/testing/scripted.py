@@ -236,6 +236,8 @@ class ScriptedLLM(LLM):
         for response in responses:
             self._responses[response.input].append(response)
         self.requests: list[ChatContext] = []
+        self.tool_requests: list[list[Any]] = []  # the tools offered with each request
+        self.tool_choices: list[Any] = []
 
     def _match(self, chat_ctx: ChatContext) -> LLMResponse | None:
         if not chat_ctx.items:
@@ -262,6 +264,8 @@ class ScriptedLLM(LLM):
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
         self.requests.append(chat_ctx.copy())
+        self.tool_requests.append(list(tools or ()))
+        self.tool_choices.append(tool_choice)
         response = self._match(chat_ctx)
         if response is None:
             return
