@@ -60,9 +60,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="3 short turns per call instead of 6")
     ap.add_argument("--json", action="store_true", help="print only the JSON result line")
     ap.add_argument("--core", type=int, default=None, help="core to pin to (default: highest allowed)")
+    ap.add_argument(
+        "--nice", type=int, default=0, help="add to the scheduling niceness (negative needs root);"
+        " a diagnostic for a machine shared with CPU-heavy processes, recorded in the result",
+    )
     args = ap.parse_args()
 
     core = pin(args.core)
+    if args.nice:
+        os.nice(args.nice)
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from adapters import load
@@ -74,6 +80,7 @@ def main() -> int:
     import_s = time.monotonic() - t
     result = asyncio.run(aio.measure(adapter, QUICK if args.quick else FULL, args.sessions))
     result["import_s"] = round(import_s, 2)
+    result["machine"]["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     assert result["core"] == core
     print(json.dumps(result) if args.json else report(result), flush=True)
     return 0

@@ -23,10 +23,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(framework: str, n: int, quick: bool, python: str) -> dict:
+def run(framework: str, n: int, quick: bool, python: str, nice: int) -> dict:
     cmd = [python, os.path.join(HERE, "peers.py"), "--framework", framework, "--sessions", str(n), "--json"]
-    if quick:
-        cmd.append("--quick")
+    cmd += ["--nice", str(nice)] + (["--quick"] if quick else [])
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -48,7 +47,7 @@ def row(r: dict) -> str:
         f" lag p99={r['input_lag_ms']['p99']}ms late p99={r['output_lateness_ms']['p99']}ms"
         f" rss/call={r['rss_per_call_mb']}MB"
         f" | others on core {m.get('other_cpu_on_core_pct')}% rq-wait {m['runqueue_wait_pct']}%"
-        f" load {m['loadavg_start']} calib {m.get('calib_ms')}ms"
+        f" load {m['loadavg_start']} calib {m.get('calib_ms')}ms nice {m.get('nice', 0)}"
         + (f" [{'; '.join(r['not_held_because'])}]" if r["not_held_because"] else "")
     )
 
@@ -70,8 +69,13 @@ def summary(results: list[dict]) -> str:
         )
     held = [r["sessions"] for r in results if r["real_time_held"]]
     lines.append(f"largest N holding real time: {max(held) if held else None}")
-    s = slope([r["conversation_s"] / 60 for r in results], [r["cpu_s"] for r in results])
-    lines.append(f"marginal CPU s per conversation-minute (slope over N): {s and round(s, 3)}")
+    # Only runs that did all their work: a run with unanswered turns or calls
+    # held until the cap has less CPU per conversation-minute for bad reasons.
+    done = [r for r in results if r["turns_answered"] == r["turns_expected"] and not r["calls_aborted"]]
+    s = slope([r["conversation_s"] / 60 for r in done], [r["cpu_s"] for r in done])
+    lines.append(
+        f"marginal CPU s per conversation-minute (slope over the {len(done)} complete runs): {s and round(s, 3)}"
+    )
     return "\n".join(lines)
 
 
@@ -82,10 +86,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", help="append each run's JSON line to this file")
     ap.add_argument("--python", default=sys.executable, help="interpreter of the peers venv")
+    ap.add_argument("--nice", type=int, default=0, help="passed to peers.py")
     args = ap.parse_args()
     results = []
     for n in args.sessions:
-        r = run(args.framework, n, args.quick, args.python)
+        r = run(args.framework, n, args.quick, args.python, args.nice)
         results.append(r)
         if args.out:
             with open(args.out, "a") as f:

@@ -76,6 +76,21 @@ class UserInputTranscribed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class UserTranscriptionTimeout(Event):
+    """The user spoke (VAD) but no transcript came within ``transcription_timeout``."""
+
+    type: ClassVar[str] = "user_transcription_timeout"
+    speech_duration: float
+    vad_speech_started_at: float | None
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "speech_duration": _r(self.speech_duration),
+            "vad_speech_started_at": _r(self.vad_speech_started_at),
+        }
+
+
+@attrs.frozen(kw_only=True)
 class SpeechCreated(Event):
     type: ClassVar[str] = "speech_created"
     speech_id: str
@@ -202,6 +217,7 @@ EVENT_TYPES = {
         AgentStateChanged,
         UserStateChanged,
         UserInputTranscribed,
+        UserTranscriptionTimeout,
         SpeechCreated,
         PlaybackStarted,
         PlaybackFinished,
@@ -226,6 +242,11 @@ class EventBus:
 
     def next_seq(self) -> int:
         self._seq += 1
+        return self._seq
+
+    @property
+    def last_seq(self) -> int:
+        """The last number handed out (items numbered later come after it)."""
         return self._seq
 
     def on(self, name: str, callback: Callable[[Any], Any]) -> Callable[[], None]:

@@ -6,12 +6,14 @@ Read top to bottom, this module is the data flow of a session::
                                  │                     └──VADEvent──► Recognizer
                                  ├──AudioFrame──► Recognizer ──STTEvent──► Turn
                                  └──RecordAudio──► Recorder
-    Turn ──UserTurnCompleted / UserInterrupted / UserActivity──► Planner
-    Planner ──AgentSpeech──► Turn                     (what the agent is doing)
+    Turn ──UserTurnCompleted / UserInterrupted / UserActivity / UserHoldOff──► Planner
+    Turn ──SetRecognizerMuted──► AudioIn ; Turn ──FlushRecognizer / ResetRecognizer──► Recognizer
+    Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
     anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
     AgentSession (the public API) ──Say / GenerateReply / Interrupt / ...──► Planner
+    a tool or hook awaiting an AgentTask ──RunAgentTask──► Planner
 
 Messages are frozen and slotted. A few carry a ``reply`` :class:`Future` (the
 answer to a request) or a channel end (a stream that belongs to the request);
@@ -28,11 +30,12 @@ import attrs
 
 from ._sync import Flag, Future
 from .audio import AudioFrame
+from .options import NOT_GIVEN
 
 if TYPE_CHECKING:
     import trio
 
-    from .agent import Agent
+    from .agent import Agent, AgentTask, CarryHistory
     from .chat import ChatContext, ChatMessage
     from .events import CloseReason
     from .options import SessionOptions
@@ -154,11 +157,37 @@ class UserInterrupted:
 
 @attrs.frozen(kw_only=True)
 class UserActivity:
-    """The user started or stopped talking; the Planner holds replies meanwhile."""
+    """The user started or stopped talking (VAD start/end of speech)."""
 
     speaking: bool
     at: float
-    final_transcript: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class UserHoldOff:
+    """Whether replies must wait: the user is talking, or paused too briefly
+    (less than half the endpointing delay) to have finished (A.12)."""
+
+    holding: bool
+
+
+@attrs.frozen(kw_only=True)
+class EndOfTurnPending:
+    """An end-of-turn decision is open (``pending``) or settled (and whether it
+    committed); a false-interruption resume waits for it to settle."""
+
+    pending: bool
+    committed: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class UserTurnExceeded:
+    """The user has talked past ``user_turn_max_words`` or ``_max_duration``."""
+
+    transcript: str
+    accumulated_transcript: str
+    word_count: int
+    duration: float
 
 
 @attrs.frozen(kw_only=True)
@@ -166,6 +195,7 @@ class PreemptiveTranscript:
     """A final transcript before the turn commits: start speculative LLM work."""
 
     transcript: str
+    speech_duration: float
 
 
 # ---------------------------------------------------------------------------
@@ -175,14 +205,33 @@ class PreemptiveTranscript:
 
 @attrs.frozen(kw_only=True)
 class AgentSpeech:
-    """The agent's audible state and whether the current speech may be interrupted."""
+    """The agent's state and whether its current speech may be interrupted."""
 
-    speaking: bool
+    state: str
     interruptible: bool
     has_current_speech: bool
-    paused: bool = False
+    interrupted: bool = False
     tools_running: bool = False
-    at: float = 0.0
+
+    @property
+    def speaking(self) -> bool:
+        return self.state == "speaking"
+
+
+@attrs.frozen
+class ActivityChanged:
+    """A new agent is active: its turn-taking overrides apply from now on."""
+
+    agent: Agent
+
+
+@attrs.frozen(kw_only=True)
+class CloseUserTurn:
+    """The session is closing: commit what the user said last, waiting at most
+    ``timeout`` for its final transcript."""
+
+    timeout: float
+    reply: Future[None]
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +267,8 @@ class Interrupt:
 
 @attrs.frozen(kw_only=True)
 class CommitUserTurn:
+    """Commit the user's turn now (push-to-talk); ``reply`` gets the transcript."""
+
     transcript_timeout: float
     skip_reply: bool
     reply: Future[str]
@@ -240,10 +291,32 @@ class OptionsChanged:
 
 @attrs.frozen(kw_only=True)
 class StartActivity:
-    """Make ``agent`` the current agent and run its ``on_enter``."""
+    """Make ``agent`` the current agent and run its ``on_enter``.
+
+    ``carry_history`` overrides the agent's own policy for this hand-off.
+    """
 
     agent: Agent
     reply: Future[None]
+    carry_history: CarryHistory | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunAgentTask:
+    """Run ``task`` inline for ``caller`` (the agent whose tool or hook awaits it).
+
+    The Planner starts it once ``caller`` is the current agent (tasks awaited
+    in parallel run one after the other) and answers ``reply`` with the
+    task's result when it completes. ``handle`` is the caller's speech, which
+    the user cannot interrupt meanwhile; ``worker`` names the Planner task
+    that waits (it does not keep a run from finishing while it waits).
+    """
+
+    task: AgentTask[Any]
+    caller: Agent
+    handle: SpeechHandle | None
+    worker: int | None
+    reply: Future[Any]
 
 
 @attrs.frozen(kw_only=True)
@@ -274,6 +347,7 @@ class SynthesizeSegment:
     speech_id: str
     text: trio.MemoryReceiveChannel[str]
     audio: Any = None
+    tts: Any = NOT_GIVEN  # the current agent's TTS (None: none); NOT_GIVEN: the session's
 
 
 @attrs.frozen(kw_only=True)
@@ -341,8 +415,12 @@ class ErrorCountReset:
 
 @attrs.frozen(kw_only=True)
 class HandoffRequested:
+    """Hand the conversation to ``agent``. The sender has already counted it in
+    ``SessionState.handoffs_pending``; the Session uncounts it when done."""
+
     agent: Agent
     reply: Future[None] | None = None
+    carry_history: CarryHistory | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -364,12 +442,26 @@ PlannerMessage = Union[
     UserTurnCompleted,
     UserInterrupted,
     UserActivity,
+    UserHoldOff,
+    EndOfTurnPending,
+    UserTurnExceeded,
     PreemptiveTranscript,
     StartActivity,
     DrainActivity,
     OptionsChanged,
+    RunAgentTask,
 ]
-TurnMessage = Union[VADEvent, STTEvent, AgentSpeech, CommitUserTurn, ClearUserTurn, OptionsChanged]
+TurnMessage = Union[
+    VADEvent,
+    STTEvent,
+    AgentSpeech,
+    ActivityChanged,
+    CommitUserTurn,
+    ClearUserTurn,
+    CloseUserTurn,
+    SetAudioInput,
+    OptionsChanged,
+]
 SpeakerMessage = Union[SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout]
 SessionMessage = Union[
     ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested

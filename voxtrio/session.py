@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import math
-from typing import Any, AsyncIterable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
 
 import attrs
 import trio
@@ -31,7 +31,7 @@ from .actors.session import CloseInfo, SessionSupervisor
 from .actors.speaker import Speaker
 from .actors.turn import Turn
 from .actors.vad import VADActor
-from .agent import Agent
+from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
 from .errors import SessionClosedError
 from .events import CloseEvent, Event, EventBus, SpeechCreated
@@ -44,15 +44,20 @@ from .messages import (
     HandoffRequested,
     Interrupt,
     OptionsChanged,
+    RunAgentTask,
     Say,
+    SetAudioInput,
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
 from .text import resolve_transforms
-from .tools import FunctionTool
+from .tools import FunctionTool, Toolset, check_tool_items, open_toolsets, toolsets_of
 from .transports.base import Transport
+
+if TYPE_CHECKING:
+    from .testing.run_result import RunResult
 
 _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
     "voxtrio_inside_session", default=None
@@ -72,7 +77,9 @@ class AgentSession:
 
     Keyword arguments are the reference's flat options (see
     :class:`voxtrio.options.SessionOptions` for each one and its default),
-    plus the providers, session-wide ``tools`` and ``userdata``.
+    plus the providers, session-wide ``tools`` and ``userdata``. Session tools
+    (and toolsets, such as MCP servers) are offered to every agent and survive
+    hand-offs; an agent's own tool of the same name wins.
     """
 
     def __init__(
@@ -82,7 +89,7 @@ class AgentSession:
         vad: VAD | None = None,
         llm: LLM | None = None,
         tts: TTS | None = None,
-        tools: Sequence[FunctionTool] = (),
+        tools: Sequence[FunctionTool | Toolset] = (),
         userdata: Any = NOT_GIVEN,
         conn_options: SessionConnectOptions | None = None,
         record: bool = False,
@@ -99,8 +106,9 @@ class AgentSession:
         self._options = SessionOptions(**options)
         resolve_transforms(self._options.tts_text_transforms)  # fail early on a bad name
         self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
-        self._tools = list(tools)
+        self._tools = check_tool_items(list(tools), owner="AgentSession")
         self._userdata = userdata
+        self._run: RunResult | None = None
         self._record = record
         self._bus = EventBus(max_recorded=max_recorded_events)
         self._state = SessionState()
@@ -110,6 +118,7 @@ class AgentSession:
         self._supervisor: SessionSupervisor | None = None
         self._closed: trio.Event | None = None
         self.recorder: Recorder | None = None
+        self._audio_in: AudioIn | None = None
         self.last_close: CloseEvent | None = None
 
     # -- running -------------------------------------------------------------------
@@ -146,14 +155,16 @@ class AgentSession:
                 session_inbox=supervisor.inbox,
                 recorder=recorder.inbox if self._record else None,
             )
+            has_stt = has_input and stt is not None
+            has_vad = has_input and vad is not None
             turn = self._turn = Turn(
                 bus=bus,
                 state=state,
                 options=self._options,
                 planner_inbox=None,  # type: ignore[arg-type]
                 session_inbox=supervisor.inbox,
-                has_stt=stt is not None,
-                has_vad=vad is not None,
+                has_stt=has_stt,
+                has_vad=has_vad,
             )
             planner = self._planner = Planner(
                 session=self,
@@ -165,9 +176,11 @@ class AgentSession:
                 turn_inbox=turn.inbox,
                 session_inbox=supervisor.inbox,
                 session_tools=self._tools,
+                can_pause=speaker.can_pause,
             )
             turn._planner = planner.inbox
             supervisor._planner = planner.inbox
+            supervisor._turn = turn.inbox
             async with trio.open_nursery() as actors:
                 await actors.start(supervisor.run)
                 await actors.start(recorder.run)
@@ -177,12 +190,7 @@ class AgentSession:
                 if has_input:
                     assert transport is not None
                     vad_actor = recognizer = None
-                    if vad is not None:
-                        vad_actor = VADActor(
-                            vad=vad, bus=bus, turn_events=turn.events, session_inbox=supervisor.inbox
-                        )
-                        await actors.start(vad_actor.run)
-                    if stt is not None:
+                    if has_stt:
                         recognizer = Recognizer(
                             stt=stt,
                             bus=bus,
@@ -190,19 +198,36 @@ class AgentSession:
                             turn_events=turn.events,
                             session_inbox=supervisor.inbox,
                         )
+                        turn._recognizer = recognizer.inbox
                         await actors.start(recognizer.run)
+                    if has_vad:
+                        vad_actor = VADActor(
+                            vad=vad,
+                            bus=bus,
+                            turn_events=turn.events,
+                            session_inbox=supervisor.inbox,
+                            recognizer_events=recognizer.vad_events if recognizer else None,
+                        )
+                        await actors.start(vad_actor.run)
                     audio_in = AudioIn(
                         transport=transport,
+                        bus=bus,
                         session_inbox=supervisor.inbox,
                         vad=vad_actor.frames if vad_actor else None,
                         recognizer=recognizer.frames if recognizer else None,
                         recorder=recorder.inbox if self._record else None,
                     )
+                    turn._audio_in = audio_in.inbox
+                    self._audio_in = audio_in
                     await actors.start(audio_in.run)
                 state.running = True
+                session_toolsets = await open_toolsets(
+                    actors, toolsets_of(self._tools), supervisor.report_toolset_error
+                )
                 await supervisor.start_agent(agent)
                 task_status.started()
                 info = await supervisor.finished
+                await session_toolsets.aclose()
                 actors.cancel_scope.cancel()
         except BaseException as error:
             if _only_cancellation(error):
@@ -338,6 +363,13 @@ class AgentSession:
         self._planner.inbox.send_nowait(Interrupt(force=force, reply=reply))
         return reply
 
+    def set_audio_input_enabled(self, enabled: bool) -> None:
+        """Turn the user's audio on or off (push-to-talk). Turning it off while
+        the user speaks ends their speech there."""
+        self._check_running()
+        assert self._turn is not None
+        self._turn.inbox.send_nowait(SetAudioInput(enabled))
+
     def commit_user_turn(
         self, *, transcript_timeout: float = 2.0, skip_reply: bool = False
     ) -> Future[str]:
@@ -354,13 +386,73 @@ class AgentSession:
         assert self._turn is not None
         self._turn.inbox.send_nowait(ClearUserTurn())
 
-    def update_agent(self, agent: Agent) -> Future[None]:
-        """Hand the conversation to ``agent``: the current one drains and exits first."""
+    def update_agent(
+        self, agent: Agent, *, carry_history: CarryHistory | None = None
+    ) -> Future[None]:
+        """Hand the conversation to ``agent``: the current one drains and exits first.
+
+        ``carry_history`` ("none", "messages" or "full") overrides the new
+        agent's own policy for this hand-off (see :class:`voxtrio.Agent`).
+        The returned future resolves once the new agent is current.
+        """
         self._check_running()
+        if carry_history is not None:
+            check_carry_history(carry_history, "update_agent")
         assert self._supervisor is not None
         done: Future[None] = Future()
-        self._supervisor.inbox.send_nowait(HandoffRequested(agent=agent, reply=done))
+        self._state.count_handoff(+1)
+        self._supervisor.inbox.send_nowait(
+            HandoffRequested(agent=agent, reply=done, carry_history=carry_history)
+        )
         return done
+
+    async def run(self, *, user_input: str) -> RunResult:
+        """Say ``user_input`` as the user (as text) and wait until the agent is done.
+
+        Done means nothing is left to do: every speech played (tool steps
+        included), every hand-off happened, every hook returned, except what
+        waits for the user's next turn (an AgentTask asking a question). The
+        :class:`~voxtrio.testing.RunResult` holds what the turn added to the
+        conversation (messages, function calls and outputs, hand-offs) with
+        ``expect`` assertions over them. A failed LLM request raises here.
+        Meant for tests: with the scripted providers of ``voxtrio.testing`` on
+        trio's MockClock a run takes milliseconds.
+        """
+        from .testing.run_result import RunResult
+
+        self._check_accepting()
+        if self._run is not None:
+            raise RuntimeError("nested runs are not supported: await the first run")
+        result = RunResult(user_input=user_input)
+        self._run = result
+        try:
+            await result._watch(self, self._state, self._closed)
+        finally:
+            self._run = None
+        return result
+
+    async def _run_agent_task(self, task: AgentTask[Any]) -> Any:
+        """Run an AgentTask for the tool or hook that awaits it (see AgentTask)."""
+        from .actors.planner import current_caller, current_worker
+
+        caller = current_caller.get()
+        if caller is None:
+            raise RuntimeError(
+                "an AgentTask can only be awaited from a tool, on_enter or on_exit"
+            )
+        self._check_running()
+        assert self._planner is not None
+        reply: Future[Any] = Future()
+        self._planner.inbox.send_nowait(
+            RunAgentTask(
+                task=task,
+                caller=caller,
+                handle=current_tool_speech.get(),
+                worker=current_worker.get(),
+                reply=reply,
+            )
+        )
+        return await reply
 
     def update_options(self, **changes: Any) -> None:
         unknown = set(changes) - SESSION_OPTION_NAMES
@@ -468,6 +560,7 @@ class AgentSession:
             allow_interruptions=bool(allow_interruptions),
             source=source,  # type: ignore[arg-type]
         )
+        self._state.count_posted_speech(+1)
         self._bus.emit(
             SpeechCreated(
                 speech_id=handle.id,

@@ -50,23 +50,27 @@ def rss_bytes() -> int:
 
 
 def max_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak RSS. ru_maxrss's high-water mark is updated lazily, so it can
+    trail the current statm figure by a few pages; take the larger."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_bytes())
 
 
 def calibrate() -> float:
-    """Milliseconds for a fixed pure-Python loop (best of 3).
+    """CPU milliseconds for a fixed pure-Python loop (best of 3).
 
     Not a benchmark of anything: it tells whether two runs (or two machines)
     had the same per-core speed, which CPU-seconds figures silently depend on.
+    Thread CPU time, not wall time, so time-slicing with other processes does
+    not count (that is in the contention figures); a slow host core does.
     """
     best = float("inf")
     for _ in range(3):
-        t = time.perf_counter()
+        t = time.thread_time()
         x, d = 0, {}
         for i in range(200_000):
             x = (x * 31 + i) & 0xFFFF
             d[i & 1023] = x
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.thread_time() - t)
     return round(best * 1000, 1)
 
 

@@ -1,27 +1,111 @@
 """AudioIn: reads the transport's audio and fans it out to the listeners.
 
+Whatever the transport sends (any rate from 8 to 192 kHz, any channel count,
+any frame size) becomes the pipeline format: mono int16 at 16 kHz in 20 ms
+frames, resampled with soxr, stamped with audio time (seconds of audio since
+the input began, the clock endpointing is measured on).
+
 Each outgoing link declares what happens when its reader is slow:
 
-* recognizer: ``block`` (the transcript must not lose audio);
-* VAD: ``drop`` newest, counted in ``dropped["vad"]``;
-* recorder: ``drop`` newest, counted in ``dropped["recorder"]``.
+* recognizer: a deep buffer (10 s); beyond it frames are dropped, counted in
+  ``dropped["recognizer"]`` and reported with an ``error`` event, never silently;
+* VAD: drop newest, counted in ``dropped["vad"]`` (VAD state recovers by itself);
+* recorder: drop newest, counted in ``dropped["recorder"]``.
 
-Frames are stamped with audio time (seconds of audio since the input began),
-the clock that endpointing is measured on.
+None of them can stall the others: AudioIn never waits on a listener.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import trio
 
-from ..audio import PIPELINE_SAMPLE_RATE, AudioFrame
+from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
 from ..errors import AudioFormatError
-from ..messages import CloseRequested, RecordAudio
+from ..events import ErrorEvent, EventBus
+from ..messages import CloseRequested, RecordAudio, SetAudioInput, SetRecognizerMuted
 from ..transports.base import Transport, TransportDisconnected
 
 INPUT_BUFFER = 50
+
+
+class PipelineConverter:
+    """Any PCM to mono int16 pipeline frames of a fixed size.
+
+    Keeps a streaming resampler per input format, so a transport may change
+    rate mid-stream (a new resampler starts; the old one is flushed).
+    """
+
+    def __init__(
+        self, *, sample_rate: int = PIPELINE_SAMPLE_RATE, frame_duration: float = FRAME_DURATION
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.frame_samples = int(round(sample_rate * frame_duration))
+        self._resampler: Any = None
+        self._input_rate: int | None = None
+        self._pending = np.zeros(0, np.int16)
+        self._audio_time = 0.0
+
+    def push(self, frame: AudioFrame) -> list[AudioFrame]:
+        if not isinstance(frame, AudioFrame):
+            raise AudioFormatError(f"the transport sent {type(frame).__name__}, not an AudioFrame")
+        samples = frame.data
+        if frame.num_channels > 1:
+            samples = (
+                samples.reshape(-1, frame.num_channels).astype(np.int32).mean(axis=1).astype(np.int16)
+            )
+        if frame.sample_rate != self.sample_rate:
+            samples = self._resample(samples, frame.sample_rate)
+        elif self._resampler is not None:
+            samples = np.concatenate([self._flush_resampler(), samples])
+        return self._frames(samples)
+
+    def _resample(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        import soxr
+
+        prefix = np.zeros(0, np.int16)
+        if rate != self._input_rate:
+            prefix = self._flush_resampler()
+            self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="int16")
+            self._input_rate = rate
+        out = self._resampler.resample_chunk(samples)
+        return np.concatenate([prefix, out]) if len(prefix) else out
+
+    def _flush_resampler(self) -> np.ndarray:
+        if self._resampler is None:
+            return np.zeros(0, np.int16)
+        tail = self._resampler.resample_chunk(np.zeros(0, np.int16), last=True)
+        self._resampler = None
+        self._input_rate = None
+        return tail
+
+    def _frames(self, samples: np.ndarray) -> list[AudioFrame]:
+        if len(samples):
+            self._pending = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        frames = []
+        size = self.frame_samples
+        while len(self._pending) >= size:
+            chunk, self._pending = self._pending[:size], self._pending[size:]
+            frames.append(AudioFrame(np.ascontiguousarray(chunk), self.sample_rate, 1, self._audio_time))
+            self._audio_time += size / self.sample_rate
+        return frames
+
+    def flush(self) -> list[AudioFrame]:
+        tail = self._flush_resampler()
+        frames = self._frames(tail)
+        if len(self._pending):
+            padded = np.zeros(self.frame_samples, np.int16)
+            padded[: len(self._pending)] = self._pending
+            self._pending = np.zeros(0, np.int16)
+            frames += self._frames(padded)
+        return frames
+
+
+# Frames of audio the recognizer may fall behind by before any is dropped.
+RECOGNIZER_BACKLOG = 500
 
 
 class AudioIn:
@@ -29,30 +113,48 @@ class AudioIn:
         self,
         *,
         transport: Transport,
+        bus: EventBus,
         session_inbox: trio.MemorySendChannel[Any],
         vad: trio.MemorySendChannel[AudioFrame] | None = None,
         recognizer: trio.MemorySendChannel[AudioFrame] | None = None,
         recorder: trio.MemorySendChannel[RecordAudio] | None = None,
+        turn: trio.MemorySendChannel[Any] | None = None,
     ) -> None:
         self._transport = transport
+        self._bus = bus
         self._session_inbox = session_inbox
         self._vad = vad
         self._recognizer = recognizer
         self._recorder = recorder
-        self.dropped = {"vad": 0, "recorder": 0}
-        self._audio_time = 0.0
+        self._turn = turn
+        self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
+        self.dropped = {"vad": 0, "recognizer": 0, "recorder": 0}
+        self._converter = PipelineConverter()
+        self._enabled = True
+        self._recognizer_muted = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[AudioFrame](INPUT_BUFFER)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_transport, send)
+            nursery.start_soon(self._read_control)
             task_status.started()
-            async with receive:
-                async for frame in receive:
-                    await self._fan_out(self._to_pipeline(frame))
+            async for frame in receive:
+                for pipeline_frame in self._converter.push(frame):
+                    self._fan_out(pipeline_frame)
+            for pipeline_frame in self._converter.flush():
+                self._fan_out(pipeline_frame)
+            nursery.cancel_scope.cancel()
         for link in (self._vad, self._recognizer):
             if link is not None:
-                await link.aclose()
+                link.close()
+
+    async def _read_control(self) -> None:
+        async for message in self._inbox:
+            if isinstance(message, SetRecognizerMuted):
+                self._recognizer_muted = message.muted
+            elif isinstance(message, SetAudioInput):
+                self._enabled = message.enabled
 
     async def _read_transport(self, send: trio.MemorySendChannel[AudioFrame]) -> None:
         async with send:
@@ -63,28 +165,31 @@ class AudioIn:
                     CloseRequested(reason="participant_disconnected", drain=False)
                 )
 
-    def _to_pipeline(self, frame: AudioFrame) -> AudioFrame:
-        if not isinstance(frame, AudioFrame):
-            raise AudioFormatError(f"the transport sent {type(frame).__name__}, not an AudioFrame")
-        if frame.sample_rate != PIPELINE_SAMPLE_RATE or frame.num_channels != 1:
-            raise AudioFormatError(
-                f"expected mono {PIPELINE_SAMPLE_RATE} Hz input, got {frame.num_channels} "
-                f"channel(s) at {frame.sample_rate} Hz"
-            )
-        stamped = AudioFrame(frame.data, frame.sample_rate, 1, self._audio_time)
-        self._audio_time += frame.duration
-        return stamped
-
-    async def _fan_out(self, frame: AudioFrame) -> None:
+    def _fan_out(self, frame: AudioFrame) -> None:
+        if not self._enabled:
+            return
         if self._recognizer is not None:
-            await self._recognizer.send(frame)
+            heard = frame
+            if self._recognizer_muted:
+                heard = AudioFrame(np.zeros_like(frame.data), frame.sample_rate, 1, frame.timestamp)
+            self._offer("recognizer", self._recognizer, heard)
         if self._vad is not None:
-            try:
-                self._vad.send_nowait(frame)
-            except trio.WouldBlock:
-                self.dropped["vad"] += 1
+            self._offer("vad", self._vad, frame)
         if self._recorder is not None:
-            try:
-                self._recorder.send_nowait(RecordAudio("user", frame))
-            except trio.WouldBlock:
-                self.dropped["recorder"] += 1
+            self._offer("recorder", self._recorder, RecordAudio("user", frame))
+
+    def _offer(self, link: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
+        try:
+            channel.send_nowait(item)
+        except trio.WouldBlock:
+            self.dropped[link] += 1
+            if link == "recognizer" and self.dropped[link] in (1, 10, 100, 1000, 10000):
+                self._bus.emit(
+                    ErrorEvent(
+                        source="stt",
+                        message=f"the recognizer fell behind: {self.dropped[link]} audio frames dropped",
+                        recoverable=True,
+                    )
+                )
+        except trio.BrokenResourceError:
+            pass  # that listener has stopped (its provider failed); the others go on

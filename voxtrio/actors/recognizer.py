@@ -1,26 +1,43 @@
-"""Recognizer actor: streams the user's audio to the STT provider.
+"""Recognizer actor: the user's audio to transcripts, through the STT provider.
 
-A streaming STT gets the frames as they come and sends interim and final
-transcripts; the stream is restarted after an error while the retry budget
-allows it. Its inbox is the frame link from AudioIn, which never drops audio
-on this link (it waits instead).
+A streaming STT gets every frame as it comes. The stream heals itself: after
+an ``APIError`` it is opened again after a backoff (``retry_delay``), frames
+keep queueing meanwhile (AudioIn's deep link), and each failure is an
+``error`` event; one that exhausts ``max_retry`` attempts in a row is
+unrecoverable and counts toward the session's error budget. A transcript
+resets the streak (and the Session's STT error count).
+
+A non-streaming STT is driven by VAD segments: frames are kept from a short
+pre-roll before the VAD's start of speech to its end of speech, and that
+segment is recognized as one utterance (the final transcript).
+
+``FlushRecognizer`` asks for a final transcript of what was heard so far
+(``commit_user_turn``); ``ResetRecognizer`` drops buffered audio and restarts
+the stream (``clear_user_turn``).
 """
 
 from __future__ import annotations
 
+import collections
+import math
 from typing import Any
 
+import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..events import ErrorEvent, EventBus
-from ..messages import ProviderFailed, STTEvent
-from ..options import SessionOptions
 from ..errors import APIError
+from ..events import ErrorEvent, EventBus, MetricsCollected
+from ..messages import FlushRecognizer, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
+from ..options import SessionOptions
 from ..providers.base import STT
-from ..retry import unwrap
+from ..retry import retrying, unwrap
+from .audio_in import RECOGNIZER_BACKLOG
 
-FRAME_BUFFER = 50
+# Audio kept before the VAD's start of speech (its detection is late by design).
+PRE_ROLL = 0.3
+# The longest utterance a non-streaming recognizer is given at once.
+MAX_SEGMENT = 60.0
 
 
 class Recognizer:
@@ -32,45 +49,221 @@ class Recognizer:
         options: SessionOptions,
         turn_events: trio.MemorySendChannel[Any],
         session_inbox: trio.MemorySendChannel[Any],
+        language: str | None = None,
     ) -> None:
         self._stt = stt
         self._bus = bus
         self._options = options
         self._turn = turn_events
         self._session_inbox = session_inbox
-        self.frames, self._frames = trio.open_memory_channel[AudioFrame](FRAME_BUFFER)
+        self._language = language
+        self.frames, self._frames = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
+        self.vad_events, self._vad_events = trio.open_memory_channel[VADEvent](64)
+        self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
+        self._restart: trio.CancelScope | None = None
+        # non-streaming: the segment being collected
+        self._recent: collections.deque[AudioFrame] = collections.deque()
+        self._segment_frames: list[AudioFrame] = []
+        self._segment_start: float | None = None
+        self._recognitions: trio.MemorySendChannel[list[AudioFrame]] | None = None
+        self._changed = trio.Event()
+        self._latest = 0.0
+        self._stream_send: trio.MemorySendChannel[AudioFrame] | None = None
+        self._failures = 0
+
+    @property
+    def streaming(self) -> bool:
+        return self._stt.capabilities.streaming
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_control)
+            if self.streaming:
+                nursery.start_soon(self._drain_vad_events)
+                task_status.started()
+                await self._run_streaming()
+            else:
+                task_status.started()
+                await self._run_segmented()
+            nursery.cancel_scope.cancel()
+
+    async def _drain_vad_events(self) -> None:
+        async for _ in self._vad_events:
+            pass
+
+    async def _read_control(self) -> None:
+        async for message in self._inbox:
+            if isinstance(message, FlushRecognizer):
+                self._flush()
+            elif isinstance(message, ResetRecognizer):
+                self._reset()
+
+    # -- streaming -----------------------------------------------------------------
+
+    async def _run_streaming(self) -> None:
         conn_options = self._options.conn_options.stt_conn_options
-        retries = 0
-        while True:
-            send, receive = trio.open_memory_channel[STTEvent](FRAME_BUFFER)
-            try:
+        input_done = trio.Event()
+
+        async def pump() -> None:
+            async for frame in self._frames:
+                if self._stream_send is not None:
+                    try:
+                        await self._stream_send.send(frame)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass  # the stream is being replaced; the frame goes to no one
+            input_done.set()
+            if self._stream_send is not None:
+                self._stream_send.close()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            while not input_done.is_set():
+                send, receive = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
+                self._stream_send = send
+                events_send, events_receive = trio.open_memory_channel[STTEvent](64)
                 try:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._forward, receive)
-                        async with send:
-                            await self._stt.stream(self._frames, send, conn_options=conn_options)
-                except BaseExceptionGroup as group:
-                    # The provider's error arrives wrapped by the nursery; only a
-                    # provider error alone is retried, anything else propagates.
-                    error = unwrap(group)
-                    if isinstance(error, APIError):
-                        raise error from None
-                    raise
-                return
-            except APIError as error:
-                again = error.retryable and retries < conn_options.max_retry
-                self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=again, error=error))
-                if not again:
-                    await self._session_inbox.send(ProviderFailed(source="stt", error=error))
-                    retries = 0
-                else:
-                    retries += 1
-                await trio.sleep(conn_options.retry_delay(max(0, retries - 1)))
+                    with trio.CancelScope() as restart:
+                        self._restart = restart
+                        async with trio.open_nursery() as stream:
+                            stream.start_soon(self._forward, events_receive)
+                            async with events_send:
+                                await self._stt.stream(
+                                    receive,
+                                    events_send,
+                                    language=self._language,
+                                    conn_options=conn_options,
+                                )
+                    if not restart.cancelled_caught:
+                        return  # the input ended and the stream finished
+                except Exception as raised:
+                    error = unwrap(raised)
+                    if not isinstance(error, APIError):
+                        raise
+                    await self._stream_failed(error)
+                finally:
+                    self._restart = None
+                    send.close()
+            nursery.cancel_scope.cancel()
+
+    async def _stream_failed(self, error: APIError) -> None:
+        conn_options = self._options.conn_options.stt_conn_options
+        self._failures += 1
+        recoverable = error.retryable and self._failures <= conn_options.max_retry
+        self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=recoverable, error=error))
+        if not recoverable:
+            self._failures = 0
+            await self._session_inbox.send(ProviderFailed(source="stt", error=error))
+        await trio.sleep(conn_options.retry_delay(max(0, self._failures - 1)))
 
     async def _forward(self, receive: trio.MemoryReceiveChannel[STTEvent]) -> None:
-        async with receive:
-            async for event in receive:
-                await self._turn.send(event)
+        async for event in receive:
+            if event.kind == "final" and event.text:
+                self._failures = 0
+            await self._turn.send(event)
+
+    def _flush(self) -> None:
+        if self.streaming:
+            if self._stream_send is not None:
+                try:
+                    self._stream_send.send_nowait(AudioFrame(np.zeros(0, np.int16), 16_000))
+                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+        elif self._segment_start is not None and self._segment_frames and self._recognitions is not None:
+            # Recognize what was said so far; the rest of the speech starts a new segment.
+            segment, self._segment_frames = self._segment_frames, []
+            self._segment_start = (segment[-1].timestamp or 0.0) + segment[-1].duration
+            self._recognitions.send_nowait(segment)
+
+    def _reset(self) -> None:
+        if self.streaming:
+            if self._restart is not None:
+                self._restart.cancel()
+        else:
+            self._segment_start = None
+            self._segment_frames.clear()
+
+    # -- non-streaming: VAD segments ------------------------------------------------------
+
+    async def _run_segmented(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._collect_frames)
+            recognitions = trio.open_memory_channel[list[AudioFrame]](math.inf)
+            self._recognitions = recognitions[0]
+            nursery.start_soon(self._recognize_segments, recognitions[1])
+            async for event in self._vad_events:
+                if event.kind == "start_of_speech":
+                    start = event.timestamp - event.speech_duration - PRE_ROLL
+                    self._segment_start = start
+                    self._segment_frames = [f for f in self._recent if (f.timestamp or 0) + f.duration > start]
+                elif event.kind == "end_of_speech" and self._segment_start is not None:
+                    end = event.timestamp - event.silence_duration + PRE_ROLL
+                    await self._frames_until(end)
+                    segment = [f for f in self._segment_frames if (f.timestamp or 0) < end]
+                    self._segment_start = None
+                    self._segment_frames = []
+                    recognitions[0].send_nowait(segment)
+            recognitions[0].close()
+
+    def _segment_changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _collect_frames(self) -> None:
+        async for frame in self._frames:
+            self._recent.append(frame)
+            while self._recent and self._recent[0].timestamp is not None and (
+                (frame.timestamp or 0) - (self._recent[0].timestamp or 0) > PRE_ROLL + 0.5
+            ):
+                self._recent.popleft()
+            if self._segment_start is not None and len(self._segment_frames) * frame.duration < MAX_SEGMENT:
+                self._segment_frames.append(frame)
+            self._latest = (frame.timestamp or 0) + frame.duration
+            self._segment_changed()
+
+    async def _frames_until(self, end: float) -> None:
+        # The VAD's end of speech may arrive before the last frames it judged.
+        with trio.move_on_after(1.0):
+            while self._latest < end:
+                await self._changed.wait()
+
+    async def _recognize_segments(self, segments: trio.MemoryReceiveChannel[list[AudioFrame]]) -> None:
+        async for segment in segments:
+            if not segment:
+                continue
+            audio = AudioFrame(
+                np.concatenate([f.data for f in segment]), segment[0].sample_rate, 1, segment[0].timestamp
+            )
+            await self._recognize(audio)
+
+    async def _recognize(self, audio: AudioFrame) -> None:
+        conn_options = self._options.conn_options.stt_conn_options
+
+        def on_error(error: BaseException, recoverable: bool) -> None:
+            self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=recoverable, error=error))
+
+        started = trio.current_time()
+        try:
+            event = await retrying(
+                lambda: self._stt.recognize(audio, language=self._language, conn_options=conn_options),
+                conn_options=conn_options,
+                on_error=on_error,
+            )
+        except APIError as error:
+            await self._session_inbox.send(ProviderFailed(source="stt", error=error))
+            return
+        self._bus.emit(
+            MetricsCollected(
+                kind="stt",
+                metrics={"duration": trio.current_time() - started, "audio_duration": audio.duration},
+            )
+        )
+        if event.start_time is None:
+            event = STTEvent(
+                kind=event.kind,
+                text=event.text,
+                language=event.language,
+                confidence=event.confidence,
+                start_time=audio.timestamp,
+                end_time=(audio.timestamp or 0.0) + audio.duration,
+            )
+        await self._turn.send(event)

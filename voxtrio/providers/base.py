@@ -241,3 +241,27 @@ class RealtimeModel(abc.ABC):
         tools: Sequence[FunctionTool],
     ) -> None:
         """Run one realtime session until ``audio_in`` closes."""
+
+
+# ---------------------------------------------------------------------------
+# End-of-turn detection
+# ---------------------------------------------------------------------------
+
+
+class EndOfTurnDetector(abc.ABC):
+    """Predicts whether the user has finished their turn (a turn-detector model).
+
+    When the probability is below ``unlikely_threshold`` the session waits for
+    ``max_endpointing_delay`` instead of ``min_endpointing_delay`` before it
+    commits the turn.
+    """
+
+    unlikely_threshold: float = 0.15
+    requires_vad: bool = False
+
+    def supports_language(self, language: str | None) -> bool:
+        return True
+
+    @abc.abstractmethod
+    async def predict_end_of_turn(self, chat_ctx: ChatContext, transcript: str) -> float | None:
+        """The probability that ``transcript`` ends the user's turn, or None."""

@@ -4,8 +4,19 @@ The scripted providers follow a script instead of a model; they exist to test
 agents and the runtime in virtual time, not to talk to anyone.
 """
 
+from .run_result import (
+    AgentHandoffEvent,
+    ChatMessageEvent,
+    FunctionCallEvent,
+    FunctionCallOutputEvent,
+    RunAssert,
+    RunEvent,
+    RunResult,
+    running,
+)
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
 from .scripted import (
+    ArrayTransport,
     LLMResponse,
     ScriptedAudioOutput,
     ScriptedLLM,
@@ -16,9 +27,19 @@ from .scripted import (
     ToolCall,
     TTSResponse,
     UserSpeech,
+    silence,
+    tone,
 )
 
 __all__ = [
+    "AgentHandoffEvent",
+    "ChatMessageEvent",
+    "FunctionCallEvent",
+    "FunctionCallOutputEvent",
+    "RunAssert",
+    "RunEvent",
+    "RunResult",
+    "ArrayTransport",
     "LLMResponse",
     "Scenario",
     "ScenarioError",
@@ -35,4 +56,7 @@ __all__ = [
     "load_scenario",
     "play",
     "run_scenario",
+    "running",
+    "silence",
+    "tone",
 ]

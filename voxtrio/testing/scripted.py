@@ -110,8 +110,13 @@ def _next_response(queue: collections.deque[Any]) -> Any:
     return queue[0]
 
 
-async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nursery: trio.Nursery) -> float | None:
-    """Wait for the first frame (time zero), then keep reading frames in the background."""
+async def _origin_and_drain(
+    frames: trio.MemoryReceiveChannel[AudioFrame],
+    nursery: trio.Nursery,
+    on_flush: Any = None,
+) -> float | None:
+    """Wait for the first frame (time zero), then keep reading frames in the
+    background (calling ``on_flush`` for an empty frame, the flush request)."""
     try:
         await frames.receive()
     except trio.EndOfChannel:
@@ -119,8 +124,9 @@ async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nurse
     origin = trio.current_time()
 
     async def drain() -> None:
-        async for _ in frames:
-            pass
+        async for frame in frames:
+            if on_flush is not None and not len(frame.data):
+                await on_flush()
 
     nursery.start_soon(drain)
     return origin
@@ -129,8 +135,8 @@ async def _origin_and_drain(frames: trio.MemoryReceiveChannel[AudioFrame], nurse
 class ScriptedVAD(VAD):
     """Speech start at ``start + min_speech_duration``; an inference event every
     ``min_speech_duration`` after it while speech lasts (each one that interval
-    after the previous, as a timer would fire them); end at
-    ``end + min_silence_duration``."""
+    after the previous, as a timer would fire them; none in the trailing
+    silence); end at ``end + min_silence_duration``."""
 
     def __init__(
         self,
@@ -176,7 +182,7 @@ class ScriptedVAD(VAD):
             await trio.sleep_until(origin + start_at)
             await events.send(self._event("start_of_speech", speech, now()))
             interval = self.min_speech_duration
-            while now() < end_at - interval * 2:
+            while now() + interval <= speech.end + 1e-9:
                 await trio.sleep(interval)
                 await events.send(self._event("inference", speech, now()))
             await trio.sleep_until(origin + end_at)
@@ -201,6 +207,10 @@ class ScriptedSTT(STT):
     its first two words at ``end + stt_delay / 2`` and the final transcript at
     ``end + stt_delay`` (unless ``final`` is false).
 
+    A flush (``commit_user_turn``, a closing session) finalizes at once what is
+    being heard, as a real recognizer would: the transcript of a speech that
+    has started but not been finalized yet, or an empty final if there is none.
+
     ``faults`` make the stream fail at their ``at`` time (each once). Like a
     real recognizer, a new stream keeps the session's clock but has lost the
     audio of the failed one: speeches that started before it began are not
@@ -210,10 +220,10 @@ class ScriptedSTT(STT):
     capabilities = STTCapabilities(streaming=True, interim_results=True)
 
     def __init__(self, speeches: Sequence[UserSpeech], *, faults: Sequence[Fault] = ()) -> None:
-        self._speeches = _sorted_speeches(speeches)
+        self._speeches = [s for s in _sorted_speeches(speeches) if s.transcript]
         self._faults = collections.deque(sorted(faults, key=lambda f: f.at))
         self._origin: float | None = None
-        self._delivered: set[int] = set()
+        self._finalized: set[int] = set()
 
     async def stream(
         self,
@@ -223,18 +233,47 @@ class ScriptedSTT(STT):
         language: str | None = None,
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
+        origin = 0.0
+        opened = 0.0  # when this stream began (0: the first stream)
         fault: Fault | None = None
+
+        def heard_by_this_stream(speech: UserSpeech) -> bool:
+            return opened <= 0 or speech.start >= opened
+
+        async def flushed() -> None:
+            now = trio.current_time() - origin
+            heard = [
+                i
+                for i, speech in enumerate(self._speeches)
+                if i not in self._finalized and speech.final and speech.start <= now
+                and heard_by_this_stream(speech)
+            ]
+            if heard:
+                await events.send(self._final(heard[0]))
+            else:
+                await events.send(STTEvent(kind="final", text=""))
+
         async with trio.open_nursery() as nursery:
-            origin = await _origin_and_drain(frames, nursery)
-            if origin is None:
+            first = await _origin_and_drain(frames, nursery, flushed)
+            if first is None:
                 return
             if self._origin is None:
-                self._origin = origin
+                self._origin = first
             origin = self._origin
             opened = trio.current_time() - origin
             fault = self._faults.popleft() if self._faults else None
             with trio.move_on_at(math.inf if fault is None else origin + fault.at) as failing:
-                await self._transcribe(origin, opened, events)
+                for index, speech in enumerate(self._speeches):
+                    if index in self._finalized or not heard_by_this_stream(speech):
+                        continue  # done, or its audio went to a stream that failed
+                    await trio.sleep_until(origin + speech.end + speech.stt_delay * 0.5)
+                    if index in self._finalized:
+                        continue
+                    interim = " ".join(speech.transcript.split()[:2])
+                    await events.send(STTEvent(kind="interim", text=interim, start_time=speech.start))
+                    await trio.sleep_until(origin + speech.end + speech.stt_delay)
+                    if speech.final and index not in self._finalized:
+                        await events.send(self._final(index))
                 if fault is not None:
                     await trio.sleep_forever()
             if not failing.cancelled_caught:
@@ -243,28 +282,10 @@ class ScriptedSTT(STT):
         assert fault is not None
         raise fault.error("STT")
 
-    async def _transcribe(
-        self, origin: float, opened: float, events: trio.MemorySendChannel[STTEvent]
-    ) -> None:
-        for index, speech in enumerate(self._speeches):
-            if not speech.transcript or index in self._delivered:
-                continue
-            if opened > 0 and speech.start < opened:
-                continue  # its audio went to a stream that failed
-            await trio.sleep_until(origin + speech.end + speech.stt_delay * 0.5)
-            interim = " ".join(speech.transcript.split()[:2])
-            await events.send(STTEvent(kind="interim", text=interim, start_time=speech.start))
-            await trio.sleep_until(origin + speech.end + speech.stt_delay)
-            self._delivered.add(index)
-            if speech.final:
-                await events.send(
-                    STTEvent(
-                        kind="final",
-                        text=speech.transcript,
-                        start_time=speech.start,
-                        end_time=speech.end,
-                    )
-                )
+    def _final(self, index: int) -> STTEvent:
+        speech = self._speeches[index]
+        self._finalized.add(index)
+        return STTEvent(kind="final", text=speech.transcript, start_time=speech.start, end_time=speech.end)
 
 
 @attrs.frozen(kw_only=True)
@@ -306,6 +327,8 @@ class ScriptedLLM(LLM):
         for response in responses:
             self._responses[response.input].append(response)
         self.requests: list[ChatContext] = []
+        self.tool_requests: list[list[Any]] = []  # the tools offered with each request
+        self.tool_choices: list[Any] = []
 
     def _match(self, chat_ctx: ChatContext) -> LLMResponse | None:
         if not chat_ctx.items:
@@ -332,6 +355,8 @@ class ScriptedLLM(LLM):
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
         self.requests.append(chat_ctx.copy())
+        self.tool_requests.append(list(tools or ()))
+        self.tool_choices.append(tool_choice)
         response = self._match(chat_ctx)
         if response is None:
             return
@@ -551,3 +576,55 @@ class ScriptedTransport(Transport):
                 raise TransportDisconnected(f"the user hung up at {self._disconnect_at:g} s")
             await trio.sleep_until(started + at)
             await frames.send(AudioFrame(silence, 16_000))
+
+
+class ArrayTransport(Transport):
+    """Plays a numpy array of PCM to the session at real-time pace.
+
+    ``chunk`` is the size of what the transport hands over (any size: AudioIn
+    reframes); after the array it keeps sending silence unless ``end_input``.
+    """
+
+    def __init__(
+        self,
+        samples: Any,
+        *,
+        sample_rate: int = 16_000,
+        num_channels: int = 1,
+        chunk: float = 0.02,
+        end_input: bool = False,
+        can_pause: bool = False,
+    ) -> None:
+        self.audio_output = ScriptedAudioOutput(can_pause=can_pause)
+        self._samples = np.asarray(samples, dtype=np.int16)
+        self._rate = sample_rate
+        self._channels = num_channels
+        self._chunk = chunk
+        self._end_input = end_input
+
+    async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
+        started = trio.current_time()
+        per_chunk = max(1, int(round(self._chunk * self._rate))) * self._channels
+        data = self._samples
+        offset = 0
+        for index in itertools.count(1):
+            # A chunk exists once it has been recorded: it arrives at its end.
+            await trio.sleep_until(started + index * self._chunk)
+            if offset < len(data):
+                piece = data[offset : offset + per_chunk]
+                offset += per_chunk
+            elif self._end_input:
+                return
+            else:
+                piece = np.zeros(per_chunk, np.int16)
+            await frames.send(AudioFrame(np.ascontiguousarray(piece), self._rate, self._channels))
+
+
+def tone(duration: float, *, sample_rate: int = 16_000, frequency: float = 220.0, amplitude: int = 6000) -> Any:
+    """A sine tone: "speech" for an energy VAD."""
+    t = np.arange(int(round(duration * sample_rate))) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+
+
+def silence(duration: float, *, sample_rate: int = 16_000) -> Any:
+    return np.zeros(int(round(duration * sample_rate)), np.int16)
