@@ -190,7 +190,9 @@ class ScriptedVAD(VAD):
 
     @staticmethod
     def _event(kind: Any, speech: UserSpeech, t: float) -> VADEvent:
-        speaking = t <= speech.end
+        # The clock is a sum of sleeps: an event due at the end of speech may
+        # land a hair after it, and is still speech (as the loop that sends it says).
+        speaking = t <= speech.end + 1e-9
         return VADEvent(
             kind=kind,
             timestamp=t,
