@@ -414,7 +414,8 @@ class Speaker:
                 self._timeline.pause(now)
             if interrupted or position < segment.synthesized:
                 segment.scope.cancel()
-            heard = self._heard_text(segment, position, interrupted)
+            # No audio (the TTS failed or had nothing): nothing was heard.
+            heard = self._heard_text(segment, position, interrupted) if wrote_any else ""
         else:
             position = 0.0
             heard = "" if started_at is None else segment.text
