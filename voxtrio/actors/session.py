@@ -189,10 +189,15 @@ class SessionSupervisor:
             await self._disconnect_toolsets(old)
 
     async def _drain(self, request: DrainRequested) -> None:
-        drained: Future[None] = Future()
-        await self._planner.send(DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
-        await drained
-        request.reply.set_result(None)
+        try:
+            drained: Future[None] = Future()
+            await self._planner.send(DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
+            await drained
+        finally:
+            # Also when a close overtakes the drain (this task is then cancelled
+            # with the supervisor): a closed session has nothing left to play.
+            if not request.reply.done():
+                request.reply.set_result(None)
 
     async def _close(self, request: CloseRequested) -> None:
         cancelled: tuple[str, ...] = ()
