@@ -102,6 +102,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("voxtrio.planner")
 
+TOOL_CANCELLED_OUTPUT = "the tool was cancelled: the session closed before it returned"
 TOOL_CHOICE_NONE_OUTPUT = "tool calls are not allowed in this step (tool_choice is 'none')"
 # Preemptive generation gives up on very long user turns and after a few tries.
 PREEMPTIVE_MAX_SPEECH = 10.0
@@ -984,6 +985,13 @@ class Planner:
                 handle._mark_generation_done()
                 if not tools_done:
                     await self._wait_for_tools(handle, tools_done)
+        except BaseException:
+            # Cancelled with the session (its close deadline): the tools that
+            # began still get their call and an output in the history.
+            abandoned = [outcome for outcome in outcomes if outcome is not None]
+            if abandoned:
+                self._record_abandoned_tools(handle, abandoned)
+            raise
         finally:
             for scope in generation:
                 handle._unbind_scope(scope)
@@ -1172,7 +1180,7 @@ class Planner:
                 logger.exception("tool %s raised", tool.name)
             outcomes[index] = outcome_from_error(call, error)
         except BaseException:
-            outcomes[index] = outcome_from_error(call, _ToolCancelled())
+            outcomes[index] = rejected_outcome(call, TOOL_CANCELLED_OUTPUT)
             raise
         else:
             outcomes[index] = outcome_from_result(call, result)
@@ -1233,6 +1241,11 @@ class Planner:
                 ),
             )
             self._schedule_speech(handle, force=True)
+
+    def _record_abandoned_tools(self, handle: SpeechHandle, outcomes: list[ToolOutcome]) -> None:
+        outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
+        self._emit_tools_executed(outcomes, max_steps_reached=False)
+        self._commit_tool_items(outcomes, handle)
 
     def _emit_tools_executed(self, outcomes: list[ToolOutcome], *, max_steps_reached: bool) -> None:
         self._bus.emit(
@@ -1425,10 +1438,6 @@ class _StopAccepting:
     """The Planner's note to itself: no new speech after the messages before this."""
 
     reply: Future[None]
-
-
-class _ToolCancelled(Exception):
-    pass
 
 
 def _is_expected_tool_error(error: BaseException) -> bool:
