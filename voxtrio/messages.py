@@ -24,7 +24,7 @@ inboxes so that a public API call never blocks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, Union
 
 import attrs
 
@@ -363,6 +363,18 @@ class PlaySegment:
     started: Future[float | None]
     reply: Future[PlayoutResult]
     hold_while_user_speaks: Flag | None = None  # true while the user is silent
+    # told True when the device runs dry waiting for audio, False when it plays again
+    on_stall: Callable[[bool], None] | None = None
+
+
+@attrs.frozen
+class PlayoutStalled:
+    """The speech's audio ran out before its end (a slow or stuck TTS): nothing
+    is playing until more comes (``stalled`` False again). The agent is not
+    speaking meanwhile."""
+
+    handle: SpeechHandle
+    stalled: bool
 
 
 @attrs.frozen
@@ -436,6 +448,7 @@ class DrainRequested:
 
 
 PlannerMessage = Union[
+    PlayoutStalled,
     Say,
     GenerateReply,
     Interrupt,

@@ -69,6 +69,7 @@ from ..messages import (
     OptionsChanged,
     PlannerMessage,
     PlayoutResult,
+    PlayoutStalled,
     PlaySegment,
     PreemptiveTranscript,
     ProviderFailed,
@@ -213,6 +214,9 @@ class Planner:
                     self._handle(message)
 
     def _handle(self, message: PlannerMessage) -> None:
+        if isinstance(message, PlayoutStalled):
+            self._on_playout_stalled(message)
+            return
         if isinstance(message, (Say, GenerateReply)):
             # Spawned below, the speech counts as planner work from here on.
             self._state.count_posted_speech(-1)
@@ -839,11 +843,22 @@ class Planner:
                 started=started,
                 reply=reply,
                 hold_while_user_speaks=self._user_silent if handle.allow_interruptions else None,
+                on_stall=lambda stalled: self.inbox.send_nowait(PlayoutStalled(handle, stalled)),
             )
         )
         if await started is not None:
             self._set_agent_state("speaking")
         return await reply
+
+    def _on_playout_stalled(self, message: PlayoutStalled) -> None:
+        """The agent is 'speaking' only while its audio plays: while the speech's
+        audio has run out (a stuck TTS) it is 'thinking' (reference problem 1)."""
+        if self._state.current_speech is not message.handle or message.handle.done():
+            return
+        if message.stalled and self._state.agent_state == "speaking":
+            self._set_agent_state("thinking")
+        elif not message.stalled and self._state.agent_state == "thinking":
+            self._set_agent_state("speaking")
 
     def _after_playout(self, handle: SpeechHandle, *, tools_pending: bool, had_output: bool) -> None:
         if had_output and not handle.interrupted:

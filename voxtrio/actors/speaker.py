@@ -46,6 +46,9 @@ from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 if TYPE_CHECKING:
     from ..transports.base import AudioOutput, Transport
 
+# What _next_audio returns when the device ran dry waiting for audio.
+_STALLED = object()
+
 # A TTS provider may send this before its first audio to say when it started
 # working on the text (time-to-first-byte is measured from there).
 TTS_REQUEST_STARTED = "tts-request-started"
@@ -382,7 +385,14 @@ class Speaker:
                     self._timeline.reset()
                     if self._paused:
                         self._timeline.pause(trio.current_time())
-                    async for item in segment.audio_receive:
+                    stalled = False
+                    while True:
+                        item = await self._next_audio(segment, request, stalled or not wrote_any)
+                        if item is _STALLED:
+                            stalled = True
+                            continue
+                        if item is None:
+                            break
                         frame = item.frame
                         if not wrote_any and request.hold_while_user_speaks is not None:
                             await request.hold_while_user_speaks.wait_value(True)
@@ -391,6 +401,10 @@ class Speaker:
                         await self._output.write(frame)
                         self._timeline.write(frame.duration, now)
                         wrote_any = True
+                        if stalled:
+                            stalled = False
+                            if request.on_stall is not None:
+                                request.on_stall(False)
                         self._record(frame)
                         if started_at is None:
                             started_at = await self._await_audible(request)
@@ -436,6 +450,23 @@ class Speaker:
                 error=segment.error,
             )
         )
+
+    async def _next_audio(self, segment: _Segment, request: PlaySegment, quiet: bool) -> Any:
+        """The next synthesized chunk, None at the end, or ``_STALLED`` once when
+        the device runs dry waiting for it (then the caller asks again).
+
+        ``quiet``: nothing is playing anyway (not started yet, or already stalled)."""
+        receive = segment.audio_receive
+        dry_at = math.inf
+        if not quiet and not self._paused and request.on_stall is not None:
+            dry_at = self._timeline.end_time(trio.current_time())
+        with trio.move_on_at(dry_at):
+            try:
+                return await receive.receive()
+            except trio.EndOfChannel:
+                return None
+        request.on_stall(True)  # type: ignore[misc]
+        return _STALLED
 
     async def _await_audible(self, request: PlaySegment) -> float | None:
         """Resolve ``started`` once the first frame is actually playing (after a pause)."""
