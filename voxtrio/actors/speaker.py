@@ -46,6 +46,10 @@ from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 if TYPE_CHECKING:
     from ..transports.base import AudioOutput, Transport
 
+# Speech pace assumed for text whose audio was never fully synthesized (a TTS
+# failure): about 170 words a minute.
+NOMINAL_CHARS_PER_SECOND = 15.0
+
 # What _next_audio returns when the device ran dry waiting for audio.
 _STALLED = object()
 
@@ -415,6 +419,9 @@ class Speaker:
             finally:
                 handle._unbind_scope(scope)
         interrupted = scope.cancelled_caught or handle.interrupted
+        # Synthesis that failed after some audio cut the speech short: the user
+        # heard the start of it, as if it had been interrupted there.
+        interrupted = interrupted or (wrote_any and segment.error is not None)
         now = trio.current_time()
         if not segment.text_only:
             assert self._output is not None
@@ -528,7 +535,11 @@ class Speaker:
             return " ".join(w.text for w in segment.words if w.end <= position + 1e-9)
         if segment.synthesized <= 0:
             return ""
-        return heard_prefix(segment.text, position / segment.synthesized)
+        total = segment.synthesized
+        if segment.error is not None:
+            # The rest was never synthesized: estimate how long all of it would be.
+            total = max(total, len(segment.text) / NOMINAL_CHARS_PER_SECOND)
+        return heard_prefix(segment.text, position / total)
 
     def _record(self, frame: AudioFrame) -> None:
         if self._recorder is None:
