@@ -441,6 +441,9 @@ class PlayObserver:
     def on_call_failed(self, call: str, args: Mapping[str, Any], error: BaseException) -> None:
         pass
 
+    def on_tool_started(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """A scenario tool began to run."""
+
     def on_wait(self, call: str, waiting: bool) -> None:
         """An awaited API call (``aclose``, the end's ``drain``) began or returned."""
 
@@ -506,6 +509,8 @@ class _Director:
         director = self
 
         async def run(**arguments: Any) -> Any:
+            if director.observer is not None:
+                director.observer.on_tool_started(name, arguments)
             await director.run_steps(spec.get("steps", []))
             if "raise" in spec:
                 raise _exception_from(spec["raise"])
