@@ -475,7 +475,9 @@ TurnMessage = Union[
     SetAudioInput,
     OptionsChanged,
 ]
-SpeakerMessage = Union[SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout]
+SpeakerMessage = Union[
+    SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged
+]
 SessionMessage = Union[
-    ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested
+    ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested, OptionsChanged
 ]

@@ -115,6 +115,8 @@ class AgentSession:
         self._speech_ids = itertools.count(1)
         self._planner: Planner | None = None
         self._turn: Turn | None = None
+        self._speaker: Speaker | None = None
+        self._recognizer: Recognizer | None = None
         self._supervisor: SessionSupervisor | None = None
         self._closed: trio.Event | None = None
         self.recorder: Recorder | None = None
@@ -147,7 +149,7 @@ class AgentSession:
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
-            speaker = Speaker(
+            speaker = self._speaker = Speaker(
                 tts=agent.override("tts", self.tts),
                 transport=transport,
                 bus=bus,
@@ -191,7 +193,7 @@ class AgentSession:
                     assert transport is not None
                     vad_actor = recognizer = None
                     if has_stt:
-                        recognizer = Recognizer(
+                        recognizer = self._recognizer = Recognizer(
                             stt=stt,
                             bus=bus,
                             options=self._options,
@@ -460,7 +462,8 @@ class AgentSession:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         self._options = attrs.evolve(self._options, **changes)
         if self._state.running:
-            for actor in (self._planner, self._turn):
+            # Every actor that reads options hears of the change.
+            for actor in (self._supervisor, self._planner, self._turn, self._speaker, self._recognizer):
                 if actor is not None:
                     actor.inbox.send_nowait(OptionsChanged(self._options))
 

@@ -32,6 +32,7 @@ from ..messages import (
     ErrorCountReset,
     HandoffRequested,
     Interrupt,
+    OptionsChanged,
     ProviderFailed,
     SessionMessage,
     StartActivity,
@@ -142,6 +143,8 @@ class SessionSupervisor:
             self._handoffs.append(message)
             if not self._handoff_running:
                 self._nursery.start_soon(self._run_handoffs)
+        elif isinstance(message, OptionsChanged):
+            self._options = message.options
         elif isinstance(message, DrainRequested):
             self._nursery.start_soon(self._drain, message)
 

@@ -29,6 +29,7 @@ from ..audio import AudioFrame, PlayoutTimeline
 from ..events import ErrorEvent, EventBus, MetricsCollected, PlaybackFinished, PlaybackStarted
 from ..messages import (
     DiscardSegment,
+    OptionsChanged,
     PausePlayout,
     PlayoutResult,
     PlaySegment,
@@ -181,6 +182,8 @@ class Speaker:
         elif isinstance(message, PlaySegment):
             segment = self._segments.pop(message.segment_id)
             self._nursery.start_soon(self._play, segment, message)
+        elif isinstance(message, OptionsChanged):
+            self._options = message.options
         elif isinstance(message, DiscardSegment):
             segment = self._segments.pop(message.segment_id, None)
             if segment is not None:
