@@ -31,13 +31,13 @@ SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
 
 @given(conversations())
 def test_generated_conversations_keep_every_invariant(conversation):
-    check_conversation(conversation)
+    check_conversation(conversation, name="generated_conversation")
 
 
 @settings(max_examples=max(1, settings.default.max_examples // 2))
 @given(conversations(faults=False, max_turns=3))
 def test_generated_conversations_without_faults_keep_every_invariant(conversation):
-    check_conversation(conversation)
+    check_conversation(conversation, name="generated_conversation_without_faults")
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

@@ -39,3 +39,19 @@ async def test_a_crash_inside_the_session_still_closes_it_with_an_error(autojump
     assert escaped.errisinstance((KeyboardInterrupt, BaseExceptionGroup))
     closes = [e for e in session.recorded_events if e.type == "close"]
     assert [c.reason for c in closes] == ["error"]
+
+
+async def test_a_commit_user_turn_cut_off_by_the_close_still_answers(autojump_clock):
+    # Scenario commit_user_turn_answered_at_close, as an application sees it:
+    # the future must resolve (to an empty transcript) instead of hanging.
+    from voxtrio.testing import ScriptedSTT
+
+    session = voxtrio.AgentSession(stt=ScriptedSTT([]), tts=ScriptedTTS([], default_chars_per_second=10.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport())
+        await trio.sleep(0.1)  # the recognizer has started
+        pending = session.commit_user_turn()
+        await trio.sleep(0.2)
+        await session.aclose()
+    with trio.fail_after(1):
+        assert await pending == ""

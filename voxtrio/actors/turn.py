@@ -151,11 +151,28 @@ class Turn:
         self._resolve_mode()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._read, self._events)
-            task_status.started()
-            await self._read(self._inbox)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._read, self._events)
+                task_status.started()
+                await self._read(self._inbox)
+        finally:
+            self._answer_pending_commits()
+
+    def _answer_pending_commits(self) -> None:
+        """The session is over: a commit_user_turn() still waiting, or not read
+        yet, gets a closed session's answer, an empty transcript (A.19)."""
+        if self._manual_commit is not None and not self._manual_commit.done():
+            self._manual_commit.set_result("")
+        self._manual_commit = None
+        while True:
+            try:
+                message = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            if isinstance(message, CommitUserTurn) and not message.reply.done():
+                message.reply.set_result("")
 
     async def _read(self, channel: trio.MemoryReceiveChannel[TurnMessage]) -> None:
         async for message in channel:
