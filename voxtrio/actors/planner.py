@@ -697,9 +697,13 @@ class Planner:
             self._start_task(self._resolve_when_done(interrupted, reply), "interrupt")
 
     async def _resolve_when_done(self, handles: list[SpeechHandle], reply: Future[None]) -> None:
-        for handle in handles:
-            await handle._done.wait_value(True)
-        reply.set_result(None)
+        try:
+            for handle in handles:
+                await handle._done.wait_value(True)
+        finally:
+            # Also when the session closes first: its speeches are over then.
+            if not reply.done():
+                reply.set_result(None)
 
     def _interrupt_by_user(self, reason: str) -> None:
         """The user cuts in (A.7 path 1; Turn already applied its gates).
