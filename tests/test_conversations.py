@@ -93,3 +93,13 @@ def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkey
     assert json.loads(result.stdout.splitlines()[-1])["event"] == "history"
     monkeypatch.undo()
     assert check_invariants(observe(load_scenario(shrunk))) == []
+
+
+def test_the_readme_property_example_runs():
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Property tests"):readme.index("## Scenarios: conversations as data")]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[: code.index("```")].replace("max_examples=200", "max_examples=8")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    namespace["test_weather_agent_keeps_the_invariants"]()
