@@ -455,6 +455,8 @@ class Planner:
         bounds the whole wait with its close deadline.
         """
         self._turns_blocked = True
+        # No turn will use a reply prepared ahead any more (A.15: drain cancels it).
+        self._drop_preemptive()
         if message.interrupt:
             self._interrupt_all(force=True, reply=None)
         await self._unwind_agent_tasks("the session is closing" if self._state.closing else "handing off")
