@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 import os
 import pathlib
 import re
@@ -36,6 +35,7 @@ import trio.testing
 
 from ..agent import Agent
 from ..events import Event
+from ..options import SessionOptions
 from ..session import AgentSession
 from ..speech import SpeechHandle
 from .scenario import PlayObserver, Scenario, load_scenario, play, seeded_trio_scheduler
@@ -363,7 +363,7 @@ def check_close_timeout(obs: Observation) -> list[Violation]:
             return [Violation("close_timeout", "the session closed but no close request was recorded")]
         return []
     took = closes[0].created_at - asked
-    limit = obs.session.options.close_timeout
+    limit = _close_timeout_when_asked(obs, asked)
     if took > limit + 1e-6:
         return [
             Violation(
@@ -372,6 +372,18 @@ def check_close_timeout(obs: Observation) -> list[Violation]:
             )
         ]
     return []
+
+
+def _close_timeout_when_asked(obs: Observation, asked: float) -> float:
+    """The close_timeout in force when the close was asked for: the scenario's,
+    as changed by the update_options calls made before the close request."""
+    limit = obs.scenario.options.get("close_timeout", attrs.fields(SessionOptions).close_timeout.default)
+    for record in obs.calls:  # in the order they were made
+        if record.at > asked + 1e-9 or (record.call in ("shutdown", "aclose") and record.at >= asked - 1e-9):
+            break
+        if record.call == "update_options" and record.error is None and "close_timeout" in record.args:
+            limit = record.args["close_timeout"]
+    return float(limit)
 
 
 def check_function_calls(obs: Observation) -> list[Violation]:

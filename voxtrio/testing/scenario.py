@@ -594,13 +594,15 @@ class _Director:
             result = session.shutdown(**args)
         else:
             assert call == "aclose"
+            self._called(call, args, None)  # reported when made: it returns only after the close
             if self.observer is not None:
                 self.observer.on_wait("aclose", True)
             try:
-                result = await session.aclose()
+                await session.aclose()
             finally:
                 if self.observer is not None:
                     self.observer.on_wait("aclose", False)
+            return
         self._called(call, args, result)
 
 
