@@ -2,7 +2,8 @@
 
 ``voxtrio scenario run FILE.json [--expect]`` plays a scenario on a virtual
 clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
-finds a difference). ``voxtrio demo`` runs the demo conversation.
+finds a difference). ``voxtrio demo`` runs a spoken conversation through the offline pipeline
+(``--scripted``: the model-free one).
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def _scenario_run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import main as demo_main
+    if args.scripted:
+        from .scripted_demo import main as scripted_main
 
-    return demo_main(args)
+        return scripted_main(args)
+    from .demo import run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,8 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("file")
     run.add_argument("--expect", action="store_true", help="compare with the file's 'expect' list")
     run.set_defaults(handler=_scenario_run)
-    demo = commands.add_parser("demo", help="run the demo conversation")
-    demo.add_argument("--fast", action="store_true", help="virtual time instead of real time")
+    demo = commands.add_parser("demo", help="a spoken conversation through the offline pipeline")
+    demo.add_argument(
+        "--fast", action="store_true", help="skip idle time (with --scripted: virtual time)"
+    )
+    demo.add_argument(
+        "--scripted", action="store_true", help="the model-free demo on scripted providers"
+    )
+    demo.add_argument("--out", default="out/demo", help="where the audio and transcript go")
+    demo.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
     demo.set_defaults(handler=_demo)
     parser.add_argument(
         "--log-level",

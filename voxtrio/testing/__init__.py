@@ -20,6 +20,7 @@ from .scripted import (
     silence,
     tone,
 )
+from .wer import word_error_rate
 
 __all__ = [
     "ArrayTransport",
@@ -41,4 +42,5 @@ __all__ = [
     "run_scenario",
     "silence",
     "tone",
+    "word_error_rate",
 ]
