@@ -332,3 +332,17 @@ async def test_talking_past_the_turn_limit_calls_on_user_turn_exceeded(autojump_
         await trio.sleep(5)
         await session.aclose()
     assert exceeded == [(6, "one two three four five six")]
+
+
+async def test_turning_audio_input_off_ends_the_users_speech(autojump_clock):
+    session = speech_session(EndpointSTT(delay=5.0, texts=()))
+    states = []
+    session.on("user_state_changed", lambda e: states.append((round(trio.current_time(), 3), e.new_state)))
+
+    async def body():
+        await trio.sleep(1.0)
+        session.set_audio_input_enabled(False)  # push-to-talk released mid-speech
+
+    audio = np.concatenate([silence(0.5), tone(3.0)])
+    await run_until(session, ArrayTransport(audio), 3.0, body)
+    assert states == [(0.6, "speaking"), (1.0, "listening")]

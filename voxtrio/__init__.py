@@ -4,7 +4,7 @@
     trio.run(session.main, MyAgent(), transport)
 """
 
-from .agent import Agent
+from .agent import Agent, AgentTask, AgentTaskCancelled
 from .audio import AudioFrame
 from .chat import AgentHandoff, ChatContext, ChatMessage, FunctionCall, FunctionCallOutput
 from .errors import (
@@ -36,7 +36,7 @@ from .events import (
 from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
 from .session import AgentSession
 from .speech import SpeechHandle
-from .tools import FunctionTool, RunContext, function_tool
+from .tools import FunctionTool, RunContext, ToolArgumentsError, Toolset, function_tool
 
 __all__ = [
     "NOT_GIVEN",
@@ -49,6 +49,8 @@ __all__ = [
     "AgentFalseInterruption",
     "AgentHandoff",
     "AgentSession",
+    "AgentTask",
+    "AgentTaskCancelled",
     "AgentStateChanged",
     "AudioFormatError",
     "AudioFrame",
@@ -72,7 +74,9 @@ __all__ = [
     "SpeechCreated",
     "SpeechHandle",
     "StopResponse",
+    "ToolArgumentsError",
     "ToolError",
+    "Toolset",
     "UserInputTranscribed",
     "UserStateChanged",
     "VoxtrioError",

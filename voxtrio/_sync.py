@@ -73,6 +73,10 @@ class Future(Generic[T]):
         await self._event.wait()
         return self.result()
 
+    async def settled(self) -> None:
+        """Wait until resolved, without raising its error."""
+        await self._event.wait()
+
     def __await__(self):  # type: ignore[no-untyped-def]
         return self.wait().__await__()
 

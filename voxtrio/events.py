@@ -244,6 +244,11 @@ class EventBus:
         self._seq += 1
         return self._seq
 
+    @property
+    def last_seq(self) -> int:
+        """The last number handed out (items numbered later come after it)."""
+        return self._seq
+
     def on(self, name: str, callback: Callable[[Any], Any]) -> Callable[[], None]:
         if name not in EVENT_TYPES and name != "*":
             raise ValueError(f"unknown event {name!r}; known events: {sorted(EVENT_TYPES)}")

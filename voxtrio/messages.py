@@ -13,6 +13,7 @@ Read top to bottom, this module is the data flow of a session::
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
     anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
     AgentSession (the public API) ──Say / GenerateReply / Interrupt / ...──► Planner
+    a tool or hook awaiting an AgentTask ──RunAgentTask──► Planner
 
 Messages are frozen and slotted. A few carry a ``reply`` :class:`Future` (the
 answer to a request) or a channel end (a stream that belongs to the request);
@@ -29,11 +30,12 @@ import attrs
 
 from ._sync import Flag, Future
 from .audio import AudioFrame
+from .options import NOT_GIVEN
 
 if TYPE_CHECKING:
     import trio
 
-    from .agent import Agent
+    from .agent import Agent, AgentTask, CarryHistory
     from .chat import ChatContext, ChatMessage
     from .events import CloseReason
     from .options import SessionOptions
@@ -289,10 +291,32 @@ class OptionsChanged:
 
 @attrs.frozen(kw_only=True)
 class StartActivity:
-    """Make ``agent`` the current agent and run its ``on_enter``."""
+    """Make ``agent`` the current agent and run its ``on_enter``.
+
+    ``carry_history`` overrides the agent's own policy for this hand-off.
+    """
 
     agent: Agent
     reply: Future[None]
+    carry_history: CarryHistory | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RunAgentTask:
+    """Run ``task`` inline for ``caller`` (the agent whose tool or hook awaits it).
+
+    The Planner starts it once ``caller`` is the current agent (tasks awaited
+    in parallel run one after the other) and answers ``reply`` with the
+    task's result when it completes. ``handle`` is the caller's speech, which
+    the user cannot interrupt meanwhile; ``worker`` names the Planner task
+    that waits (it does not keep a run from finishing while it waits).
+    """
+
+    task: AgentTask[Any]
+    caller: Agent
+    handle: SpeechHandle | None
+    worker: int | None
+    reply: Future[Any]
 
 
 @attrs.frozen(kw_only=True)
@@ -323,6 +347,7 @@ class SynthesizeSegment:
     speech_id: str
     text: trio.MemoryReceiveChannel[str]
     audio: Any = None
+    tts: Any = NOT_GIVEN  # the current agent's TTS (None: none); NOT_GIVEN: the session's
 
 
 @attrs.frozen(kw_only=True)
@@ -390,8 +415,12 @@ class ErrorCountReset:
 
 @attrs.frozen(kw_only=True)
 class HandoffRequested:
+    """Hand the conversation to ``agent``. The sender has already counted it in
+    ``SessionState.handoffs_pending``; the Session uncounts it when done."""
+
     agent: Agent
     reply: Future[None] | None = None
+    carry_history: CarryHistory | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -420,6 +449,7 @@ PlannerMessage = Union[
     StartActivity,
     DrainActivity,
     OptionsChanged,
+    RunAgentTask,
 ]
 TurnMessage = Union[
     VADEvent,

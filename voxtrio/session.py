@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import math
-from typing import Any, AsyncIterable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
 
 import attrs
 import trio
@@ -31,7 +31,7 @@ from .actors.session import CloseInfo, SessionSupervisor
 from .actors.speaker import Speaker
 from .actors.turn import Turn
 from .actors.vad import VADActor
-from .agent import Agent
+from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
 from .errors import SessionClosedError
 from .events import CloseEvent, Event, EventBus, SpeechCreated
@@ -44,6 +44,7 @@ from .messages import (
     HandoffRequested,
     Interrupt,
     OptionsChanged,
+    RunAgentTask,
     Say,
     SetAudioInput,
 )
@@ -52,8 +53,11 @@ from .providers.base import LLM, STT, TTS, VAD
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
 from .text import resolve_transforms
-from .tools import FunctionTool
+from .tools import FunctionTool, Toolset, check_tool_items, open_toolsets, toolsets_of
 from .transports.base import Transport
+
+if TYPE_CHECKING:
+    from .testing.run_result import RunResult
 
 _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
     "voxtrio_inside_session", default=None
@@ -65,7 +69,9 @@ class AgentSession:
 
     Keyword arguments are the reference's flat options (see
     :class:`voxtrio.options.SessionOptions` for each one and its default),
-    plus the providers, session-wide ``tools`` and ``userdata``.
+    plus the providers, session-wide ``tools`` and ``userdata``. Session tools
+    (and toolsets, such as MCP servers) are offered to every agent and survive
+    hand-offs; an agent's own tool of the same name wins.
     """
 
     def __init__(
@@ -75,7 +81,7 @@ class AgentSession:
         vad: VAD | None = None,
         llm: LLM | None = None,
         tts: TTS | None = None,
-        tools: Sequence[FunctionTool] = (),
+        tools: Sequence[FunctionTool | Toolset] = (),
         userdata: Any = NOT_GIVEN,
         conn_options: SessionConnectOptions | None = None,
         record: bool = False,
@@ -92,8 +98,9 @@ class AgentSession:
         self._options = SessionOptions(**options)
         resolve_transforms(self._options.tts_text_transforms)  # fail early on a bad name
         self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
-        self._tools = list(tools)
+        self._tools = check_tool_items(list(tools), owner="AgentSession")
         self._userdata = userdata
+        self._run: RunResult | None = None
         self._record = record
         self._bus = EventBus(max_recorded=max_recorded_events)
         self._state = SessionState()
@@ -208,9 +215,13 @@ class AgentSession:
                     self._audio_in = audio_in
                     await actors.start(audio_in.run)
                 state.running = True
+                session_toolsets = await open_toolsets(
+                    actors, toolsets_of(self._tools), supervisor.report_toolset_error
+                )
                 await supervisor.start_agent(agent)
                 task_status.started()
                 info = await supervisor.finished
+                await session_toolsets.aclose()
                 actors.cancel_scope.cancel()
         except BaseException as error:
             if isinstance(error, trio.Cancelled):
@@ -369,13 +380,73 @@ class AgentSession:
         assert self._turn is not None
         self._turn.inbox.send_nowait(ClearUserTurn())
 
-    def update_agent(self, agent: Agent) -> Future[None]:
-        """Hand the conversation to ``agent``: the current one drains and exits first."""
+    def update_agent(
+        self, agent: Agent, *, carry_history: CarryHistory | None = None
+    ) -> Future[None]:
+        """Hand the conversation to ``agent``: the current one drains and exits first.
+
+        ``carry_history`` ("none", "messages" or "full") overrides the new
+        agent's own policy for this hand-off (see :class:`voxtrio.Agent`).
+        The returned future resolves once the new agent is current.
+        """
         self._check_running()
+        if carry_history is not None:
+            check_carry_history(carry_history, "update_agent")
         assert self._supervisor is not None
         done: Future[None] = Future()
-        self._supervisor.inbox.send_nowait(HandoffRequested(agent=agent, reply=done))
+        self._state.count_handoff(+1)
+        self._supervisor.inbox.send_nowait(
+            HandoffRequested(agent=agent, reply=done, carry_history=carry_history)
+        )
         return done
+
+    async def run(self, *, user_input: str) -> RunResult:
+        """Say ``user_input`` as the user (as text) and wait until the agent is done.
+
+        Done means nothing is left to do: every speech played (tool steps
+        included), every hand-off happened, every hook returned, except what
+        waits for the user's next turn (an AgentTask asking a question). The
+        :class:`~voxtrio.testing.RunResult` holds what the turn added to the
+        conversation (messages, function calls and outputs, hand-offs) with
+        ``expect`` assertions over them. A failed LLM request raises here.
+        Meant for tests: with the scripted providers of ``voxtrio.testing`` on
+        trio's MockClock a run takes milliseconds.
+        """
+        from .testing.run_result import RunResult
+
+        self._check_accepting()
+        if self._run is not None:
+            raise RuntimeError("nested runs are not supported: await the first run")
+        result = RunResult(user_input=user_input)
+        self._run = result
+        try:
+            await result._watch(self, self._state, self._closed)
+        finally:
+            self._run = None
+        return result
+
+    async def _run_agent_task(self, task: AgentTask[Any]) -> Any:
+        """Run an AgentTask for the tool or hook that awaits it (see AgentTask)."""
+        from .actors.planner import current_caller, current_worker
+
+        caller = current_caller.get()
+        if caller is None:
+            raise RuntimeError(
+                "an AgentTask can only be awaited from a tool, on_enter or on_exit"
+            )
+        self._check_running()
+        assert self._planner is not None
+        reply: Future[Any] = Future()
+        self._planner.inbox.send_nowait(
+            RunAgentTask(
+                task=task,
+                caller=caller,
+                handle=current_tool_speech.get(),
+                worker=current_worker.get(),
+                reply=reply,
+            )
+        )
+        return await reply
 
     def update_options(self, **changes: Any) -> None:
         unknown = set(changes) - SESSION_OPTION_NAMES
@@ -483,6 +554,7 @@ class AgentSession:
             allow_interruptions=bool(allow_interruptions),
             source=source,  # type: ignore[arg-type]
         )
+        self._state.count_posted_speech(+1)
         self._bus.emit(
             SpeechCreated(
                 speech_id=handle.id,

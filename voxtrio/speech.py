@@ -52,6 +52,8 @@ class SpeechHandle:
         self._error: BaseException | None = None
         self._scopes: set[trio.CancelScope] = set()
         self._done_callbacks: list[Callable[[SpeechHandle], Any]] = []
+        self._interruption_holds = 0
+        self._owner: Any = None  # the agent it speaks for (set by the Planner)
         self.chat_items: list[Any] = []
         self.position: float = 0.0
 
@@ -85,7 +87,7 @@ class SpeechHandle:
 
     @property
     def allow_interruptions(self) -> bool:
-        return self._allow_interruptions
+        return self._allow_interruptions and self._interruption_holds == 0
 
     @allow_interruptions.setter
     def allow_interruptions(self, value: bool) -> None:
@@ -109,7 +111,7 @@ class SpeechHandle:
         """
         if self.done() or self.interrupted:
             return self
-        if not force and not self._allow_interruptions:
+        if not force and not self.allow_interruptions:
             raise RuntimeError(
                 f"speech {self._id} does not allow interruptions; use interrupt(force=True)"
             )
@@ -167,6 +169,18 @@ class SpeechHandle:
 
     async def _wait_for_generation(self) -> None:
         await self._generation_done.wait_value(True)
+
+    def _hold_interruptions(self) -> None:
+        """Protect this speech while one of its tools awaits an AgentTask.
+
+        Counted, because parallel tool calls of one speech may each await a
+        task: the user talking to one task must not cut off the speech the
+        others still belong to.
+        """
+        self._interruption_holds += 1
+
+    def _release_interruptions(self) -> None:
+        self._interruption_holds -= 1
 
     def _next_step(self) -> None:
         self._num_steps += 1

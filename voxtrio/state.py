@@ -7,11 +7,12 @@ published here by the actor that owns it. Each field names its single writer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from .chat import ChatContext
+from ._sync import Flag
+from .chat import ChatContext, ChatItem
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -28,9 +29,42 @@ class SessionState:
     history: ChatContext = attrs.Factory(ChatContext)
     accepting_speech: bool = False
     running_user_code: dict[int, str] = attrs.Factory(dict)
+    # Planner: its tasks still to finish, not counting those parked on an AgentTask
+    # that waits for the user; and whether an AgentTask is being switched to or from.
+    planner_busy: int = 0
+    agent_switching: bool = False
+    # Planner and the API (+1 when asked), Session (-1 when the new agent started)
+    handoffs_pending: int = 0
+    # the API (+1 for each speech handle made), Planner (-1 when it takes it in)
+    speeches_posted: int = 0
+    # true when none of the above is going on: what session.run() waits for
+    idle: Flag = attrs.Factory(lambda: Flag(True))
+    # called with each item committed to the history (and, for a hand-off, the
+    # old and new Agent objects); RunResult listens here
+    commit_listeners: list[Callable[[ChatItem, Any, Any], None]] = attrs.Factory(list)
     # Turn
     user_state: UserState = "listening"
     # Session
     running: bool = False
     closing: bool = False
     extra: dict[str, Any] = attrs.Factory(dict)
+
+    def update_idle(self) -> None:
+        self.idle.set(
+            self.planner_busy == 0
+            and self.handoffs_pending == 0
+            and self.speeches_posted == 0
+            and not self.agent_switching
+        )
+
+    def count_posted_speech(self, delta: int) -> None:
+        self.speeches_posted += delta
+        self.update_idle()
+
+    def count_handoff(self, delta: int) -> None:
+        self.handoffs_pending += delta
+        self.update_idle()
+
+    def notify_committed(self, item: ChatItem, old_agent: Any = None, new_agent: Any = None) -> None:
+        for listener in list(self.commit_listeners):
+            listener(item, old_agent, new_agent)

@@ -1,26 +1,40 @@
 """Function tools: what the LLM may call, and how results become chat items.
 
 ``@function_tool`` builds a JSON schema from a function's signature, type hints
-and docstring; ``FunctionTool.raw`` takes a schema as is (scenario files, MCP).
-Arguments are parsed and checked before the function runs, and every outcome,
-including a crash, becomes exactly one ``FunctionCallOutput`` (the rules of the
-reference, A.13): a string needs a reply, ``None`` does not, an ``Agent`` hands
-off, a ``ToolError`` is shown to the LLM, anything else is reported as an
-internal error without detail.
+and docstring, and a pydantic model that validates the LLM's arguments with
+the same rules; ``FunctionTool.raw`` takes a schema as is (scenario files,
+MCP). A :class:`Toolset` groups tools (and may hold a connection, as an MCP
+server does). Arguments are parsed and checked before the function runs, and
+every outcome, including a crash, becomes exactly one ``FunctionCallOutput``
+(the rules of the reference, A.13): a string needs a reply, ``None`` does not,
+an ``Agent`` hands off, a ``ToolError`` is shown to the LLM, anything else is
+reported as an internal error without detail.
 """
 
 from __future__ import annotations
 
-import enum
+import contextlib
 import inspect
 import json
-import types
+import re
 import typing
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generic,
+    Iterable,
+    Sequence,
+    TypeVar,
+)
 
 import attrs
+import pydantic
+import trio
 
-from .chat import FunctionCall, FunctionCallOutput
+from .chat import ChatContext, FunctionCall, FunctionCallOutput
 from .errors import StopResponse, ToolError
 
 if TYPE_CHECKING:
@@ -28,28 +42,51 @@ if TYPE_CHECKING:
     from .session import AgentSession
     from .speech import SpeechHandle
 
+UserData = TypeVar("UserData")
+
 
 class ToolArgumentsError(ValueError):
-    """The LLM's arguments for a tool are not valid JSON or do not fit its schema."""
+    """The LLM's arguments for a tool are not valid JSON or do not fit its schema.
+
+    The message names the field (``field 'order': ...``); the output the LLM
+    sees also names the tool.
+    """
 
 
 @attrs.define(kw_only=True)
-class RunContext:
-    """What a running tool can see and do."""
+class RunContext(Generic[UserData]):
+    """What a running tool can see and do.
+
+    ``RunContext[MyData]`` types ``userdata``. ``agent`` is the agent whose
+    reply called the tool (it stays the caller even if the conversation has
+    moved on to another agent by the time the tool looks).
+    """
 
     session: AgentSession
     speech_handle: SpeechHandle
     function_call: FunctionCall
+    agent: Agent | None = None
 
     @property
-    def userdata(self) -> Any:
-        return self.session.userdata
+    def userdata(self) -> UserData:
+        return self.session.userdata  # type: ignore[no-any-return]
+
+    @property
+    def chat_ctx(self) -> ChatContext:
+        """A copy of the calling agent's context, as it is now."""
+        agent = self.agent if self.agent is not None else self.session.current_agent
+        return agent.chat_ctx
 
     def disallow_interruptions(self) -> None:
+        """Protect the rest of this speech (its later steps too) from the user."""
         self.speech_handle.allow_interruptions = False
 
     async def wait_for_playout(self) -> None:
-        """Wait until the speech step that called this tool has played out."""
+        """Wait until the speech step that called this tool has played out.
+
+        ``speech_handle.wait_for_playout()`` would wait for the whole speech,
+        which includes this very tool: it raises instead of deadlocking.
+        """
         await self.speech_handle._wait_for_generation()
 
 
@@ -61,6 +98,7 @@ class FunctionTool:
     function: Callable[..., Any]
     context_parameter: str | None = None
     flags: frozenset[str] = frozenset()
+    arguments_model: type[pydantic.BaseModel] | None = None
 
     @classmethod
     def raw(
@@ -72,6 +110,7 @@ class FunctionTool:
         function: Callable[..., Any],
         context_parameter: str | None = None,
     ) -> FunctionTool:
+        """A tool described by a JSON schema given as is; arguments arrive as keywords."""
         schema = {"type": "object", "properties": {}, **parameters}
         return cls(
             name=name,
@@ -85,6 +124,7 @@ class FunctionTool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     def parse_arguments(self, arguments: str) -> dict[str, Any]:
+        """Decode and check the LLM's arguments; raise ToolArgumentsError naming the field."""
         text = arguments.strip() or "{}"
         try:
             value = json.loads(text)
@@ -94,8 +134,14 @@ class FunctionTool:
             raise ToolArgumentsError(
                 f"arguments must be a JSON object, got {type(value).__name__}"
             )
-        _check_object(value, self.parameters, path="")
-        return value
+        if self.arguments_model is None:
+            _check_object(value, self.parameters, path="")
+            return value
+        try:
+            parsed = self.arguments_model.model_validate(value)
+        except pydantic.ValidationError as error:
+            raise ToolArgumentsError(_describe_validation_error(error)) from None
+        return {field: getattr(parsed, field) for field in type(parsed).model_fields}
 
     async def call(self, arguments: dict[str, Any], context: RunContext) -> Any:
         kwargs = dict(arguments)
@@ -105,6 +151,21 @@ class FunctionTool:
         if inspect.isawaitable(result):
             result = await typing.cast(Awaitable[Any], result)
         return result
+
+
+def _describe_validation_error(error: pydantic.ValidationError) -> str:
+    problems = []
+    for detail in error.errors(include_url=False):
+        location = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"]
+        ).lstrip(".")
+        message = detail["msg"]
+        if detail["type"] == "extra_forbidden":
+            message = "unexpected argument"
+        elif detail["type"] == "missing":
+            message = "missing required argument"
+        problems.append(f"field '{location}': {message}")
+    return "; ".join(problems)
 
 
 def _json_type_name(value: Any) -> str:
@@ -164,64 +225,80 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str) -> N
 # @function_tool
 # ---------------------------------------------------------------------------
 
-
-def _schema_for(annotation: Any) -> dict[str, Any]:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return {}
-    if annotation is str:
-        return {"type": "string"}
-    if annotation is bool:
-        return {"type": "boolean"}
-    if annotation is int:
-        return {"type": "integer"}
-    if annotation is float:
-        return {"type": "number"}
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return {"type": "string", "enum": [member.value for member in annotation]}
-    if origin is Literal:
-        return {"enum": list(args)}
-    if origin in (list, Sequence, tuple) or annotation in (list, tuple):
-        return {"type": "array", **({"items": _schema_for(args[0])} if args else {})}
-    if origin is dict or annotation is dict:
-        return {"type": "object"}
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        if len(members) == 1:
-            inner = _schema_for(members[0])
-            if "type" in inner:
-                inner = {**inner, "type": [inner["type"], "null"]}
-            return inner
-        return {"anyOf": [_schema_for(a) for a in members]}
-    raise TypeError(f"cannot describe the type {annotation!r} in a tool schema")
+_IGNORED_SECTIONS = (
+    "returns", "return", "raises", "yields", "yield", "examples", "example", "note", "notes",
+    "see also", "warning", "warnings", "references",
+)
+_ARG_SECTIONS = ("args", "arguments", "parameters", "params", "keyword args", "keyword arguments")
 
 
-def _parameter_docs(docstring: str) -> tuple[str, dict[str, str]]:
-    """Split a docstring into its description and 'Args:' entries."""
+def parse_docstring(docstring: str) -> tuple[str, dict[str, str]]:
+    """Split a docstring into its description and per-parameter descriptions.
+
+    Google style (``Args:`` then ``name (type): text``), Sphinx style
+    (``:param name: text``) and NumPy style (``Parameters`` underlined, then
+    ``name : type`` and an indented description) are understood, because tool
+    authors copy whichever their codebase already uses. Other sections
+    (``Returns:``, ``Raises:``...) are left out of the description: the LLM
+    needs to know what the tool does and what each argument means, not how it
+    fails.
+    """
     lines = inspect.cleandoc(docstring).splitlines() if docstring else []
     description: list[str] = []
     params: dict[str, str] = {}
-    in_args = False
+    section = "description"
     current: str | None = None
-    for line in lines:
+    current_indent = 0
+    numpy_style = False  # "name : type" lines, the description indented below
+    index = 0
+    while index < len(lines):
+        line = lines[index]
         stripped = line.strip()
-        if stripped.lower() in ("args:", "arguments:", "parameters:"):
-            in_args = True
+        indent = len(line) - len(line.lstrip())
+        heading = stripped.rstrip(":").lower()
+        underlined = index + 1 < len(lines) and set(lines[index + 1].strip()) == {"-"}
+        if (stripped.endswith(":") or underlined) and heading in (*_ARG_SECTIONS, *_IGNORED_SECTIONS):
+            section = "args" if heading in _ARG_SECTIONS else "ignored"
+            numpy_style = underlined
+            current = None
+            index += 2 if underlined else 1
             continue
-        if in_args:
-            if not stripped:
-                current = None
-                continue
-            if ":" in stripped and not line.startswith(" " * 8):
-                name, _, text = stripped.partition(":")
-                current = name.split("(")[0].strip()
-                params[current] = text.strip()
-            elif current:
-                params[current] += " " + stripped
-        else:
+        sphinx = re.match(r":param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)", stripped)
+        if sphinx:
+            section, current, current_indent = "sphinx", sphinx.group(1), indent
+            params[current] = sphinx.group(2).strip()
+        elif stripped.startswith(":"):
+            section, current = "ignored", None  # :returns:, :raises X:, :type x:
+        elif section == "description":
             description.append(stripped)
-    return " ".join(d for d in description if d).strip(), params
+        elif section in ("args", "sphinx"):
+            entry = re.match(r"(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)", stripped)
+            if not stripped:
+                current = None if section == "args" else current
+            elif entry and (current is None or indent <= current_indent):
+                current, current_indent = entry.group(1).lstrip("*"), indent
+                params[current] = "" if numpy_style else entry.group(3).strip()
+            elif current is not None:
+                params[current] = (params[current] + " " + stripped).strip()
+        index += 1
+    return " ".join(part for part in description if part).strip(), params
+
+
+def _strip_titles(schema: Any) -> Any:
+    """Drop pydantic's generated titles: they repeat the names and cost tokens."""
+    if isinstance(schema, dict):
+        return {
+            key: _strip_titles(value)
+            for key, value in schema.items()
+            if not (key == "title" and isinstance(value, str))
+        }
+    if isinstance(schema, list):
+        return [_strip_titles(item) for item in schema]
+    return schema
+
+
+def _is_context_annotation(annotation: Any) -> bool:
+    return annotation is RunContext or typing.get_origin(annotation) is RunContext
 
 
 def function_tool(
@@ -232,40 +309,65 @@ def function_tool(
 ) -> Any:
     """Make a function callable by the LLM.
 
-    A parameter annotated ``RunContext`` (or named ``context``) receives the run
-    context and is left out of the schema.
+    The JSON schema comes from the signature: type hints give the types
+    (anything pydantic understands: ``str``, ``int``, ``Literal``, enums,
+    ``list[...]``, ``Optional``, dataclasses, pydantic models,
+    ``Annotated[x, Field(...)]``), defaults make a parameter optional, and the
+    docstring gives the description and each parameter's meaning. A parameter
+    annotated ``RunContext`` receives the run context and is left out of the
+    schema. The LLM's arguments are validated against the same model before
+    the function runs, so the function receives typed values (an enum member,
+    a model instance) and the LLM gets an error naming the field otherwise.
+
+    A type that cannot be described raises ``TypeError`` naming the tool and
+    the parameter, when the module is imported rather than mid-call.
     """
 
     def wrap(fn: Callable[..., Any]) -> FunctionTool:
-        doc_description, doc_params = _parameter_docs(fn.__doc__ or "")
-        hints = typing.get_type_hints(fn, include_extras=False)
-        properties: dict[str, Any] = {}
-        required: list[str] = []
+        tool_name = name or fn.__name__
+        doc_description, doc_params = parse_docstring(fn.__doc__ or "")
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except Exception as error:
+            raise TypeError(f"tool `{tool_name}`: cannot resolve its type hints: {error}") from None
+        fields: dict[str, Any] = {}
         context_parameter = None
         for param in inspect.signature(fn).parameters.values():
-            if param.name == "self":
+            if param.name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            annotation = hints.get(param.name, param.annotation)
-            if annotation is RunContext or param.name in ("context", "ctx"):
+            annotation = hints.get(param.name, Any)
+            if _is_context_annotation(annotation) or (
+                param.name in ("context", "ctx") and param.annotation is inspect.Parameter.empty
+            ):
                 context_parameter = param.name
                 continue
-            schema = _schema_for(annotation)
-            if param.name in doc_params:
-                schema["description"] = doc_params[param.name]
-            properties[param.name] = schema
-            if param.default is inspect.Parameter.empty:
-                required.append(param.name)
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            described = {"description": doc_params[param.name]} if param.name in doc_params else {}
+            field = pydantic.Field(default, **described)
+            fields[param.name] = (annotation, field)
+        try:
+            model = pydantic.create_model(  # type: ignore[call-overload]
+                f"{tool_name}_arguments",
+                __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+                **fields,
+            )
+            schema = _strip_titles(model.model_json_schema())
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as error:
+            problem = str(error).splitlines()[0]
+            culprit = next(
+                (p for p, (annotation, _) in fields.items() if repr(annotation) in str(error)), None
+            )
+            where = f" parameter `{culprit}`" if culprit else ""
+            raise TypeError(f"tool `{tool_name}`{where}: cannot describe it in a schema: {problem}") from None
+        schema.setdefault("properties", {})
+        schema.setdefault("required", [])
         return FunctionTool(
-            name=name or fn.__name__,
+            name=tool_name,
             description=description if description is not None else doc_description,
-            parameters={
-                "type": "object",
-                "properties": properties,
-                "required": required,
-                "additionalProperties": False,
-            },
+            parameters=schema,
             function=fn,
             context_parameter=context_parameter,
+            arguments_model=model,
         )
 
     return wrap(function) if function is not None else wrap
@@ -280,6 +382,135 @@ def find_function_tools(obj: object) -> list[FunctionTool]:
             bound = attribute.function.__get__(obj, type(obj))
             found.append(attrs.evolve(attribute, function=bound))
     return found
+
+
+# ---------------------------------------------------------------------------
+# Toolsets
+# ---------------------------------------------------------------------------
+
+
+class Toolset:
+    """A group of tools given to an agent or a session as one item.
+
+    A plain toolset is a name for a list of tools (``Toolset(id="billing",
+    tools=[...])``). A toolset whose tools come from somewhere that must be
+    opened first (an MCP server) overrides :meth:`connect`: the session enters
+    it in a task it owns when the toolset's owner becomes active (at session
+    start for session tools, at hand-off for an agent's) and leaves it when the
+    owner is done, so a connection never outlives the session.
+    """
+
+    def __init__(self, *, id: str, tools: Sequence[FunctionTool | Toolset] = ()) -> None:
+        self._id = id
+        self._items = list(tools)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._id!r}>"
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def tools(self) -> list[FunctionTool]:
+        """The tools available now (empty until a connected toolset has connected)."""
+        return flatten_tools(self._items)
+
+    def toolsets(self) -> list[Toolset]:
+        """This toolset and the ones inside it: what the session must connect."""
+        nested = [t for item in self._items if isinstance(item, Toolset) for t in item.toolsets()]
+        return [self, *nested]
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[None]:
+        """Open whatever the tools need for as long as the block runs."""
+        yield
+
+
+def flatten_tools(items: Iterable[FunctionTool | Toolset]) -> list[FunctionTool]:
+    """The tools of a mixed list of tools and toolsets; the first of a name wins."""
+    found: dict[str, FunctionTool] = {}
+    for item in items:
+        tools = item.tools if isinstance(item, Toolset) else [item]
+        for tool in tools:
+            found.setdefault(tool.name, tool)
+    return list(found.values())
+
+
+def toolsets_of(items: Iterable[FunctionTool | Toolset]) -> list[Toolset]:
+    return [toolset for item in items if isinstance(item, Toolset) for toolset in item.toolsets()]
+
+
+def check_tool_items(items: Sequence[Any], owner: str) -> list[FunctionTool | Toolset]:
+    """Reject what is not a tool, and two tools of one name, naming them."""
+    names: set[str] = set()
+    for item in items:
+        if not isinstance(item, (FunctionTool, Toolset)):
+            raise TypeError(
+                f"{owner}: tools must be FunctionTool or Toolset objects (decorate the function "
+                f"with @function_tool), got {item!r}"
+            )
+        for tool in item.tools if isinstance(item, Toolset) else [item]:
+            if tool.name in names:
+                raise ValueError(f"{owner}: two tools are named `{tool.name}`")
+            names.add(tool.name)
+    return list(items)
+
+
+class ToolsetLease:
+    """The connections of some toolsets, held open by service tasks.
+
+    :func:`open_toolsets` starts one task per toolset in a nursery the session
+    owns; :meth:`aclose` lets them leave their ``connect()`` blocks. A toolset
+    that fails to connect is reported through ``on_error`` and offers no
+    tools; the conversation goes on without them.
+    """
+
+    def __init__(self) -> None:
+        self._closing = trio.Event()
+        self._running = 0
+        self._all_closed = trio.Event()
+        self._all_closed.set()
+
+    async def aclose(self) -> None:
+        self._closing.set()
+        await self._all_closed.wait()
+
+    async def _serve(
+        self,
+        toolset: Toolset,
+        on_error: Callable[[Toolset, BaseException], None],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._running += 1
+        self._all_closed = trio.Event() if self._running == 1 else self._all_closed
+        started = False
+        try:
+            async with toolset.connect():
+                task_status.started()
+                started = True
+                await self._closing.wait()
+        except Exception as error:
+            on_error(toolset, error)
+        finally:
+            if not started:
+                task_status.started()
+            self._running -= 1
+            if self._running == 0:
+                self._all_closed.set()
+
+
+async def open_toolsets(
+    nursery: trio.Nursery,
+    toolsets: Sequence[Toolset],
+    on_error: Callable[[Toolset, BaseException], None],
+) -> ToolsetLease:
+    """Connect ``toolsets`` (one after the other) in tasks of ``nursery``."""
+    lease = ToolsetLease()
+    for toolset in toolsets:
+        await nursery.start(lease._serve, toolset, on_error)
+    return lease
 
 
 # ---------------------------------------------------------------------------
@@ -319,10 +550,15 @@ def outcome_from_result(call: FunctionCall, result: Any) -> ToolOutcome:
                 reply_required=True,
             )
         if agents:
-            text = "" if not others else str(others[0] if len(others) == 1 else others)
-            return ToolOutcome(
-                call=call, output=output(text), reply_required=False, agent=agents[0]
-            )
+            # (agent, x): hand off and answer x; the old agent still replies to
+            # it, with tool_choice="none", while it drains (as the reference).
+            if not others:
+                return ToolOutcome(call=call, output=output(""), reply_required=False, agent=agents[0])
+            value = others[0] if len(others) == 1 else others
+            if value is None:
+                return ToolOutcome(call=call, output=output(""), reply_required=False, agent=agents[0])
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            return ToolOutcome(call=call, output=output(text), reply_required=True, agent=agents[0])
     if isinstance(result, (str, int, float, bool, list, dict, tuple)):
         text = result if isinstance(result, str) else json.dumps(result, default=str)
         return ToolOutcome(call=call, output=output(text), reply_required=True)
@@ -336,7 +572,9 @@ def outcome_from_error(call: FunctionCall, error: BaseException) -> ToolOutcome:
         return FunctionCallOutput(call_id=call.call_id, name=call.name, output=text, is_error=is_error)
 
     if isinstance(error, ToolError):
-        return ToolOutcome(call=call, output=output(str(error)), reply_required=True)
+        # An AgentTask unwound by the session: its caller is leaving too, no reply.
+        leaving = getattr(error, "by_session", False)
+        return ToolOutcome(call=call, output=output(str(error)), reply_required=not leaving)
     if isinstance(error, StopResponse):
         return ToolOutcome(call=call, output=output("", is_error=False), reply_required=False)
     if isinstance(error, ToolArgumentsError):
@@ -355,6 +593,12 @@ def unknown_function_outcome(call: FunctionCall, available: Sequence[str]) -> To
         output=FunctionCallOutput(call_id=call.call_id, name=call.name, output=text, is_error=True),
         reply_required=True,
     )
+
+
+def rejected_outcome(call: FunctionCall, why: str) -> ToolOutcome:
+    """A call that was not run: an error output, and no reply asked for."""
+    output = FunctionCallOutput(call_id=call.call_id, name=call.name, output=why, is_error=True)
+    return ToolOutcome(call=call, output=output, reply_required=False)
 
 
 def interrupted_outcome(outcome: ToolOutcome) -> ToolOutcome:

@@ -13,7 +13,14 @@ in a task of the Planner's nursery:
 * tool outputs are committed with their calls in one step, whatever happens
   to the speech (played, interrupted, handed off); a follow-up step runs on the
   same handle when an output needs a reply, ``max_tool_steps`` times, then
-  once more with ``tool_choice="none"`` so the agent never goes silent.
+  once more with ``tool_choice="none"`` so the agent never goes silent;
+* an AgentTask awaited by a tool or hook becomes the current agent until it
+  completes (a stack: tasks may nest); the awaiting speech is protected from
+  the user meanwhile, and is not counted as work a run waits for.
+
+Items go into the context of the agent they belong to (the one a speech was
+made for), not whichever agent is current when they are committed: a tool
+that finishes after a hand-off still answers in its own agent's context.
 
 User code (hooks and tools) runs here, never while anything is held that
 another actor needs; the Session bounds it with the close deadline.
@@ -21,6 +28,7 @@ another actor needs; the Session bounds it with the close deadline.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import math
@@ -31,9 +39,9 @@ import attrs
 import trio
 
 from .._sync import Flag, Future
-from ..agent import INSTRUCTIONS_ID, Agent
+from ..agent import INSTRUCTIONS_ID, Agent, AgentTask, AgentTaskCancelled, CarryHistory, carry_over
 from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall
-from ..errors import StopResponse, ToolError
+from ..errors import StopResponse
 from ..events import (
     AgentFalseInterruption,
     AgentState,
@@ -64,6 +72,7 @@ from ..messages import (
     PlaySegment,
     PreemptiveTranscript,
     ProviderFailed,
+    RunAgentTask,
     Say,
     StartActivity,
     SynthesizeSegment,
@@ -80,9 +89,11 @@ from ..tools import (
     FunctionTool,
     RunContext,
     ToolOutcome,
+    flatten_tools,
     interrupted_outcome,
     outcome_from_error,
     outcome_from_result,
+    rejected_outcome,
     unknown_function_outcome,
 )
 
@@ -95,6 +106,23 @@ TOOL_CHOICE_NONE_OUTPUT = "tool calls are not allowed in this step (tool_choice 
 # Preemptive generation gives up on very long user turns and after a few tries.
 PREEMPTIVE_MAX_SPEECH = 10.0
 PREEMPTIVE_MAX_RETRIES = 3
+
+# The agent on whose behalf user code runs (set for tools, on_enter and
+# on_exit: the places an AgentTask may be awaited from), and the Planner task
+# it runs in.
+current_caller: contextvars.ContextVar[Agent | None] = contextvars.ContextVar(
+    "voxtrio_current_caller", default=None
+)
+current_worker: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "voxtrio_current_worker", default=None
+)
+
+
+@attrs.define(eq=False)
+class _TaskFrame:
+    task: AgentTask[Any]
+    parent: Agent
+    finished: Flag = attrs.Factory(Flag)
 
 
 class Planner:
@@ -142,8 +170,13 @@ class Planner:
         self._preemptive: _Preemptive | None = None
         self._preemptive_attempts = 0
         self._turns_blocked = False
-        self._exited: Agent | None = None
+        self._exits: dict[Agent, Flag] = {}  # on_exit started (true once it returned)
         self._user_code_ids = itertools.count(1)
+        self._worker_ids = itertools.count(1)
+        self._parked: dict[int, int] = {}
+        self._task_stack: list[_TaskFrame] = []
+        self._task_requests: list[RunAgentTask] = []
+        self._switching = Flag(False)
 
     # -- public-facing helpers used by AgentSession (called from the same thread) --
 
@@ -179,14 +212,22 @@ class Planner:
                     self._handle(message)
 
     def _handle(self, message: PlannerMessage) -> None:
+        if isinstance(message, (Say, GenerateReply)):
+            # Spawned below, the speech counts as planner work from here on.
+            self._state.count_posted_speech(-1)
         if isinstance(message, Say):
             # Synthesis is requested now, so TTS requests keep the order of the calls.
             handle = message.handle
+            handle._owner = self._agent
             text_send, text_receive = trio.open_memory_channel[str](math.inf)
             segment_id = f"{handle.id}/{next(self._segment_ids)}"
             self._speaker.send_nowait(
                 SynthesizeSegment(
-                    segment_id=segment_id, speech_id=handle.id, text=text_receive, audio=message.audio
+                    segment_id=segment_id,
+                    speech_id=handle.id,
+                    text=text_receive,
+                    audio=message.audio,
+                    tts=self._resolved_tts(handle),
                 )
             )
             self._spawn(handle, self._say(message, segment_id, text_send))
@@ -229,6 +270,8 @@ class Planner:
             self._nursery.start_soon(self._drain, message)
         elif isinstance(message, OptionsChanged):
             self._options = message.options
+        elif isinstance(message, RunAgentTask):
+            self._request_agent_task(message)
         elif isinstance(message, _StopAccepting):
             self._state.accepting_speech = False
             message.reply.set_result(None)
@@ -241,19 +284,38 @@ class Planner:
         assert self._nursery is not None
         self._tasks_running += 1
         self._tasks_idle.clear()
+        self._update_busy()
+        worker = next(self._worker_ids)
 
         async def wrapper() -> None:
+            current_worker.set(worker)
             try:
                 await coroutine
             finally:
                 self._tasks_running -= 1
+                self._parked.pop(worker, None)
                 if self._tasks_running == 0:
                     self._tasks_idle.set()
+                self._update_busy()
 
         self._nursery.start_soon(wrapper, name=name)
 
+    def _park(self, worker: int | None, delta: int) -> None:
+        """A task waits for (or stops waiting for) an AgentTask that waits for the user."""
+        if worker is None:
+            return
+        self._parked[worker] = self._parked.get(worker, 0) + delta
+        self._update_busy()
+
+    def _update_busy(self) -> None:
+        parked = sum(1 for count in self._parked.values() if count > 0)
+        self._state.planner_busy = self._tasks_running - parked
+        self._state.update_idle()
+
     def _spawn(self, handle: SpeechHandle, coroutine: Awaitable[None]) -> None:
         """Run one task of a speech; the handle is done when its last task ends."""
+        if handle._owner is None:
+            handle._owner = self._agent
         self._speech_tasks[handle] = self._speech_tasks.get(handle, 0) + 1
 
         async def speech_task() -> None:
@@ -352,9 +414,20 @@ class Planner:
 
     def _start_activity(self, message: StartActivity) -> None:
         agent = message.agent
+        self._exits.pop(agent, None)  # an agent handed back to exits again later
+        self._become(agent, carry_history=message.carry_history)
+        self._state.accepting_speech = True
+        self._turns_blocked = False
+        if self._state.agent_state == "initializing":
+            self._set_agent_state("listening")
+        message.reply.set_result(None)
+        self._start_task(self._run_hook(f"{agent.id}.on_enter", agent.on_enter, agent), "on_enter")
+
+    def _become(self, agent: Agent, *, carry_history: CarryHistory | None = None) -> None:
+        """Make ``agent`` current: its instructions, what it carries over, the hand-off item."""
         old = self._agent
         self._agent = agent
-        self.commit_handoff(old.id if old is not None else None, agent.id)
+        self.commit_handoff(old, agent)
         agent._session = self._session
         agent._chat_ctx.remove(INSTRUCTIONS_ID)
         if agent.instructions:
@@ -363,15 +436,12 @@ class Planner:
                     role="system", content=agent.instructions, id=INSTRUCTIONS_ID, seq=-math.inf
                 )
             )
+        if old is not None:
+            carry_over(old._chat_ctx, agent._chat_ctx, carry_history or agent.carry_history)
         self._state.current_agent = agent
-        self._state.accepting_speech = True
-        self._turns_blocked = False
         if self._turn is not None:
+            # Its turn-taking overrides apply from now on (an AgentTask's too).
             self._turn.send_nowait(ActivityChanged(agent))
-        if self._state.agent_state == "initializing":
-            self._set_agent_state("listening")
-        message.reply.set_result(None)
-        self._start_task(self._run_hook(f"{agent.id}.on_enter", agent.on_enter), "on_enter")
 
     async def _drain(self, message: DrainActivity) -> None:
         """Finish the activity: on_exit, then every speech and tool step ends.
@@ -382,10 +452,20 @@ class Planner:
         self._turns_blocked = True
         if message.interrupt:
             self._interrupt_all(force=True, reply=None)
+        await self._unwind_agent_tasks("the session is closing" if self._state.closing else "handing off")
         agent = self._agent
-        if message.run_on_exit and agent is not None and self._exited is not agent:
-            self._exited = agent
-            await self._run_hook(f"{agent.id}.on_exit", agent.on_exit)
+        if message.run_on_exit and agent is not None:
+            exited = self._exits.get(agent)
+            if exited is None:
+                exited = self._exits[agent] = Flag()
+                try:
+                    await self._run_hook(f"{agent.id}.on_exit", agent.on_exit, agent)
+                finally:
+                    exited.set()
+            else:
+                # A close during a hand-off: the hand-off's on_exit is already
+                # running; the close waits for it too (under its own deadline).
+                await exited.wait_value(True)
         # Through the inbox: speeches on_exit asked for are queued before the door closes.
         closed: Future[None] = Future()
         self.inbox.send_nowait(_StopAccepting(closed))
@@ -393,8 +473,140 @@ class Planner:
         await self._tasks_idle.wait_value(True)
         message.reply.set_result(None)
 
-    async def _run_hook(self, name: str, hook: Callable[[], Awaitable[None]]) -> None:
-        await self._run_user_code(name, hook)
+    # -- agent tasks: inline sub-agents ----------------------------------------------
+
+    def _request_agent_task(self, request: RunAgentTask) -> None:
+        if request.handle is not None:
+            request.handle._hold_interruptions()
+        # The caller waits for the user from now on: a run need not wait for it.
+        self._park(request.worker, +1)
+        if self._turns_blocked or not self._state.accepting_speech:
+            # A task cannot start on an agent that is leaving (the reference's PR #7268).
+            self._answer_task_request(
+                request,
+                error=AgentTaskCancelled(
+                    f"AgentTask {request.task.id} cannot start: the agent is handing off "
+                    "or the session is closing",
+                    by_session=True,
+                ),
+            )
+            return
+        self._task_requests.append(request)
+        self._start_next_task()
+
+    def _answer_task_request(
+        self, request: RunAgentTask, *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        if request.handle is not None:
+            request.handle._release_interruptions()
+        self._park(request.worker, -1)
+        if error is not None:
+            request.reply.set_exception(error)
+        else:
+            request.reply.set_result(result)
+
+    def _set_switching(self, switching: bool) -> None:
+        self._switching.set(switching)
+        self._state.agent_switching = switching
+        self._state.update_idle()
+
+    def _start_next_task(self) -> None:
+        """Start the first waiting task whose caller is the current agent.
+
+        A task awaited by the current agent starts at once (so a task may nest
+        one of its own); one awaited by a paused agent waits until that agent
+        is current again (parallel awaits run one after the other).
+        """
+        assert self._nursery is not None
+        if self._switching:
+            return
+        for request in self._task_requests:
+            if request.caller is self._agent:
+                self._task_requests.remove(request)
+                self._set_switching(True)
+                self._nursery.start_soon(self._run_agent_task, request, name=f"agent task {request.task.id}")
+                return
+
+    async def _run_agent_task(self, request: RunAgentTask) -> None:
+        task, parent = request.task, request.caller
+        frame = _TaskFrame(task=task, parent=parent)
+        self._task_stack.append(frame)
+        try:
+            self._become(task)
+            self._set_switching(False)
+            # From the instant it completes the task is being switched away from,
+            # before this task gets to run again: a run must not see an idle gap.
+            task._outcome.add_done_callback(lambda _: self._set_switching(True))
+            self._start_task(self._run_hook(f"{task.id}.on_enter", task.on_enter, task), "on_enter")
+            await task._outcome.settled()
+            # What the task still says (the reply to the tool that completed it) is its own.
+            await self._wait_for_speeches_of(task)
+            with trio.move_on_after(self._options.close_timeout) as deadline:
+                await self._run_hook(f"{task.id}.on_exit", task.on_exit, task)
+            if deadline.cancelled_caught:
+                self._bus.emit(
+                    ErrorEvent(
+                        source="agent",
+                        message=f"{task.id}.on_exit did not return within close_timeout; cancelled",
+                        recoverable=True,
+                    )
+                )
+            parent._chat_ctx.merge(
+                task._chat_ctx, exclude_function_calls=not task.preserve_function_call_history
+            )
+            self._task_stack.remove(frame)
+            self._become(parent)
+        finally:
+            if frame in self._task_stack:
+                self._task_stack.remove(frame)
+            error = task._outcome.exception() if task._outcome.done() else AgentTaskCancelled(
+                f"AgentTask {task.id} ended without a result", by_session=True
+            )
+            result = None if error is not None else task._outcome.result()
+            self._answer_task_request(request, result=result, error=error)
+            # Tasks its own tools asked for and never got to run end with it.
+            for orphan in [r for r in self._task_requests if r.caller is task]:
+                self._task_requests.remove(orphan)
+                self._answer_task_request(
+                    orphan,
+                    error=AgentTaskCancelled(
+                        f"AgentTask {orphan.task.id} cannot start: {task.id} has finished",
+                        by_session=True,
+                    ),
+                )
+            frame.finished.set()
+            self._set_switching(False)
+            self._start_next_task()
+
+    async def _wait_for_speeches_of(self, agent: Agent) -> None:
+        while True:
+            pending = [handle for handle in self._speech_tasks if handle._owner is agent]
+            if not pending:
+                return
+            await pending[0]._done.wait_value(True)
+
+    async def _unwind_agent_tasks(self, why: str) -> None:
+        """End every running AgentTask, innermost first, and every waiting one."""
+        for request in list(self._task_requests):
+            self._task_requests.remove(request)
+            self._answer_task_request(
+                request,
+                error=AgentTaskCancelled(f"AgentTask {request.task.id} is cancelled: {why}", by_session=True),
+            )
+        while self._task_stack:
+            frame = self._task_stack[-1]
+            frame.task._cancel_by_session(why)
+            await frame.finished.wait_value(True)
+
+    async def _run_hook(
+        self, name: str, hook: Callable[[], Awaitable[None]], agent: Agent | None = None
+    ) -> None:
+        """Run on_enter or on_exit: user code that may await an AgentTask."""
+        token = current_caller.set(agent)
+        try:
+            await self._run_user_code(name, hook)
+        finally:
+            current_caller.reset(token)
 
     async def _run_user_code(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         """Run user code, publishing that it runs (the close deadline names it)."""
@@ -415,27 +627,39 @@ class Planner:
 
     # -- history -------------------------------------------------------------------------
 
-    def _commit(self, item: ChatItem, *, seq: int | None = None, emit: bool = True) -> None:
-        """Put an item in the agent's context and the session history, in its place.
+    def _commit(
+        self,
+        item: ChatItem,
+        *,
+        seq: int | None = None,
+        emit: bool = True,
+        owner: Agent | None = None,
+    ) -> None:
+        """Put an item in its agent's context and the session history, in its place.
 
-        Its place is ``seq`` if given, else the place it already reserved, else now.
+        Its place is ``seq`` if given, else the place it already reserved, else
+        now. Its agent is ``owner`` (the agent a speech was made for) if given,
+        else the current one.
         """
         if seq is not None:
             item.seq = seq
         elif item.seq == math.inf:
             item.seq = self._bus.next_seq()
         item.created_at = trio.current_time()
-        if self._agent is not None:
-            self._agent._chat_ctx.insert(item)
+        agent = owner if owner is not None else self._agent
+        if agent is not None:
+            agent._chat_ctx.insert(item)
         self._state.history.insert(item)
+        self._state.notify_committed(item)
         if emit:
             self._bus.emit(ConversationItemAdded(item=item))
 
-    def commit_handoff(self, old_agent: str | None, new_agent: str) -> None:
-        item = AgentHandoff(old_agent=old_agent, new_agent=new_agent)
+    def commit_handoff(self, old: Agent | None, new: Agent) -> None:
+        item = AgentHandoff(old_agent=old.id if old is not None else None, new_agent=new.id)
         item.seq = self._bus.next_seq()
         item.created_at = trio.current_time()
         self._state.history.insert(item)
+        self._state.notify_committed(item, old, new)
         self._bus.emit(ConversationItemAdded(item=item))
 
     # -- interruptions -----------------------------------------------------------------------
@@ -578,6 +802,7 @@ class Planner:
             self._commit(
                 ChatMessage(role="assistant", content=result.text, interrupted=result.interrupted),
                 seq=reply_seq,
+                owner=handle._owner,
             )
         self._after_playout(handle, tools_pending=False, had_output=False)
         handle._mark_generation_done()
@@ -623,12 +848,17 @@ class Planner:
     # -- generate_reply --------------------------------------------------------------------------
 
     def _tools(self) -> list[FunctionTool]:
-        agent_tools = self._agent.tools if self._agent else []
-        names = {tool.name for tool in agent_tools}
-        return [*agent_tools, *(t for t in self._session_tools if t.name not in names)]
+        """The current agent's tools, then the session's (an agent's tool wins a name)."""
+        agent_tools = self._agent.tool_items if self._agent else []
+        return flatten_tools([*agent_tools, *self._session_tools])
 
-    def _resolved_llm(self) -> LLM | None:
-        return self._agent.override("llm", self._llm) if self._agent else self._llm
+    def _resolved_llm(self, handle: SpeechHandle | None = None) -> LLM | None:
+        agent = handle._owner if handle is not None and handle._owner is not None else self._agent
+        return agent.override("llm", self._llm) if agent else self._llm
+
+    def _resolved_tts(self, handle: SpeechHandle) -> Any:
+        agent = handle._owner if handle._owner is not None else self._agent
+        return agent.override("tts", self._session.tts) if agent else self._session.tts
 
     def _start_reply(self, message: GenerateReply) -> None:
         tools = self._tools()
@@ -675,6 +905,7 @@ class Planner:
         it records what was heard before this reply's user message goes in.
         """
         ctx = chat_ctx.copy()
+        step_started = self._bus.last_seq
         if new_message is not None:
             ctx.insert(new_message)
         if instructions:
@@ -698,7 +929,7 @@ class Planner:
                     generation[0],
                     self._run_llm,
                     handle,
-                    self._resolved_llm(),
+                    self._resolved_llm(handle),
                     ctx,
                     tools,
                     tool_choice,
@@ -713,7 +944,7 @@ class Planner:
                         await cut_off._wait_for_generation()
                 handle._unbind_scope(waiting)
                 if new_message is not None and handle.scheduled:
-                    self._commit(new_message)
+                    self._commit(new_message, owner=handle._owner)
                 if handle.interrupted:
                     step.cancel_scope.cancel()
                     return
@@ -733,6 +964,7 @@ class Planner:
                             role="assistant", content=result.text, interrupted=result.interrupted
                         ),
                         seq=reply_seq,
+                        owner=handle._owner,
                     )
                 self._after_playout(
                     handle,
@@ -749,7 +981,7 @@ class Planner:
                 self._speaker.send_nowait(DiscardSegment(segment.result()))
         done = [outcome for outcome in outcomes if outcome is not None]
         if done:
-            self._finish_tool_step(handle, ctx, tools, tool_choice, done)
+            self._finish_tool_step(handle, ctx, tools, tool_choice, done, step_started)
 
     async def _wait_for_tools(self, handle: SpeechHandle, tools_done: Flag) -> None:
         """The speech played; its tools still run (the agent stays 'thinking')."""
@@ -850,7 +1082,10 @@ class Planner:
                             segment_id = f"{handle.id}/{next(self._segment_ids)}"
                             await self._speaker.send(
                                 SynthesizeSegment(
-                                    segment_id=segment_id, speech_id=handle.id, text=text_receive
+                                    segment_id=segment_id,
+                                    speech_id=handle.id,
+                                    text=text_receive,
+                                    tts=self._resolved_tts(handle),
                                 )
                             )
                             segment.set_result(segment_id)
@@ -895,7 +1130,8 @@ class Planner:
                     index = len(outcomes)
                     outcomes.append(None)
                     if tool_choice == "none":
-                        outcomes[index] = outcome_from_error(call, _ToolChoiceNone())
+                        # Answered, never run, and no reply asked for: this was the last round.
+                        outcomes[index] = rejected_outcome(call, TOOL_CHOICE_NONE_OUTPUT)
                     elif chunk.name not in by_name:
                         outcomes[index] = unknown_function_outcome(call, list(by_name))
                     else:
@@ -911,8 +1147,11 @@ class Planner:
         outcomes: list[ToolOutcome | None],
         index: int,
     ) -> None:
-        context = RunContext(session=self._session, speech_handle=handle, function_call=call)
+        context = RunContext(
+            session=self._session, speech_handle=handle, function_call=call, agent=handle._owner
+        )
         token = current_tool_speech.set(handle)
+        caller_token = current_caller.set(handle._owner)
         key = next(self._user_code_ids)
         self._state.running_user_code[key] = f"tool {tool.name}"
         try:
@@ -930,6 +1169,7 @@ class Planner:
         finally:
             del self._state.running_user_code[key]
             current_tool_speech.reset(token)
+            current_caller.reset(caller_token)
 
     def _finish_tool_step(
         self,
@@ -938,11 +1178,12 @@ class Planner:
         tools: list[FunctionTool],
         tool_choice: str | None,
         outcomes: list[ToolOutcome],
+        step_started: int,
     ) -> None:
         if handle.interrupted:
             outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
             self._emit_tools_executed(outcomes, max_steps_reached=False)
-            self._commit_tool_items(outcomes)
+            self._commit_tool_items(outcomes, handle._owner)
             return
         max_steps_reached = handle.num_steps >= self._options.max_tool_steps + 1
         handle._next_step()
@@ -950,16 +1191,26 @@ class Planner:
         agents = [outcome.agent for outcome in outcomes if outcome.agent is not None]
         draining = not self._state.accepting_speech
         if len(agents) == 1:
+            self._state.count_handoff(+1)
             self._session_inbox.send_nowait(HandoffRequested(agent=agents[0]))
             draining = True
         elif len(agents) > 1:
             logger.error("more than one tool returned an agent; no hand-off")
-        self._commit_tool_items(outcomes)
+        self._commit_tool_items(outcomes, handle._owner)
         if any(outcome.reply_required for outcome in outcomes):
             follow_up = ctx.copy()
+            # What the agent's context gained during this step: what it said, and
+            # the conversation of an AgentTask a tool awaited (merged back into it).
+            owner = handle._owner
+            gained = owner._chat_ctx.items if owner is not None else []
+            for item in gained:
+                is_system = item.type == "message" and item.role == "system"
+                if item.seq > step_started and not is_system and follow_up.get(item.id) is None:
+                    follow_up.insert(item)
             for outcome in outcomes:
-                follow_up.insert(outcome.call)
-                follow_up.insert(outcome.output)
+                for item in (outcome.call, outcome.output):
+                    if follow_up.get(item.id) is None:
+                        follow_up.insert(item)
             self._spawn(
                 handle,
                 self._reply(
@@ -982,10 +1233,10 @@ class Planner:
             )
         )
 
-    def _commit_tool_items(self, outcomes: list[ToolOutcome]) -> None:
+    def _commit_tool_items(self, outcomes: list[ToolOutcome], owner: Agent | None) -> None:
         for outcome in outcomes:
-            self._commit(outcome.call, emit=False)
-            self._commit(outcome.output, emit=False)
+            self._commit(outcome.call, emit=False, owner=owner)
+            self._commit(outcome.output, emit=False, owner=owner)
 
     # -- user turns ------------------------------------------------------------------------------
 
@@ -1020,6 +1271,8 @@ class Planner:
             if self._state.closing and turn.transcript:
                 self._commit(message)
             return
+        # An AgentTask starting or ending decides who this turn belongs to.
+        await self._switching.wait_value(False)
         agent = self._agent
         if agent is None:
             return
@@ -1162,11 +1415,6 @@ class _StopAccepting:
     """The Planner's note to itself: no new speech after the messages before this."""
 
     reply: Future[None]
-
-
-class _ToolChoiceNone(ToolError):
-    def __init__(self) -> None:
-        super().__init__(TOOL_CHOICE_NONE_OUTPUT)
 
 
 class _ToolCancelled(Exception):

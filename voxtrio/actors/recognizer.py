@@ -61,6 +61,13 @@ class Recognizer:
         self.vad_events, self._vad_events = trio.open_memory_channel[VADEvent](64)
         self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self._restart: trio.CancelScope | None = None
+        # non-streaming: the segment being collected
+        self._recent: collections.deque[AudioFrame] = collections.deque()
+        self._segment_frames: list[AudioFrame] = []
+        self._segment_start: float | None = None
+        self._recognitions: trio.MemorySendChannel[list[AudioFrame]] | None = None
+        self._changed = trio.Event()
+        self._latest = 0.0
         self._stream_send: trio.MemorySendChannel[AudioFrame] | None = None
         self._failures = 0
 
@@ -161,7 +168,7 @@ class Recognizer:
                     self._stream_send.send_nowait(AudioFrame(np.zeros(0, np.int16), 16_000))
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-        elif self._segment_start is not None and self._segment_frames:
+        elif self._segment_start is not None and self._segment_frames and self._recognitions is not None:
             # Recognize what was said so far; the rest of the speech starts a new segment.
             segment, self._segment_frames = self._segment_frames, []
             self._segment_start = (segment[-1].timestamp or 0.0) + segment[-1].duration
@@ -178,10 +185,6 @@ class Recognizer:
     # -- non-streaming: VAD segments ------------------------------------------------------
 
     async def _run_segmented(self) -> None:
-        self._recent: collections.deque[AudioFrame] = collections.deque()
-        self._segment_frames: list[AudioFrame] = []
-        self._segment_start: float | None = None
-        self._changed = trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._collect_frames)
             recognitions = trio.open_memory_channel[list[AudioFrame]](math.inf)
@@ -220,7 +223,7 @@ class Recognizer:
     async def _frames_until(self, end: float) -> None:
         # The VAD's end of speech may arrive before the last frames it judged.
         with trio.move_on_after(1.0):
-            while getattr(self, "_latest", 0.0) < end:
+            while self._latest < end:
                 await self._changed.wait()
 
     async def _recognize_segments(self, segments: trio.MemoryReceiveChannel[list[AudioFrame]]) -> None:

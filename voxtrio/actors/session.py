@@ -8,6 +8,9 @@ provider; past ``max_unrecoverable_errors`` the session closes with reason
 named in the ``close`` event. The supervisor never holds anything while it
 waits: a hand-off, a drain and a close are messages, so none can deadlock
 another.
+
+It also owns the connections of the current agent's toolsets (MCP servers):
+they are opened before the agent starts and closed after it has drained.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import attrs
 import trio
 
 from .._sync import Future
-from ..agent import Agent
-from ..events import CloseReason, EventBus
+from ..agent import Agent, CarryHistory
+from ..events import CloseReason, ErrorEvent, EventBus
 from ..messages import (
     CloseRequested,
     CloseUserTurn,
@@ -35,6 +38,7 @@ from ..messages import (
 )
 from ..options import SessionOptions
 from ..state import SessionState
+from ..tools import Toolset, ToolsetLease, open_toolsets, toolsets_of
 
 
 @attrs.frozen
@@ -66,9 +70,34 @@ class SessionSupervisor:
         self._closing = False
         self._nursery: trio.Nursery | None = None
         self._handoff_scope: trio.CancelScope | None = None
+        self._leases: dict[Agent, ToolsetLease] = {}
+
+    def report_toolset_error(self, toolset: Toolset, error: BaseException) -> None:
+        self._bus.emit(
+            ErrorEvent(
+                source="tool",
+                message=f"toolset {toolset.id} failed: {type(error).__name__}: {error}",
+                recoverable=True,
+                error=error,
+            )
+        )
+
+    async def _connect_toolsets(self, agent: Agent) -> None:
+        toolsets = toolsets_of(agent.tool_items)
+        if toolsets and agent not in self._leases:
+            assert self._nursery is not None
+            self._leases[agent] = await open_toolsets(
+                self._nursery, toolsets, self.report_toolset_error
+            )
+
+    async def _disconnect_toolsets(self, agent: Agent | None) -> None:
+        lease = self._leases.pop(agent, None) if agent is not None else None
+        if lease is not None:
+            await lease.aclose()
 
     async def start_agent(self, agent: Agent) -> None:
         """Activate the first agent (its on_enter runs in the background)."""
+        await self._connect_toolsets(agent)
         started: Future[None] = Future()
         await self._planner.send(StartActivity(agent=agent, reply=started))
         await started
@@ -100,6 +129,7 @@ class SessionSupervisor:
                 self._error_counts[source] = 0
         elif isinstance(message, HandoffRequested):
             if self._closing:
+                self._state.count_handoff(-1)
                 if message.reply is not None:
                     message.reply.set_exception(RuntimeError("the session is closing"))
                 return
@@ -114,9 +144,12 @@ class SessionSupervisor:
         try:
             while self._handoffs and not self._closing:
                 request = self._handoffs.pop(0)
-                with trio.CancelScope() as scope:
-                    self._handoff_scope = scope
-                    await self._handoff(request.agent)
+                try:
+                    with trio.CancelScope() as scope:
+                        self._handoff_scope = scope
+                        await self._handoff(request.agent, request.carry_history)
+                finally:
+                    self._state.count_handoff(-1)
                 self._handoff_scope = None
                 if request.reply is not None:
                     if scope.cancelled_caught:
@@ -125,8 +158,14 @@ class SessionSupervisor:
                         request.reply.set_result(None)
         finally:
             self._handoff_running = False
+            for request in self._handoffs:  # left behind by a close
+                self._state.count_handoff(-1)
+                if request.reply is not None:
+                    request.reply.set_exception(RuntimeError("the session closed before the hand-off"))
+            self._handoffs.clear()
 
-    async def _handoff(self, agent: Agent) -> None:
+    async def _handoff(self, agent: Agent, carry_history: CarryHistory | None) -> None:
+        old = self._state.current_agent
         drained: Future[None] = Future()
         await self._planner.send(DrainActivity(interrupt=False, reply=drained))
         with trio.move_on_after(self._options.close_timeout) as deadline:
@@ -134,9 +173,14 @@ class SessionSupervisor:
         if deadline.cancelled_caught:
             # The old agent overran its deadline: cut its speeches off for good.
             await self._planner.send(Interrupt(force=True, reply=Future()))
+        await self._connect_toolsets(agent)
         started: Future[None] = Future()
-        await self._planner.send(StartActivity(agent=agent, reply=started))
+        await self._planner.send(
+            StartActivity(agent=agent, reply=started, carry_history=carry_history)
+        )
         await started
+        if old is not agent:
+            await self._disconnect_toolsets(old)
 
     async def _drain(self, request: DrainRequested) -> None:
         drained: Future[None] = Future()
@@ -161,4 +205,6 @@ class SessionSupervisor:
                 await committed
         if deadline.cancelled_caught:
             cancelled = tuple(sorted(set(self._state.running_user_code.values())))
+        for agent in list(self._leases):
+            await self._disconnect_toolsets(agent)
         self.finished.set_result(CloseInfo(request.reason, request.error, cancelled))

@@ -38,7 +38,7 @@ from ..messages import (
     SpeakerMessage,
     SynthesizeSegment,
 )
-from ..options import SessionOptions
+from ..options import NOT_GIVEN, SessionOptions
 from ..providers.base import TTS, SynthesizedAudio, TimedWord
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
@@ -69,6 +69,7 @@ class _Segment:
     words: list[TimedWord] = attrs.Factory(list)
     error: BaseException | None = None
     text_only: bool = False
+    tts: Any = None
     ticket: int = -1
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
@@ -160,7 +161,9 @@ class Speaker:
         assert self._nursery is not None
         if isinstance(message, SynthesizeSegment):
             segment = _Segment(message.segment_id, message.speech_id)
-            segment.text_only = self._output is None or (message.audio is None and self._tts is None)
+            # The Planner names the TTS of the agent the segment speaks for.
+            segment.tts = self._tts if message.tts is NOT_GIVEN else message.tts
+            segment.text_only = self._output is None or (message.audio is None and segment.tts is None)
             segment.audio_send, segment.audio_receive = trio.open_memory_channel[Any](
                 SEGMENT_AUDIO_BUFFER
             )
@@ -268,7 +271,7 @@ class Speaker:
             await segment.audio_send.send(SynthesizedAudio(frame=frame))
 
     async def _run_tts(self, segment: _Segment, text: _ReplayableText) -> None:
-        tts = self._tts
+        tts = segment.tts
         assert tts is not None
         conn_options = self._options.conn_options.tts_conn_options
         timing = {"started": None, "first_audio": None}

@@ -4,6 +4,16 @@ The scripted providers follow a script instead of a model; they exist to test
 agents and the runtime in virtual time, not to talk to anyone.
 """
 
+from .run_result import (
+    AgentHandoffEvent,
+    ChatMessageEvent,
+    FunctionCallEvent,
+    FunctionCallOutputEvent,
+    RunAssert,
+    RunEvent,
+    RunResult,
+    running,
+)
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
 from .scripted import (
     ArrayTransport,
@@ -23,6 +33,13 @@ from .scripted import (
 from .wer import word_error_rate
 
 __all__ = [
+    "AgentHandoffEvent",
+    "ChatMessageEvent",
+    "FunctionCallEvent",
+    "FunctionCallOutputEvent",
+    "RunAssert",
+    "RunEvent",
+    "RunResult",
     "ArrayTransport",
     "LLMResponse",
     "Scenario",
@@ -40,6 +57,7 @@ __all__ = [
     "load_scenario",
     "play",
     "run_scenario",
+    "running",
     "silence",
     "tone",
     "word_error_rate",

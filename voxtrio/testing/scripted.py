@@ -146,13 +146,17 @@ class ScriptedVAD(VAD):
 class ScriptedSTT(STT):
     """A streaming recognizer: for each speech with a transcript, an interim of
     its first two words at ``end + stt_delay / 2`` and the final transcript at
-    ``end + stt_delay`` (unless ``final`` is false). A flush (commit_user_turn)
-    is answered at once with an empty final."""
+    ``end + stt_delay`` (unless ``final`` is false).
+
+    A flush (``commit_user_turn``, a closing session) finalizes at once what is
+    being heard, as a real recognizer would: the transcript of a speech that
+    has started but not been finalized yet, or an empty final if there is none.
+    """
 
     capabilities = STTCapabilities(streaming=True, interim_results=True)
 
     def __init__(self, speeches: Sequence[UserSpeech]) -> None:
-        self._speeches = _sorted_speeches(speeches)
+        self._speeches = [s for s in _sorted_speeches(speeches) if s.transcript]
 
     async def stream(
         self,
@@ -162,30 +166,40 @@ class ScriptedSTT(STT):
         language: str | None = None,
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
+        finalized: set[int] = set()
+        origin: float | None = None
+
+        def final(index: int) -> STTEvent:
+            speech = self._speeches[index]
+            finalized.add(index)
+            return STTEvent(kind="final", text=speech.transcript, start_time=speech.start, end_time=speech.end)
+
         async def flushed() -> None:
-            # Everything heard is already final in a script: an empty final says so.
-            await events.send(STTEvent(kind="final", text=""))
+            assert origin is not None
+            now = trio.current_time() - origin
+            heard = [
+                i
+                for i, speech in enumerate(self._speeches)
+                if i not in finalized and speech.final and speech.start <= now
+            ]
+            if heard:
+                await events.send(final(heard[0]))
+            else:
+                await events.send(STTEvent(kind="final", text=""))
 
         async with trio.open_nursery() as nursery:
             origin = await _origin_and_drain(frames, nursery, flushed)
             if origin is None:
                 return
-            for speech in self._speeches:
-                if not speech.transcript:
-                    continue
+            for index, speech in enumerate(self._speeches):
                 await trio.sleep_until(origin + speech.end + speech.stt_delay * 0.5)
+                if index in finalized:
+                    continue
                 interim = " ".join(speech.transcript.split()[:2])
                 await events.send(STTEvent(kind="interim", text=interim, start_time=speech.start))
                 await trio.sleep_until(origin + speech.end + speech.stt_delay)
-                if speech.final:
-                    await events.send(
-                        STTEvent(
-                            kind="final",
-                            text=speech.transcript,
-                            start_time=speech.start,
-                            end_time=speech.end,
-                        )
-                    )
+                if speech.final and index not in finalized:
+                    await events.send(final(index))
 
 
 @attrs.frozen(kw_only=True)
@@ -222,6 +236,8 @@ class ScriptedLLM(LLM):
         for response in responses:
             self._responses[response.input].append(response)
         self.requests: list[ChatContext] = []
+        self.tool_requests: list[list[Any]] = []  # the tools offered with each request
+        self.tool_choices: list[Any] = []
 
     def _match(self, chat_ctx: ChatContext) -> LLMResponse | None:
         if not chat_ctx.items:
@@ -248,6 +264,8 @@ class ScriptedLLM(LLM):
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
         self.requests.append(chat_ctx.copy())
+        self.tool_requests.append(list(tools or ()))
+        self.tool_choices.append(tool_choice)
         response = self._match(chat_ctx)
         if response is None:
             return
