@@ -2,7 +2,8 @@
 
 ``voxtrio scenario run FILE.json [--expect]`` plays a scenario on a virtual
 clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
-finds a difference). ``voxtrio demo`` runs a spoken conversation through the offline pipeline
+finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
+``voxtrio demo`` runs a spoken conversation through the offline pipeline
 (``--scripted``: the model-free one).
 """
 
@@ -56,6 +57,38 @@ def _demo(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _console(args: argparse.Namespace) -> int:
+    import trio
+
+    from .demo import find_example_agent, load_module, with_progress
+    from .providers.packaged_models import MissingLocalPackage
+    from .session import AgentSession
+    from .transports.console import ConsoleTransport
+
+    transport = ConsoleTransport(audio=not args.no_audio)
+    try:
+        from .providers.smollm_llm import SmolLM
+
+        example = load_module(find_example_agent(args.agent))
+        llm = SmolLM(routes=example.ROUTES)
+        with_progress("loading SmolLM2-135M-Instruct", llm.load)
+        tts = None
+        if transport.audio_output is not None:
+            from .providers.piper_tts import PiperTTS
+
+            tts = PiperTTS()
+            with_progress("loading the Piper voice", tts.load)
+    except (MissingLocalPackage, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    session = AgentSession(llm=llm, tts=tts)
+    try:
+        trio.run(session.main, example.WeatherDesk(), transport)
+    finally:
+        llm.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voxtrio", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="out/demo", help="where the audio and transcript go")
     demo.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
     demo.set_defaults(handler=_demo)
+    console = commands.add_parser("console", help="chat with the example agent in the terminal")
+    console.add_argument("--no-audio", action="store_true", help="text only, even with a sound device")
+    console.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
+    console.set_defaults(handler=_console)
     parser.add_argument(
         "--log-level",
         default="CRITICAL",

@@ -8,11 +8,13 @@ that carries over; pipeline frames (20 ms) are buffered into windows, and all
 complete windows of a push go through in one call (the rows of one input are
 consecutive windows of one stream, not a batch).
 
-Inference runs on the trio thread. Measured here (bench/vad_inline.py):
-about 0.1 ms per 20 ms frame, a few ms at worst under load, while a worker
-thread round trip costs more than the inference itself. The event loop loses
-well under 1 % of its time to it, so the VAD stays inline; the recurrent state
-lives in the ``run`` call, so one SileroVAD serves any number of sessions.
+Inference runs on the trio thread. Measured here (bench/offline/vad_inline.py,
+load 1.7 on two cores): 0.2 ms per 20 ms frame at the median, 1.1 ms at p99,
+7 ms at worst, about 1 % of the event loop's time; a worker-thread round trip
+costs 0.46 ms, more than the inference itself. The worst stall is a third of
+a frame and a thirtieth of the Speaker's 200 ms lead, so the VAD stays inline.
+The recurrent state lives in the ``run`` call, so one SileroVAD serves any
+number of sessions.
 
 Two layouts of the same network are accepted (told apart by input names):
 ``input``/``h``/``c`` (faster-whisper's v6 file, and silero-vad's
