@@ -24,7 +24,7 @@ LINES = [
     "Can you help me pack my suitcase?",
     "What should I bring for a rainy week?",
 ]
-GAP = 12.0  # seconds between lines: room for the answer
+GAP = 16.0  # seconds between lines: room for the longest answer (two sentences, ~12 s)
 
 
 @pytest.fixture(scope="module")
