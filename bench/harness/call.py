@@ -79,10 +79,11 @@ class Call:
     done_at: float | None = None
     aborted: bool = False
     # --- records ---
-    speech_start: list = field(default_factory=list)
-    speech_end: list = field(default_factory=list)
-    replies: list = field(default_factory=list)
-    lateness: list = field(default_factory=list)  # per reply frame after the first
+    speech_start: list[float | None] = field(init=False)
+    speech_end: list[float | None] = field(init=False)
+    replies: list[Reply] = field(init=False)
+    playout: Playout = field(init=False)
+    lateness: list[float] = field(default_factory=list)  # per reply frame after the first
     underrun_s: float = 0.0
     stop_at: float | None = None  # when the interrupted reply stopped being audible
     frames_out: int = 0
@@ -148,7 +149,6 @@ class Call:
 
     def _finish(self, now: float) -> None:
         self.phase, self.done_at = DONE, now
-        return None
 
     # ----------------------------------------------------------------- output
     def audio_written(self, now: float, samples: int) -> float:
