@@ -40,6 +40,25 @@ def test_generated_conversations_without_faults_keep_every_invariant(conversatio
     check_conversation(conversation, name="generated_conversation_without_faults")
 
 
+KNOWN_BUGS = sorted((pathlib.Path(__file__).parent / "scenarios" / "known_bugs").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=json.loads(p.read_text())["description"]))
+        for p in KNOWN_BUGS
+    ],
+    ids=[p.stem for p in KNOWN_BUGS],
+)
+def test_known_bugs_still_break_an_invariant(path):
+    """Shrunk failures in code another issue owns: each breaks an invariant until
+    fixed (then this xfail turns into a failure: move the file to tests/scenarios
+    with an expect list)."""
+    scenario = load_scenario(json.loads(path.read_text()))
+    assert [str(v) for v in check_invariants(observe(scenario))] == []
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_scenario_file_keeps_every_invariant(path):
     scenario = load_scenario(json.loads(path.read_text()))
