@@ -615,6 +615,11 @@ def event_line(event: Event, origin: float) -> dict[str, Any]:
     }
 
 
+# Virtual seconds after a scenario's last scripted moment before a session that
+# has not closed is given up on (a hang must not make a replay run forever).
+PLAY_TIME_LIMIT = 300.0
+
+
 def last_scripted_moment(scenario: Scenario) -> float:
     """The latest time the script mentions (speech, actions, faults, the end)."""
     moments = [0.0, *(speech.end + speech.stt_delay for speech in scenario.user)]
@@ -730,9 +735,10 @@ async def play(
             observer.on_start(session, transport, origin)
         nursery.start_soon(actions, nursery)
         nursery.start_soon(finish)
-        limit = math.inf
-        if observer is not None and observer.time_limit is not None:
-            limit = origin + last_scripted_moment(scenario) + observer.time_limit
+        # A session that never closes is given up on (virtual time is free, but
+        # a replay must end): the timeline then says so.
+        patience = PLAY_TIME_LIMIT if observer is None else observer.time_limit
+        limit = math.inf if patience is None else origin + last_scripted_moment(scenario) + patience
         with trio.move_on_at(limit) as waiting:
             async with events:
                 async for _ in events:
@@ -742,8 +748,16 @@ async def play(
                 # whatever the application awaited must return after it.
                 await main_done.wait()
                 await observer.settle()
-        if waiting.cancelled_caught and observer is not None:
-            observer.on_gave_up()
+        if waiting.cancelled_caught:
+            record(
+                {
+                    "t": round(trio.current_time() - origin, 3),
+                    "event": "gave_up",
+                    "reason": f"the session had not closed {patience:g} s after the script's last moment",
+                }
+            )
+            if observer is not None:
+                observer.on_gave_up()
         nursery.cancel_scope.cancel()
     record({"event": "history", "items": session.history.to_dicts()})
     return lines
