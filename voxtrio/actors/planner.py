@@ -777,7 +777,9 @@ class Planner:
         self._end_of_turn_pending = message.pending
         if not message.pending and self._resume_deferred:
             self._resume_deferred = False
-            if not message.committed:
+            # A committed turn interrupts the paused speech, unless turns are
+            # blocked (a drain or hand-off drops it): then nothing would, so resume.
+            if not message.committed or self._turns_blocked:
                 self._resume_after_false_interruption()
 
     def _resume_after_false_interruption(self) -> None:
