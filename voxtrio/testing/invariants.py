@@ -724,41 +724,54 @@ def _typed_inputs(obs: Observation) -> list[str]:
 
 
 def check_user_turns(obs: Observation) -> list[Violation]:
-    """Each committed user turn appears once: the user messages that came from
-    speech are disjoint runs of final transcripts, in order."""
+    """Each committed user turn appears once, in the order it was said: the user
+    messages that came from speech are disjoint runs of final transcripts, in
+    the order of the transcripts."""
     if obs.session is None:
         return []
     found = []
     finals = [e.transcript for e in obs.of("user_input_transcribed") if e.is_final]
     typed = _typed_inputs(obs)
+    used: set[int] = set()
     cursor = 0
+
+    def runs(text: str) -> list[tuple[int, int]]:
+        matching = []
+        for start in range(len(finals)):
+            for stop in range(start + 1, len(finals) + 1):
+                joined = " ".join(finals[start:stop])
+                if joined == text:
+                    matching.append((start, stop))
+                if len(joined) >= len(text):
+                    break
+        return matching
+
     for item in obs.session.history.items:
         if item.type != "message" or item.role != "user" or not item.content:
             continue
         if item.content in typed:
             typed.remove(item.content)
             continue
-        match = None
-        for start in range(cursor, len(finals)):
-            for stop in range(start + 1, len(finals) + 1):
-                joined = " ".join(finals[start:stop])
-                if joined == item.content:
-                    match = stop
-                    break
-                if len(joined) >= len(item.content):
-                    break
-            if match is not None:
-                break
-        if match is None:
+        candidates = runs(item.content)
+        free = [(a, b) for a, b in candidates if not used.intersection(range(a, b))]
+        ahead = [(a, b) for a, b in free if a >= cursor]
+        if ahead:
+            start, stop = ahead[0]
+        elif free:
+            start, stop = free[0]
             found.append(
                 Violation(
                     "user_turns",
-                    f"user message {item.content!r} is not a new run of final transcripts "
-                    "(a turn committed twice, or text nobody said)",
+                    f"user message {item.content!r} comes after words said later "
+                    "(the history does not keep the order of the user's turns)",
                 )
             )
         else:
-            cursor = match
+            why = "committed twice" if candidates else "text nobody said"
+            found.append(Violation("user_turns", f"user message {item.content!r} is not a new run of final transcripts ({why})"))
+            continue
+        used.update(range(start, stop))
+        cursor = max(cursor, stop)
     return found
 
 

@@ -270,7 +270,9 @@ def agent_specs(draw: Any, *, tools: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def faults_of(kind_after: st.SearchStrategy[float]) -> st.SearchStrategy[dict[str, Any]]:
+def provider_fault(kind_after: st.SearchStrategy[float]) -> st.SearchStrategy[dict[str, Any]]:
+    """A scripted provider fault (an LLM or TTS entry's ``error``): a dropped
+    connection, an error status or a stall, after ``kind_after`` of output."""
     return st.builds(
         lambda kind, retryable, after: _compact(
             {"kind": kind, "retryable": None if retryable else False, "after": after or None}
@@ -312,7 +314,7 @@ def llm_responses(
             continue
         if faults and draw(st.integers(0, 5)) == 0:
             failing = {"input": text, "content": draw(st.sampled_from(REPLIES))}
-            failing["error"] = draw(faults_of(st.integers(0, 30)))
+            failing["error"] = draw(provider_fault(st.integers(0, 30)))
             script.append(failing)
         entry: dict[str, Any] = {"input": text}
         content = draw(st.sampled_from(("",) + REPLIES))
@@ -345,7 +347,7 @@ def tts_entries(draw: Any, texts: Sequence[str], *, faults: bool) -> list[dict[s
                 {
                     "input": text,
                     "audio_duration": 3.0,
-                    "error": draw(faults_of(seconds(0.0, 3.0, 0.5))),
+                    "error": draw(provider_fault(seconds(0.0, 3.0, 0.5))),
                 }
             )
     return entries
@@ -418,7 +420,9 @@ def actions(
 # ---------------------------------------------------------------------------
 
 
-def _instructions_in(*sources: Any) -> list[str]:
+def _llm_inputs_in(*sources: Any) -> list[str]:
+    """What the LLM can be asked about by hooks, tools and actions: the
+    instructions and typed user input they pass to generate_reply."""
     found: list[str] = []
 
     def visit(value: Any) -> None:
@@ -502,7 +506,7 @@ def conversations(
         data["actions"] = made
 
     inputs = [s["transcript"] for s in user if s["transcript"]]
-    inputs += _instructions_in(agents, tools, made)
+    inputs += _llm_inputs_in(agents, tools, made)
     inputs += ["It is sunny in Paris.", "It is sunny in Tokyo.", "not allowed", INTERNAL_ERROR, "All done."]
     if draw(st.integers(0, 3)) == 0:
         inputs.append(TOOL_CHOICE_NONE_OUTPUT)
@@ -570,6 +574,6 @@ def _llm_for_user_tools(
         if calls:
             entry["tool_calls"] = calls
         if faults and draw(st.integers(0, 5)) == 0:
-            entry["error"] = draw(faults_of(st.integers(0, 30)))
+            entry["error"] = draw(provider_fault(st.integers(0, 30)))
         script.append(entry)
     return script
