@@ -16,8 +16,29 @@ replays the conversation to check that it is deterministic, and raises
     from voxtrio.testing.invariants import check_conversation
     check_conversation(scenario_data)        # raises InvariantViolation
 
-Each check is a plain function of an :class:`Observation`; a test can call
-one on its own.
+The invariants (each a plain function of an :class:`Observation`, which a
+test can also call on its own):
+
+- ``check_main_returns``: session.main returns on its own without an error,
+  no task it started outlives it, awaited calls and returned futures resolve;
+- ``check_close``: one ``close`` event, the last, with a valid reason (``error``
+  only after an unrecoverable error); no agent audio after it;
+- ``check_close_timeout``: the close ends within ``close_timeout`` of the request;
+- ``check_function_calls``: each call in the history has exactly one output
+  after it, no output lacks its call, ``function_tools_executed`` reported each
+  pair, no tool that began to run is missing from the history;
+- ``check_state_transitions``: agent and user states follow A.20, each change
+  continuing from the last;
+- ``check_speaking_means_audio``: ``speaking`` only while audio plays, never
+  ``listening`` while it plays;
+- ``check_no_audio_over_user``: no interruptible speech starts while the user
+  speaks or plays on over the user once it can be cut;
+- ``check_speech_handles``: every handle done with one terminal record that the
+  history reflects;
+- ``check_history_order``: strictly increasing sequence numbers, no item twice;
+- ``check_user_turns``: each user turn once, in the order it was said;
+
+and, in :func:`check_conversation`, determinism (a replay is byte-identical).
 """
 
 from __future__ import annotations
@@ -114,6 +135,7 @@ class Observation:
     main_returned: bool = False
     main_error: BaseException | None = None
     gave_up: bool = False
+    time_limit: float | None = None
     pending_waits: list[str] = attrs.Factory(list)
     tools_started: list[str] = attrs.Factory(list)
     leaked_tasks: list[str] = attrs.Factory(list)
@@ -228,7 +250,7 @@ def observe(
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    observation = Observation(scenario=scenario)
+    observation = Observation(scenario=scenario, time_limit=time_limit)
     tracker = _TaskTracker()
     watcher = _Watcher(observation, tracker, time_limit)
 
@@ -302,7 +324,7 @@ def check_main_returns(obs: Observation) -> list[Violation]:
             Violation(
                 "main_returns",
                 "the session did not close (or session.main did not return) within "
-                f"{DEFAULT_TIME_LIMIT:g} s of virtual time after the script's last moment",
+                f"{obs.time_limit:g} s of virtual time after the script's last moment",
             )
         )
     elif not obs.main_returned:
