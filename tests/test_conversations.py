@@ -39,9 +39,28 @@ KNOWN_BUG_SIGNATURES = {
 }
 
 
+def features(observation):
+    """What a conversation exercised (reported by --hypothesis-show-statistics)."""
+    events = observation.events
+    seen = {f"close: {e.reason}" for e in events if e.type == "close"}
+    checks = {
+        "a tool ran": lambda e: e.type == "function_tools_executed",
+        "speech cut off": lambda e: e.type == "playback_finished" and e.interrupted,
+        "hand-off": lambda e: e.type == "conversation_item_added" and e.item.type == "agent_handoff"
+        and e.item.old_agent is not None,
+        "false interruption": lambda e: e.type == "agent_false_interruption",
+        "provider error": lambda e: e.type == "error" and e.source in ("llm", "tts", "stt", "vad"),
+        "user turn": lambda e: e.type == "conversation_item_added" and getattr(e.item, "role", "") == "user",
+    }
+    seen.update(name for name, check in checks.items() if any(check(e) for e in events))
+    return sorted(seen)
+
+
 def check_generated(conversation, name):
     try:
-        check_conversation(conversation, name=name)
+        observation = check_conversation(conversation, name=name)
+        for feature in features(observation):
+            event(feature)
     except InvariantViolation as error:
         known = [
             bug
