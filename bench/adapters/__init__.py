@@ -8,6 +8,7 @@ ADAPTERS = {
     "livekit": "adapters.livekit_agents",
     "pipecat": "adapters.pipecat_ai",
     "baseline": "adapters.baseline",
+    "voxtrio": "adapters.voxtrio_rt",
 }
 
 
