@@ -27,10 +27,14 @@ async def _by_words(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
         yield pending
 
 
-_MARKDOWN_PATTERNS = [
+# Markup that only means something at the start of a line.
+_LINE_START_PATTERNS = [
     (re.compile(r"^\s{0,3}#{1,6}\s+", re.M), ""),  # headers
     (re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
     (re.compile(r"^\s*>\s?", re.M), ""),  # quotes
+]
+# Markup that comes in pairs inside a line.
+_INLINE_PATTERNS = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # bold
@@ -38,6 +42,10 @@ _MARKDOWN_PATTERNS = [
     (re.compile(r"`{1,3}"), ""),  # code marks
     (re.compile(r"~~(.+?)~~"), r"\1"),  # strikethrough
 ]
+_MARKDOWN_PATTERNS = _LINE_START_PATTERNS + _INLINE_PATTERNS
+_INLINE_MARK = re.compile(r"[*_`~\[\]]")
+_OPEN_LINK = re.compile(r"\[[^\]]*$|\]\([^)]*$")
+_LINE_PREFIX_ONLY = re.compile(r"[\s#>*+-]*")
 
 
 def strip_markdown(text: str) -> str:
@@ -46,20 +54,57 @@ def strip_markdown(text: str) -> str:
     return text
 
 
+def _strip_inline(text: str) -> str:
+    if not _INLINE_MARK.search(text):
+        return text  # most spoken text has no markup at all
+    for pattern, replacement in _INLINE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _pairs_open(text: str) -> bool:
+    """Whether ``text`` may end inside paired markup (bold, italics, code,
+    strikethrough, a link), so that what follows could still change it."""
+    if not _INLINE_MARK.search(text):
+        return False
+    if text.count("`") % 2 or text.count("~~") % 2 or text.count("__") % 2:
+        return True
+    if text.count("**") % 2 or text.replace("**", "").count("*") % 2:
+        return True
+    return _OPEN_LINK.search(text) is not None
+
+
 async def filter_markdown(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
-    """Drop markdown syntax so the TTS does not read asterisks aloud."""
-    pending = ""
+    """Drop markdown syntax so the TTS does not read asterisks aloud.
+
+    Streaming: whole words go on as soon as no markup is open around them (a
+    line's first words once its prefix, ``# `` or ``- ``, is known), so the
+    first sentence reaches the TTS while the LLM is still writing the second.
+    Text inside unpaired markup waits for its closing mark, the end of the
+    line or 200 characters, whichever comes first.
+    """
+    pending = ""  # the current line's text not yet passed on
+    at_line_start = True
+
+    def strip(text: str) -> str:
+        return strip_markdown(text) if at_line_start else _strip_inline(text)
+
     async for chunk in _by_words(chunks):
         pending += chunk
-        # Hold back a line until it ends, so that paired marks are seen together.
-        if "\n" in pending:
-            head, _, pending = pending.rpartition("\n")
-            yield strip_markdown(head + "\n")
-        elif len(pending) > 200:
-            yield strip_markdown(pending)
+        while "\n" in pending:
+            line, _, pending = pending.partition("\n")
+            yield strip(line + "\n")
+            at_line_start = True
+        if not pending:
+            continue
+        if at_line_start and _LINE_PREFIX_ONLY.fullmatch(pending):
+            continue  # the line's prefix is not known yet ("#", "- ", indentation)
+        if len(pending) > 200 or not _pairs_open(pending):
+            yield strip(pending)
             pending = ""
+            at_line_start = False
     if pending:
-        yield strip_markdown(pending)
+        yield strip(pending)
 
 
 _EMOJI = re.compile(
