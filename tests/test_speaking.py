@@ -207,6 +207,7 @@ async def test_filter_markdown_streams_words_and_strips_like_the_whole_text():
     texts = [
         "Sure, I can help with that. Your order shipped yesterday.",
         "**Great** news — see [the docs](http://x.y) now.\n  # Head\n- *one* and 5 * 3 ~~x~~",
+        "Done.**really** ok *x.* y. [a.](b.) c ![img](u) is it?*x* `a.b` c.`d` e.",
     ]
     for text in texts:
         for size in (1, 3, 7, 100):
@@ -214,3 +215,12 @@ async def test_filter_markdown_streams_words_and_strips_like_the_whole_text():
             assert "".join(out) == strip_markdown(text)
     first = [piece async for piece in filter_markdown(chunks(texts[0], 3))]
     assert first[0] == "Sure, "  # not held until the line ends
+    assert "that." in first  # nor a sentence's last word until the next token
+
+
+def test_sentence_splitter_ends_a_sentence_at_an_unambiguous_terminator():
+    splitter = SentenceSplitter()
+    assert splitter.push("Sure, I can help with that.") == ["Sure, I can help with that."]
+    for ambiguous in ("The total is 3.", "Please ask Dr.", "Bring tools, e.g.", 'He said "stop.'):
+        splitter = SentenceSplitter()
+        assert splitter.push(ambiguous) == []  # waits for what follows

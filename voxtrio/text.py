@@ -27,6 +27,28 @@ async def _by_words(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
         yield pending
 
 
+_WORD_ENDS_SENTENCE = re.compile(r"\w[.?]$")
+
+
+async def _sentence_words(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    """Like ``_by_words``, but a word that ends a sentence (``that.``, ``so?``)
+    goes on at once instead of waiting for the whitespace the next chunk
+    brings. Not ``!``, which may open an image (``![alt](url)``)."""
+    pending = ""
+    async for chunk in chunks:
+        pending += chunk
+        if _WORD_ENDS_SENTENCE.search(pending):
+            yield pending
+            pending = ""
+            continue
+        cut = max(pending.rfind(" "), pending.rfind("\n"))
+        if cut >= 0:
+            yield pending[: cut + 1]
+            pending = pending[cut + 1 :]
+    if pending:
+        yield pending
+
+
 # Markup that only means something at the start of a line.
 _LINE_START_PATTERNS = [
     (re.compile(r"^\s{0,3}#{1,6}\s+", re.M), ""),  # headers
@@ -89,7 +111,7 @@ async def filter_markdown(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
     def strip(text: str) -> str:
         return strip_markdown(text) if at_line_start else _strip_inline(text)
 
-    async for chunk in _by_words(chunks):
+    async for chunk in _sentence_words(chunks):
         pending += chunk
         while "\n" in pending:
             line, _, pending = pending.partition("\n")
@@ -161,6 +183,11 @@ def resolve_transforms(transforms: Sequence[str | TextTransformFn] | None) -> li
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# Text that ends a sentence for sure once the terminator is the last character:
+# a question or exclamation mark, or a full stop after a lowercase word that is
+# not a known abbreviation (not "3." which may go on as "3.5", not "Dr.", "e.g.").
+_FINAL_TERMINATOR = re.compile(r"(?:[?!]|(?<![\w.])[a-z]+\.)$")
+_ABBREVIATIONS = frozenset({"etc", "vs", "approx", "incl", "cf", "al", "ca", "esp", "fig", "no"})
 
 
 class SentenceSplitter:
@@ -168,6 +195,12 @@ class SentenceSplitter:
 
     Very short sentences ("Hi.") are joined to the next so the TTS gets
     phrases it can give a natural prosody to.
+
+    A sentence is complete at a terminator followed by whitespace, or as soon
+    as the text ends with a terminator that cannot be the middle of something
+    else (``that.`` but not ``3.``, ``Dr.``, ``e.g.``, ``etc.``, nor inside an
+    open quote or bracket): an LLM sends the space with the next token, and
+    waiting for it would hold the first sentence back by one token.
     """
 
     def __init__(self, min_length: int = 12) -> None:
@@ -184,7 +217,21 @@ class SentenceSplitter:
                 sentences.append(candidate.strip())
                 start = match.end()
         self._pending = self._pending[start:]
+        if self._ends_sentence(self._pending):
+            sentences.append(self._pending.strip())
+            self._pending = ""
         return sentences
+
+    def _ends_sentence(self, text: str) -> bool:
+        match = _FINAL_TERMINATOR.search(text)
+        if match is None or len(text.strip()) < self._min_length:
+            return False
+        if match.group().rstrip(".") in _ABBREVIATIONS:
+            return False
+        # A quote or bracket still open closes after the terminator.
+        if text.count('"') % 2 or text.count("(") > text.count(")") or text.count("[") > text.count("]"):
+            return False
+        return True
 
     def flush(self) -> list[str]:
         rest, self._pending = self._pending.strip(), ""
