@@ -198,7 +198,12 @@ class AgentSession:
                             bus=bus,
                             turn_events=turn.events,
                             session_inbox=supervisor.inbox,
-                            recognizer_events=recognizer.vad_events if recognizer else None,
+                            # Only a recognizer driven by VAD segments reads them.
+                            recognizer_events=(
+                                recognizer.vad_events
+                                if recognizer is not None and not recognizer.streaming
+                                else None
+                            ),
                         )
                         await actors.start(vad_actor.run)
                     audio_in = AudioIn(

@@ -79,17 +79,14 @@ class Recognizer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_control)
             if self.streaming:
-                nursery.start_soon(self._drain_vad_events)
+                # VAD events only matter to a segmented recognizer; the session
+                # sends none to a streaming one.
                 task_status.started()
                 await self._run_streaming()
             else:
                 task_status.started()
                 await self._run_segmented()
             nursery.cancel_scope.cancel()
-
-    async def _drain_vad_events(self) -> None:
-        async for _ in self._vad_events:
-            pass
 
     async def _read_control(self) -> None:
         async for message in self._inbox:
