@@ -59,7 +59,7 @@ def report(r: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--framework", required=True, choices=["livekit", "pipecat", "baseline", "voxtrio"])
+    ap.add_argument("--framework", required=True, choices=["livekit", "pipecat", "baseline", "voxtrio", "baseline-trio"])
     ap.add_argument("--sessions", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="3 short turns per call instead of 6")
     ap.add_argument("--json", action="store_true", help="print only the JSON result line")

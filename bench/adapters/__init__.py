@@ -9,6 +9,7 @@ ADAPTERS = {
     "pipecat": "adapters.pipecat_ai",
     "baseline": "adapters.baseline",
     "voxtrio": "adapters.voxtrio_rt",
+    "baseline-trio": "adapters.baseline_trio",
 }
 
 
