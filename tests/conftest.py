@@ -59,7 +59,20 @@ class SessionTaskTracker(trio.abc.Instrument):
             self.leaks.extend(sorted(t.name for t in leftover))
 
 
-def pytest_collection_modifyitems(items):
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (real models: needs voxtrio[local] and the model packages)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--slow"):
+        skip = pytest.mark.skip(reason="a real-model test: run with --slow (scripts/test does)")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)
     # Every trio test gets the leak check (sync tests cannot take trio fixtures).
     for item in items:
         function = getattr(item, "function", None)

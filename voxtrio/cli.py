@@ -2,7 +2,9 @@
 
 ``voxtrio scenario run FILE.json [--expect]`` plays a scenario on a virtual
 clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
-finds a difference). ``voxtrio demo`` runs the demo conversation.
+finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
+``voxtrio demo`` runs a spoken conversation through the offline pipeline
+(``--scripted``: the model-free one).
 """
 
 from __future__ import annotations
@@ -46,9 +48,45 @@ def _scenario_run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import main as demo_main
+    if args.scripted:
+        from .scripted_demo import main as scripted_main
 
-    return demo_main(args)
+        return scripted_main(args)
+    from .demo import run
+
+    return run(args)
+
+
+def _console(args: argparse.Namespace) -> int:
+    import trio
+
+    from .demo import find_example_agent, load_module, with_progress
+    from .providers.packaged_models import MissingLocalPackage
+    from .session import AgentSession
+    from .transports.console import ConsoleTransport
+
+    transport = ConsoleTransport(audio=not args.no_audio)
+    try:
+        from .providers.smollm_llm import SmolLM
+
+        example = load_module(find_example_agent(args.agent))
+        llm = SmolLM(routes=example.ROUTES)
+        with_progress("loading SmolLM2-135M-Instruct", llm.load)
+        tts = None
+        if transport.audio_output is not None:
+            from .providers.piper_tts import PiperTTS
+
+            tts = PiperTTS()
+            with_progress("loading the Piper voice", tts.load)
+    except (MissingLocalPackage, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    session = AgentSession(llm=llm, tts=tts)
+    try:
+        trio.run(session.main, example.WeatherDesk(), transport)
+    finally:
+        llm.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,9 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("file")
     run.add_argument("--expect", action="store_true", help="compare with the file's 'expect' list")
     run.set_defaults(handler=_scenario_run)
-    demo = commands.add_parser("demo", help="run the demo conversation")
-    demo.add_argument("--fast", action="store_true", help="virtual time instead of real time")
+    demo = commands.add_parser("demo", help="a spoken conversation through the offline pipeline")
+    demo.add_argument(
+        "--fast", action="store_true", help="skip idle time (with --scripted: virtual time)"
+    )
+    demo.add_argument(
+        "--scripted", action="store_true", help="the model-free demo on scripted providers"
+    )
+    demo.add_argument("--out", default="out/demo", help="where the audio and transcript go")
+    demo.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
     demo.set_defaults(handler=_demo)
+    console = commands.add_parser("console", help="chat with the example agent in the terminal")
+    console.add_argument("--no-audio", action="store_true", help="text only, even with a sound device")
+    console.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
+    console.set_defaults(handler=_console)
     parser.add_argument(
         "--log-level",
         default="CRITICAL",

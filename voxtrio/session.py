@@ -127,6 +127,8 @@ class AgentSession:
             raise RuntimeError("this session is already running")
         state = self._state = SessionState()
         state.extra["audio_output"] = transport is not None and transport.audio_output is not None
+        if transport is not None:
+            transport.attach(self)
         self._closed = trio.Event()
         bus = self._bus
         token = _inside_session.set(self)

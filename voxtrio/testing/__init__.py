@@ -30,6 +30,7 @@ from .scripted import (
     silence,
     tone,
 )
+from .wer import word_error_rate
 
 __all__ = [
     "AgentHandoffEvent",
@@ -59,4 +60,5 @@ __all__ = [
     "running",
     "silence",
     "tone",
+    "word_error_rate",
 ]

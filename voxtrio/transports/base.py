@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import trio
 
     from ..audio import AudioFrame
+    from ..session import AgentSession
 
 
 class TransportDisconnected(VoxtrioError):
@@ -57,6 +58,11 @@ class Transport(abc.ABC):
     """The session's connection to the user."""
 
     audio_output: AudioOutput | None = None
+
+    def attach(self, session: AgentSession) -> None:
+        """Called by ``session.main`` before anything starts: a transport that shows
+        or records the conversation, or feeds it typed text, keeps the session here
+        (``session.on`` for its events)."""
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
         """Send the user's audio into ``frames`` until the input ends.
