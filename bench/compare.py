@@ -81,7 +81,7 @@ FIGURES = [
     ("turn_overhead_ms.p50", "turn overhead p50, ms", True),
     ("turn_overhead_ms.p99", "turn overhead p99, ms", True),
     ("turn_latency_ms.p50", "turn latency p50, ms", True),
-    ("interruption_stop_delay_ms.p50", "interruption stop delay p50, ms", True),
+    ("interruption_stop_delay_ms.p50", "interruption stop delay p50, ms", None),  # signed: no ratio
     ("rss_per_call_mb", "RSS per call, MB", True),
     ("output_lateness_ms.p99", "output lateness p99, ms", True),
     ("input_lag_ms.p99", "input tick lag p99, ms", True),
@@ -131,10 +131,10 @@ def table(results: list[dict], sessions: int) -> tuple[str, dict]:
     head = ["figure (median)"] + [f"{f} ({meds[f]['runs']} runs)" for f in present]
     head += [f"voxtrio / {p}" for p in peers if "voxtrio" in present]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, label, _ in FIGURES:
+    for key, label, lower in FIGURES:
         cells = [label] + [fmt(meds[f][key]) for f in present]
         if "voxtrio" in present:
-            cells += [ratio(meds["voxtrio"][key], meds[p][key]) for p in peers]
+            cells += [ratio(meds["voxtrio"][key], meds[p][key]) if lower is not None else "–" for p in peers]
         lines.append("| " + " | ".join(cells) + " |")
     held = ["real time held (runs)"] + [f"{meds[f]['held']}/{meds[f]['runs']}" for f in present]
     held += [""] * (len(head) - len(held))
@@ -210,6 +210,12 @@ def sweep_table(results: list[dict], frameworks: list[str], ns: list[int]) -> st
         + " | ".join(fmt(slope(results, f), 3) for f in frameworks)
         + " |"
     )
+
+    def own(f: str) -> str:
+        s, floor = slope(results, f), slope(results, FLOOR.get(f, ""))
+        return fmt(s - floor, 3) if s is not None and floor is not None else "–"
+
+    lines.append("| the same, minus the harness alone on the same loop | " + " | ".join(own(f) for f in frameworks) + " |")
     return "\n".join(lines)
 
 
@@ -259,6 +265,8 @@ def main() -> int:
     ap.add_argument("--readme", action="store_true", help="insert the markdown into README.md")
     ap.add_argument("--from-jsonl", help="no runs: make the table, plot and markdown from this file")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--measured-by", help="with --from-jsonl: the command that measured the file")
+    ap.add_argument("--commit", help="with --from-jsonl: voxtrio's commit, for results that do not record it")
     args = ap.parse_args()
     frameworks = [f for f in args.frameworks.split(",") if f]
     on_trio = ("voxtrio", "baseline-trio")  # need voxtrio's venv (trio, voxtrio)
@@ -267,8 +275,13 @@ def main() -> int:
     results: list[dict] = []
     sweep_ns = [int(n) for n in args.sweep.split(",")] if args.sweep else []
 
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE, text=True)
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "voxtrio"], stdout=subprocess.PIPE, text=True)
+    this_commit = head.stdout.strip() + ("+local changes" if dirty.stdout.strip() else "")
+
     def record(r: dict, phase: str) -> None:
         r["phase"] = phase
+        r["commit"] = this_commit
         results.append(r)
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out, "a") as f:
@@ -310,14 +323,17 @@ def main() -> int:
     add_net_cpu(table_results)
     body, meds = table(table_results, args.sessions)
     versions = {r["framework"]: r["version"] for r in results}
-    command = "bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    md = [
+    command = args.measured_by or "bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    commit = next((r["commit"] for r in results if r.get("commit")), args.commit)
+    runs = max((sum(1 for r in table_results if r["framework"] == f) for f in frameworks), default=0)
+    md = [] if not table_results else [
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {cpu_model()}, {os.cpu_count()} cores shared with other"
         f" jobs, each run pinned to one core; Python {platform.python_version()};"
-        f" {', '.join(f'{f} {v}' for f, v in versions.items() if f != 'baseline')}.",
+        f" {', '.join(f'{f} {v}' for f, v in versions.items() if not f.startswith('baseline'))}"
+        + (f" (voxtrio at commit {commit})." if commit else "."),
         f"Made by `{command}`: workload \"scripted call v1\" (`shared/spec/bench-workload.md`),"
         f" {'quick' if args.quick else 'full'} script, N={args.sessions} call(s) per run, medians of"
-        f" {args.runs} interleaved rounds. Machine while measuring: {machine_summary(table_results)}.",
+        f" {runs} interleaved rounds. Machine while measuring: {machine_summary(table_results)}.",
         "",
         body,
         "",
