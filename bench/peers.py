@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Run "scripted call v1" against a peer framework and print the result.
+"""Run "scripted call v1" against one framework and print the result.
 
     python bench/peers.py --framework livekit --sessions 10 --json
+
+The framework's adapter says which event loop drives it (``DRIVER``): the
+peers and the baseline run on asyncio (``harness.aio``), voxtrio on trio
+(``harness.trio_driver``); both drivers share the script, sink and metrics.
 
 The process pins itself to one core first, so every thread a framework starts
 later (pipecat's VAD executors, for instance) inherits the pin; then it runs
@@ -55,7 +59,7 @@ def report(r: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--framework", required=True, choices=["livekit", "pipecat", "baseline"])
+    ap.add_argument("--framework", required=True, choices=["livekit", "pipecat", "baseline", "voxtrio", "baseline-trio"])
     ap.add_argument("--sessions", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="3 short turns per call instead of 6")
     ap.add_argument("--json", action="store_true", help="print only the JSON result line")
@@ -72,13 +76,22 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from adapters import load
-    from harness import aio
     from harness.call import FULL, QUICK
 
     t = time.monotonic()
     adapter = load(args.framework)
     import_s = time.monotonic() - t
-    result = asyncio.run(aio.measure(adapter, QUICK if args.quick else FULL, args.sessions))
+    spec = QUICK if args.quick else FULL
+    if adapter.DRIVER == "trio":
+        import trio
+
+        from harness import trio_driver
+
+        result = trio.run(trio_driver.measure, adapter, spec, args.sessions)
+    else:
+        from harness import aio
+
+        result = asyncio.run(aio.measure(adapter, spec, args.sessions))
     result["import_s"] = round(import_s, 2)
     result["machine"]["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     assert result["core"] == core

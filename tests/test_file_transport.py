@@ -80,8 +80,9 @@ async def test_a_wav_call_produces_the_agent_audio_the_call_and_a_transcript(aut
     user, agent = [e for e in document["entries"] if "role" in e]
     assert user["speech_end"] == pytest.approx(2.0, abs=0.05)  # the tone ends 2 s into the file
     [timing] = document["turn_timings"]
-    # speech ends at 2.0, the commit waits 0.5, the LLM's first sentence 0.2, the tone TTS is instant
-    assert timing["first_audio"] == pytest.approx(0.7, abs=0.06)
+    # speech ends at 2.0, the commit waits 0.5, the LLM has written its one sentence at its
+    # TTFT (0.1; it ends with "?", so it goes to the TTS then), the tone TTS is instant
+    assert timing["first_audio"] == pytest.approx(0.6, abs=0.06)
     assert timing["end_of_utterance"] == pytest.approx(0.5, abs=0.05)
 
     out = read_wav(tmp_path / "agent.wav")

@@ -346,3 +346,29 @@ async def test_turning_audio_input_off_ends_the_users_speech(autojump_clock):
     audio = np.concatenate([silence(0.5), tone(3.0)])
     await run_until(session, ArrayTransport(audio), 3.0, body)
     assert states == [(0.6, "speaking"), (1.0, "listening")]
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_failing_vad_closes_the_session_inline_or_as_an_actor(autojump_clock, inline):
+    class BrokenVAD(EnergyVAD):
+        def detector(self):
+            return _Broken() if inline else None
+
+        async def run(self, frames, events):
+            await frames.receive()
+            raise RuntimeError("vad model missing")
+
+    class _Broken:
+        def push(self, frame):
+            raise RuntimeError("vad model missing")
+
+    session = voxtrio.AgentSession(vad=BrokenVAD(), stt=EndpointSTT(), llm=ScriptedLLM([]))
+    closes = []
+    errors = []
+    session.on("close", closes.append)
+    session.on("error", errors.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), ArrayTransport(silence(1.0)))
+    [close] = closes
+    assert close.reason == "error" and "vad model missing" in close.error
+    assert [e.source for e in errors] == ["vad"]

@@ -195,3 +195,32 @@ def test_malformed_audio_gets_a_typed_error_naming_the_problem():
         AudioFrame(np.zeros(9, np.int16), 16_000, 2)
     frame = AudioFrame.from_bytes(b"\x00\x00" * 320, sample_rate=16_000)
     assert frame.duration == pytest.approx(0.02)
+
+
+async def test_filter_markdown_streams_words_and_strips_like_the_whole_text():
+    from voxtrio.text import filter_markdown
+
+    async def chunks(text, size):
+        for i in range(0, len(text), size):
+            yield text[i : i + size]
+
+    texts = [
+        "Sure, I can help with that. Your order shipped yesterday.",
+        "**Great** news — see [the docs](http://x.y) now.\n  # Head\n- *one* and 5 * 3 ~~x~~",
+        "Done.**really** ok *x.* y. [a.](b.) c ![img](u) is it?*x* `a.b` c.`d` e.",
+    ]
+    for text in texts:
+        for size in (1, 3, 7, 100):
+            out = [piece async for piece in filter_markdown(chunks(text, size))]
+            assert "".join(out) == strip_markdown(text)
+    first = [piece async for piece in filter_markdown(chunks(texts[0], 3))]
+    assert first[0] == "Sure, "  # not held until the line ends
+    assert "that." in first  # nor a sentence's last word until the next token
+
+
+def test_sentence_splitter_ends_a_sentence_at_an_unambiguous_terminator():
+    splitter = SentenceSplitter()
+    assert splitter.push("Sure, I can help with that.") == ["Sure, I can help with that."]
+    for ambiguous in ("The total is 3.", "Please ask Dr.", "Bring tools, e.g.", 'He said "stop.'):
+        splitter = SentenceSplitter()
+        assert splitter.push(ambiguous) == []  # waits for what follows

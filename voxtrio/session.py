@@ -204,13 +204,17 @@ class AgentSession:
                         )
                         turn._recognizer = recognizer.inbox
                         await actors.start(recognizer.run)
-                    if has_vad:
+                    # A VAD that decides in microseconds runs inside AudioIn.
+                    detector = vad.detector() if has_vad else None
+                    segmented = recognizer is not None and not recognizer.streaming
+                    if has_vad and detector is None:
                         vad_actor = VADActor(
                             vad=vad,
                             bus=bus,
                             turn_events=turn.events,
                             session_inbox=supervisor.inbox,
-                            recognizer_events=recognizer.vad_events if recognizer else None,
+                            # Only a recognizer driven by VAD segments reads them.
+                            recognizer_events=recognizer.vad_events if segmented else None,
                         )
                         await actors.start(vad_actor.run)
                     audio_in = AudioIn(
@@ -220,6 +224,13 @@ class AgentSession:
                         vad=vad_actor.frames if vad_actor else None,
                         recognizer=recognizer.frames if recognizer else None,
                         recorder=recorder.inbox if self._record else None,
+                        vad_detector=detector,
+                        vad_events=(
+                            [turn.events.clone()]
+                            + ([recognizer.vad_events] if segmented and recognizer is not None else [])
+                            if detector is not None
+                            else []
+                        ),
                     )
                     turn._audio_in = audio_in.inbox
                     self._audio_in = audio_in

@@ -27,10 +27,36 @@ async def _by_words(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
         yield pending
 
 
-_MARKDOWN_PATTERNS = [
+_WORD_ENDS_SENTENCE = re.compile(r"\w[.?]$")
+
+
+async def _sentence_words(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
+    """Like ``_by_words``, but a word that ends a sentence (``that.``, ``so?``)
+    goes on at once instead of waiting for the whitespace the next chunk
+    brings. Not ``!``, which may open an image (``![alt](url)``)."""
+    pending = ""
+    async for chunk in chunks:
+        pending += chunk
+        if _WORD_ENDS_SENTENCE.search(pending):
+            yield pending
+            pending = ""
+            continue
+        cut = max(pending.rfind(" "), pending.rfind("\n"))
+        if cut >= 0:
+            yield pending[: cut + 1]
+            pending = pending[cut + 1 :]
+    if pending:
+        yield pending
+
+
+# Markup that only means something at the start of a line.
+_LINE_START_PATTERNS = [
     (re.compile(r"^\s{0,3}#{1,6}\s+", re.M), ""),  # headers
     (re.compile(r"^\s*[-*+]\s+", re.M), ""),  # bullets
     (re.compile(r"^\s*>\s?", re.M), ""),  # quotes
+]
+# Markup that comes in pairs inside a line.
+_INLINE_PATTERNS = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # bold
@@ -38,6 +64,10 @@ _MARKDOWN_PATTERNS = [
     (re.compile(r"`{1,3}"), ""),  # code marks
     (re.compile(r"~~(.+?)~~"), r"\1"),  # strikethrough
 ]
+_MARKDOWN_PATTERNS = _LINE_START_PATTERNS + _INLINE_PATTERNS
+_INLINE_MARK = re.compile(r"[*_`~\[\]]")
+_OPEN_LINK = re.compile(r"\[[^\]]*$|\]\([^)]*$")
+_LINE_PREFIX_ONLY = re.compile(r"[\s#>*+-]*")
 
 
 def strip_markdown(text: str) -> str:
@@ -46,20 +76,57 @@ def strip_markdown(text: str) -> str:
     return text
 
 
+def _strip_inline(text: str) -> str:
+    if not _INLINE_MARK.search(text):
+        return text  # most spoken text has no markup at all
+    for pattern, replacement in _INLINE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _pairs_open(text: str) -> bool:
+    """Whether ``text`` may end inside paired markup (bold, italics, code,
+    strikethrough, a link), so that what follows could still change it."""
+    if not _INLINE_MARK.search(text):
+        return False
+    if text.count("`") % 2 or text.count("~~") % 2 or text.count("__") % 2:
+        return True
+    if text.count("**") % 2 or text.replace("**", "").count("*") % 2:
+        return True
+    return _OPEN_LINK.search(text) is not None
+
+
 async def filter_markdown(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
-    """Drop markdown syntax so the TTS does not read asterisks aloud."""
-    pending = ""
-    async for chunk in _by_words(chunks):
+    """Drop markdown syntax so the TTS does not read asterisks aloud.
+
+    Streaming: whole words go on as soon as no markup is open around them (a
+    line's first words once its prefix, ``# `` or ``- ``, is known), so the
+    first sentence reaches the TTS while the LLM is still writing the second.
+    Text inside unpaired markup waits for its closing mark, the end of the
+    line or 200 characters, whichever comes first.
+    """
+    pending = ""  # the current line's text not yet passed on
+    at_line_start = True
+
+    def strip(text: str) -> str:
+        return strip_markdown(text) if at_line_start else _strip_inline(text)
+
+    async for chunk in _sentence_words(chunks):
         pending += chunk
-        # Hold back a line until it ends, so that paired marks are seen together.
-        if "\n" in pending:
-            head, _, pending = pending.rpartition("\n")
-            yield strip_markdown(head + "\n")
-        elif len(pending) > 200:
-            yield strip_markdown(pending)
+        while "\n" in pending:
+            line, _, pending = pending.partition("\n")
+            yield strip(line + "\n")
+            at_line_start = True
+        if not pending:
+            continue
+        if at_line_start and _LINE_PREFIX_ONLY.fullmatch(pending):
+            continue  # the line's prefix is not known yet ("#", "- ", indentation)
+        if len(pending) > 200 or not _pairs_open(pending):
+            yield strip(pending)
             pending = ""
+            at_line_start = False
     if pending:
-        yield strip_markdown(pending)
+        yield strip(pending)
 
 
 _EMOJI = re.compile(
@@ -116,6 +183,11 @@ def resolve_transforms(transforms: Sequence[str | TextTransformFn] | None) -> li
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+# Text that ends a sentence for sure once the terminator is the last character:
+# a question or exclamation mark, or a full stop after a lowercase word that is
+# not a known abbreviation (not "3." which may go on as "3.5", not "Dr.", "e.g.").
+_FINAL_TERMINATOR = re.compile(r"(?:[?!]|(?<![\w.])[a-z]+\.)$")
+_ABBREVIATIONS = frozenset({"etc", "vs", "approx", "incl", "cf", "al", "ca", "esp", "fig", "no"})
 
 
 class SentenceSplitter:
@@ -123,6 +195,12 @@ class SentenceSplitter:
 
     Very short sentences ("Hi.") are joined to the next so the TTS gets
     phrases it can give a natural prosody to.
+
+    A sentence is complete at a terminator followed by whitespace, or as soon
+    as the text ends with a terminator that cannot be the middle of something
+    else (``that.`` but not ``3.``, ``Dr.``, ``e.g.``, ``etc.``, nor inside an
+    open quote or bracket): an LLM sends the space with the next token, and
+    waiting for it would hold the first sentence back by one token.
     """
 
     def __init__(self, min_length: int = 12) -> None:
@@ -139,7 +217,21 @@ class SentenceSplitter:
                 sentences.append(candidate.strip())
                 start = match.end()
         self._pending = self._pending[start:]
+        if self._ends_sentence(self._pending):
+            sentences.append(self._pending.strip())
+            self._pending = ""
         return sentences
+
+    def _ends_sentence(self, text: str) -> bool:
+        match = _FINAL_TERMINATOR.search(text)
+        if match is None or len(text.strip()) < self._min_length:
+            return False
+        if match.group().rstrip(".") in _ABBREVIATIONS:
+            return False
+        # A quote or bracket still open closes after the terminator.
+        if text.count('"') % 2 or text.count("(") > text.count(")") or text.count("[") > text.count("]"):
+            return False
+        return True
 
     def flush(self) -> list[str]:
         rest, self._pending = self._pending.strip(), ""

@@ -8,6 +8,8 @@ ADAPTERS = {
     "livekit": "adapters.livekit_agents",
     "pipecat": "adapters.pipecat_ai",
     "baseline": "adapters.baseline",
+    "voxtrio": "adapters.voxtrio_rt",
+    "baseline-trio": "adapters.baseline_trio",
 }
 
 

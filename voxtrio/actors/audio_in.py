@@ -9,7 +9,10 @@ Each outgoing link declares what happens when its reader is slow:
 
 * recognizer: a deep buffer (10 s); beyond it frames are dropped, counted in
   ``dropped["recognizer"]`` and reported with an ``error`` event, never silently;
-* VAD: drop newest, counted in ``dropped["vad"]`` (VAD state recovers by itself);
+* VAD: drop newest, counted in ``dropped["vad"]`` (VAD state recovers by itself).
+  A VAD cheap enough to run inline (``VAD.detector()``, the energy VAD) is run
+  here instead, and its events go to the Turn actor (and a segmented
+  recognizer), dropped and counted the same way if they fall 256 behind;
 * recorder: drop newest, counted in ``dropped["recorder"]``.
 
 None of them can stall the others: AudioIn never waits on a listener.
@@ -18,7 +21,7 @@ None of them can stall the others: AudioIn never waits on a listener.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import trio
@@ -26,7 +29,15 @@ import trio
 from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
 from ..errors import AudioFormatError
 from ..events import ErrorEvent, EventBus
-from ..messages import CloseRequested, RecordAudio, SetAudioInput, SetRecognizerMuted
+from ..messages import (
+    CloseRequested,
+    ProviderFailed,
+    RecordAudio,
+    SetAudioInput,
+    SetRecognizerMuted,
+    VADEvent,
+)
+from ..providers.base import VADDetector
 from ..transports.base import Transport, TransportDisconnected
 
 INPUT_BUFFER = 50
@@ -119,6 +130,8 @@ class AudioIn:
         recognizer: trio.MemorySendChannel[AudioFrame] | None = None,
         recorder: trio.MemorySendChannel[RecordAudio] | None = None,
         turn: trio.MemorySendChannel[Any] | None = None,
+        vad_detector: VADDetector | None = None,
+        vad_events: Sequence[trio.MemorySendChannel[VADEvent]] = (),
     ) -> None:
         self._transport = transport
         self._bus = bus
@@ -127,6 +140,9 @@ class AudioIn:
         self._recognizer = recognizer
         self._recorder = recorder
         self._turn = turn
+        # An inline VAD (see VAD.detector): decided here, its events sent on.
+        self._detector = vad_detector
+        self._vad_events = list(vad_events)
         self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self.dropped = {"vad": 0, "recognizer": 0, "recorder": 0}
         self._converter = PipelineConverter()
@@ -175,8 +191,24 @@ class AudioIn:
             self._offer("recognizer", self._recognizer, heard)
         if self._vad is not None:
             self._offer("vad", self._vad, frame)
+        if self._detector is not None:
+            self._detect(frame)
         if self._recorder is not None:
             self._offer("recorder", self._recorder, RecordAudio("user", frame))
+
+    def _detect(self, frame: AudioFrame) -> None:
+        assert self._detector is not None
+        try:
+            events = self._detector.push(frame)
+        except Exception as error:
+            # As the VAD actor does for a provider that fails: fatal for the session.
+            self._detector = None
+            self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+            self._session_inbox.send_nowait(ProviderFailed(source="vad", error=error))
+            return
+        for event in events:
+            for link in self._vad_events:
+                self._offer("vad", link, event)
 
     def _offer(self, link: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
         try:

@@ -1,9 +1,9 @@
 """Recognizer actor: the user's audio to transcripts, through the STT provider.
 
-A streaming STT gets every frame as it comes. The stream heals itself: after
-an ``APIError`` it is opened again after a backoff (``retry_delay``), frames
-keep queueing meanwhile (AudioIn's deep link), and each failure is an
-``error`` event; one that exhausts ``max_retry`` attempts in a row is
+A streaming STT gets every frame as it comes: AudioIn sends straight into the
+running stream's channel (10 s deep). The stream heals itself: after an
+``APIError`` it is opened again after a backoff (``retry_delay``; audio of
+the backoff itself reaches no stream), and each failure is an ``error`` event; one that exhausts ``max_retry`` attempts in a row is
 unrecoverable and counts toward the session's error budget. A transcript
 resets the streak (and the Session's STT error count).
 
@@ -57,7 +57,13 @@ class Recognizer:
         self._turn = turn_events
         self._session_inbox = session_inbox
         self._language = language
-        self.frames, self._frames = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
+        self._input: _StreamInput | None = None
+        if stt.capabilities.streaming:
+            # AudioIn's frames go straight into the current stream's channel.
+            self._input = _StreamInput()
+            self.frames: Any = self._input
+        else:
+            self.frames, self._frames = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
         self.vad_events, self._vad_events = trio.open_memory_channel[VADEvent](64)
         self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self._restart: trio.CancelScope | None = None
@@ -68,7 +74,6 @@ class Recognizer:
         self._recognitions: trio.MemorySendChannel[list[AudioFrame]] | None = None
         self._changed = trio.Event()
         self._latest = 0.0
-        self._stream_send: trio.MemorySendChannel[AudioFrame] | None = None
         self._failures = 0
 
     @property
@@ -79,17 +84,14 @@ class Recognizer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_control)
             if self.streaming:
-                nursery.start_soon(self._drain_vad_events)
+                # VAD events only matter to a segmented recognizer; the session
+                # sends none to a streaming one.
                 task_status.started()
                 await self._run_streaming()
             else:
                 task_status.started()
                 await self._run_segmented()
             nursery.cancel_scope.cancel()
-
-    async def _drain_vad_events(self) -> None:
-        async for _ in self._vad_events:
-            pass
 
     async def _read_control(self) -> None:
         async for message in self._inbox:
@@ -104,48 +106,35 @@ class Recognizer:
 
     async def _run_streaming(self) -> None:
         conn_options = self._options.conn_options.stt_conn_options
-        input_done = trio.Event()
-
-        async def pump() -> None:
-            async for frame in self._frames:
-                if self._stream_send is not None:
-                    try:
-                        await self._stream_send.send(frame)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass  # the stream is being replaced; the frame goes to no one
-            input_done.set()
-            if self._stream_send is not None:
-                self._stream_send.close()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump)
-            while not input_done.is_set():
-                send, receive = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
-                self._stream_send = send
-                events_send, events_receive = trio.open_memory_channel[STTEvent](64)
-                try:
-                    with trio.CancelScope() as restart:
-                        self._restart = restart
-                        async with trio.open_nursery() as stream:
-                            stream.start_soon(self._forward, events_receive)
-                            async with events_send:
-                                await self._stt.stream(
-                                    receive,
-                                    events_send,
-                                    language=self._language,
-                                    conn_options=conn_options,
-                                )
-                    if not restart.cancelled_caught:
-                        return  # the input ended and the stream finished
-                except Exception as raised:
-                    error = unwrap(raised)
-                    if not isinstance(error, APIError):
-                        raise
-                    await self._stream_failed(error)
-                finally:
-                    self._restart = None
-                    send.close()
-            nursery.cancel_scope.cancel()
+        link = self._input
+        assert link is not None
+        while not link.closed:
+            send, receive = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
+            link.target = send
+            events_send, events_receive = trio.open_memory_channel[STTEvent](64)
+            try:
+                with trio.CancelScope() as restart:
+                    self._restart = restart
+                    async with trio.open_nursery() as stream:
+                        stream.start_soon(self._forward, events_receive)
+                        async with events_send:
+                            await self._stt.stream(
+                                receive,
+                                events_send,
+                                language=self._language,
+                                conn_options=conn_options,
+                            )
+                if not restart.cancelled_caught:
+                    return  # the input ended and the stream finished
+            except Exception as raised:
+                error = unwrap(raised)
+                if not isinstance(error, APIError):
+                    raise
+                await self._stream_failed(error)
+            finally:
+                self._restart = None
+                link.target = None
+                send.close()
 
     async def _stream_failed(self, error: APIError) -> None:
         conn_options = self._options.conn_options.stt_conn_options
@@ -165,9 +154,10 @@ class Recognizer:
 
     def _flush(self) -> None:
         if self.streaming:
-            if self._stream_send is not None:
+            target = self._input.target if self._input is not None else None
+            if target is not None:
                 try:
-                    self._stream_send.send_nowait(AudioFrame(np.zeros(0, np.int16), 16_000))
+                    target.send_nowait(AudioFrame(np.zeros(0, np.int16), 16_000))
                 except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
         elif self._segment_start is not None and self._segment_frames and self._recognitions is not None:
@@ -269,3 +259,35 @@ class Recognizer:
                 end_time=(audio.timestamp or 0.0) + audio.duration,
             )
         await self._turn.send(event)
+
+
+class _StreamInput:
+    """The audio link of a recognizer with a streaming STT.
+
+    AudioIn sends each frame into the channel of the stream that is running,
+    with no task in between (a pump task would cost a task switch per frame).
+    It behaves as the send side of a bounded channel: ``WouldBlock`` when the
+    stream has fallen ``RECOGNIZER_BACKLOG`` frames behind (AudioIn counts
+    and reports the drop), and ``close()`` ends the stream's input. Between
+    two streams (a restart after an error) no stream listens: the frame goes
+    to no one, as it did through the pump.
+    """
+
+    def __init__(self) -> None:
+        self.target: trio.MemorySendChannel[AudioFrame] | None = None
+        self.closed = False
+
+    def send_nowait(self, frame: AudioFrame) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("the recognizer's input is closed")
+        if self.target is None:
+            return
+        try:
+            self.target.send_nowait(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the stream is being replaced
+
+    def close(self) -> None:
+        self.closed = True
+        if self.target is not None:
+            self.target.close()

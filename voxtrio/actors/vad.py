@@ -1,7 +1,9 @@
 """VAD actor: runs the VAD provider over the pipeline's frames.
 
 Its inbox is the frame link from AudioIn. Events go to the Turn actor and, for
-a recognizer driven by speech segments, to the Recognizer.
+a recognizer driven by speech segments, to the Recognizer (through a task that
+forwards them to both; with only the Turn actor to tell, the provider writes
+to the Turn actor's channel itself).
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ class VADActor:
         self.frames, self._frames = trio.open_memory_channel[AudioFrame](FRAME_BUFFER)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._recognizer is None:
+            # The Turn actor is the only reader: the provider sends to it
+            # directly, which saves a task switch per event (one per frame
+            # while the user speaks).
+            task_status.started()
+            await self._run_provider(self._turn.clone())
+            return
         send, receive = trio.open_memory_channel[VADEvent](FRAME_BUFFER)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_provider, send)

@@ -14,7 +14,7 @@ Errors: raise :class:`voxtrio.errors.APIError` (or a subclass) with
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence, Union
 
 import attrs
 
@@ -44,12 +44,29 @@ class VADCapabilities:
     """Seconds of audio between two inference events."""
 
 
+class VADDetector(Protocol):
+    """One stream's voice activity, decided synchronously frame by frame."""
+
+    def push(self, frame: AudioFrame) -> list[VADEvent]:
+        """The events this 20 ms frame causes (often none)."""
+
+
 class VAD(abc.ABC):
     """Voice activity detection over the pipeline's 16 kHz mono frames."""
 
     capabilities: VADCapabilities = VADCapabilities()
     min_silence_duration: float = 0.5
     min_speech_duration: float = 0.05
+
+    def detector(self) -> VADDetector | None:
+        """A fresh per-stream detector, for a VAD cheap enough to run inline.
+
+        A VAD that decides a frame in microseconds (an energy threshold)
+        returns one, and the session runs it inside AudioIn, saving the task
+        switch per frame that ``run`` costs. A model VAD returns None (the
+        default) and gets its own actor and task.
+        """
+        return None
 
     @abc.abstractmethod
     async def run(

@@ -39,6 +39,10 @@ class EnergyVAD(VAD):
         self.floor_adapt_seconds = floor_adapt_seconds
         self.capabilities = VADCapabilities(update_interval=0.02)
 
+    def detector(self) -> _EnergyDetector:
+        # A few microseconds a frame: cheaper inline than as a task of its own.
+        return _EnergyDetector(self)
+
     async def run(
         self,
         frames: trio.MemoryReceiveChannel[AudioFrame],
@@ -69,7 +73,9 @@ class _EnergyDetector:
 
     def push(self, frame: AudioFrame) -> list[VADEvent]:
         samples = frame.data.astype(np.float32)
-        rms = float(math.sqrt(float(np.mean(samples * samples)))) if len(samples) else 0.0
+        # A dot product, not np.mean(samples * samples): the same float32
+        # sum of squares without mean()'s dispatch and temporary array.
+        rms = math.sqrt(float(np.dot(samples, samples)) / len(samples)) if len(samples) else 0.0
         duration = frame.duration
         end = (frame.timestamp or 0.0) + duration
         voiced = rms > self._threshold()

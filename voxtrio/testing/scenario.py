@@ -652,10 +652,30 @@ async def play(
     lines: list[dict[str, Any]] = []
     origin = trio.current_time()
 
-    def record(line: dict[str, Any]) -> None:
+    held: list[dict[str, Any]] = []  # metrics lines of the current instant
+
+    def emit(line: dict[str, Any]) -> None:
         lines.append(line)
         if on_line is not None:
             on_line(line)
+
+    def release() -> None:
+        for line in sorted(held, key=_metrics_rank):
+            emit(line)
+        held.clear()
+
+    def record(line: dict[str, Any]) -> None:
+        # Providers that finish at the same instant (an LLM stream and a TTS
+        # request, say) report their metrics in whichever order trio happened
+        # to run their tasks; nothing orders them. The timeline lists such a
+        # run of metrics lines in a fixed order of kinds, so that it is the
+        # same for every scheduling seed. Everything else keeps event order.
+        if held and (line["event"] != "metrics_collected" or line.get("t") != held[0]["t"]):
+            release()
+        if line["event"] == "metrics_collected":
+            held.append(line)
+        else:
+            emit(line)
 
     session.on("*", lambda event: record(event_line(event, origin)))
 
@@ -759,8 +779,19 @@ async def play(
             if observer is not None:
                 observer.on_gave_up()
         nursery.cancel_scope.cancel()
+    release()
     record({"event": "history", "items": session.history.to_dicts()})
     return lines
+
+
+# The order of metrics lines reported at the same instant (see ``play``): the
+# order in which a turn's work flows, recognition to speech.
+_METRICS_ORDER = ("stt", "preemptive", "eou", "llm", "tts")
+
+
+def _metrics_rank(line: dict[str, Any]) -> int:
+    kind = line.get("kind")
+    return _METRICS_ORDER.index(kind) if kind in _METRICS_ORDER else len(_METRICS_ORDER)
 
 
 def run_scenario(
