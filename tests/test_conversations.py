@@ -29,16 +29,6 @@ from voxtrio.testing.strategies import conversations
 SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
 
 
-# Open bugs in code other issues own (their shrunk scenarios are in
-# tests/scenarios/known_bugs/, checked as strict xfails below): a generated
-# conversation that breaks nothing but these is counted (see
-# --hypothesis-show-statistics), not failed. The other known bug, the user turn
-# limit, is kept out by not drawing the limit (option_sets(turn_limits=False)).
-KNOWN_BUG_SIGNATURES = {
-    "turn_committed_at_close_jumps_an_earlier_turn": "comes after words said later",
-}
-
-
 def features(observation):
     """What a conversation exercised (reported by --hypothesis-show-statistics)."""
     events = observation.events
@@ -57,19 +47,9 @@ def features(observation):
 
 
 def check_generated(conversation, name):
-    try:
-        observation = check_conversation(conversation, name=name)
-        for feature in features(observation):
-            event(feature)
-    except InvariantViolation as error:
-        known = [
-            bug
-            for bug, signature in KNOWN_BUG_SIGNATURES.items()
-            if all(signature in violation.message for violation in error.violations)
-        ]
-        if not known:
-            raise
-        event(f"known bug: {known[0]}")
+    observation = check_conversation(conversation, name=name)
+    for feature in features(observation):
+        event(feature)
 
 
 @given(conversations())
@@ -81,25 +61,6 @@ def test_generated_conversations_keep_every_invariant(conversation):
 @given(conversations(faults=False, max_turns=3))
 def test_generated_conversations_without_faults_keep_every_invariant(conversation):
     check_generated(conversation, "generated_conversation_without_faults")
-
-
-KNOWN_BUGS = sorted((pathlib.Path(__file__).parent / "scenarios" / "known_bugs").glob("*.json"))
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=json.loads(p.read_text())["description"]))
-        for p in KNOWN_BUGS
-    ],
-    ids=[p.stem for p in KNOWN_BUGS],
-)
-def test_known_bugs_still_break_an_invariant(path):
-    """Shrunk failures in code another issue owns: each breaks an invariant until
-    fixed (then this xfail turns into a failure: move the file to tests/scenarios
-    with an expect list)."""
-    scenario = load_scenario(json.loads(path.read_text()))
-    assert [str(v) for v in check_invariants(observe(scenario))] == []
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

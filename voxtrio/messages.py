@@ -145,6 +145,9 @@ class UserTurnCompleted:
     confidence: float = 1.0
     skip_reply: bool = False
     metrics: dict[str, float] = attrs.Factory(dict)
+    #: Set when the turn ended because it crossed the user-turn limit: the
+    #: Planner runs ``on_user_turn_exceeded`` once the turn is in the history.
+    exceeded: UserTurnExceeded | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -28,6 +28,7 @@ another actor needs; the Session bounds it with the close deadline.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import itertools
 import logging
@@ -161,7 +162,15 @@ class Planner:
         self._tasks_running = 0
         self._tasks_idle = Flag(True)
         self._user_silent = Flag(True)
-        self._user_turn_lock = trio.Lock()
+        # User turns take their place in the history in the order they ended:
+        # each waits for the one before it (which may wait for a speech and its
+        # tools). The head of the queue is the turn being handled.
+        self._turn_queue: collections.deque[trio.Event] = collections.deque()
+        # The queued turns' messages, in the order the turns ended, until each
+        # is handled. If the close deadline cancels turns still waiting, the
+        # session is closing and they are committed then, in that order: a
+        # user's words are never lost.
+        self._unhandled_turns: dict[trio.Event, ChatMessage] = {}
         self._turn_generation = 0
         self._running_tools = 0
         self._can_pause = can_pause
@@ -197,6 +206,16 @@ class Planner:
     # -- the actor ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            if self._state.closing:
+                for message in self._unhandled_turns.values():
+                    if message.content:
+                        self._commit(message)
+            self._unhandled_turns.clear()
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._schedule)
@@ -244,10 +263,11 @@ class Planner:
         elif isinstance(message, UserTurnCompleted):
             if self._turns_blocked:
                 if self._state.closing and message.transcript:
-                    self._commit(ChatMessage(role="user", content=message.transcript))
+                    self._commit_at_close(ChatMessage(role="user", content=message.transcript))
                 return
             self._turn_generation += 1
-            self._start_task(self._user_turn(message, self._turn_generation), "user_turn")
+            place = self._queue_turn(ChatMessage(role="user", content=message.transcript, metrics=dict(message.metrics)))
+            self._start_task(self._user_turn(message, self._turn_generation, place), "user_turn")
         elif isinstance(message, UserInterrupted):
             self._interrupt_by_user(message.reason)
         elif isinstance(message, UserActivity):
@@ -259,15 +279,7 @@ class Planner:
         elif isinstance(message, PreemptiveTranscript):
             self._preempt(message)
         elif isinstance(message, UserTurnExceeded):
-            agent = self._agent
-            if agent is not None and not self._turns_blocked:
-                self._start_task(
-                    self._run_hook(
-                        f"{agent.id}.on_user_turn_exceeded",
-                        lambda: agent.on_user_turn_exceeded(message),
-                    ),
-                    "on_user_turn_exceeded",
-                )
+            self._on_user_turn_exceeded(message)
         elif isinstance(message, StartActivity):
             self._start_activity(message)
         elif isinstance(message, DrainActivity):
@@ -1286,16 +1298,61 @@ class Planner:
 
     # -- user turns ------------------------------------------------------------------------------
 
-    async def _user_turn(self, turn: UserTurnCompleted, generation: int) -> None:
-        async with self._user_turn_lock:
-            await self._user_turn_locked(turn, generation)
+    def _queue_turn(self, message: ChatMessage) -> trio.Event:
+        place = trio.Event()
+        if not self._turn_queue:
+            place.set()
+        self._turn_queue.append(place)
+        self._unhandled_turns[place] = message
+        return place
 
-    async def _user_turn_locked(self, turn: UserTurnCompleted, generation: int) -> None:
+    def _leave_turn_queue(self, place: trio.Event) -> None:
+        self._turn_queue.remove(place)
+        if self._turn_queue:
+            self._turn_queue[0].set()
+
+    def _commit_at_close(self, message: ChatMessage) -> None:
+        """Commit a turn that ended during the close, after the turns before it."""
+        if not self._turn_queue:
+            self._commit(message)
+            return
+        place = self._queue_turn(message)
+
+        async def commit_in_place() -> None:
+            try:
+                await place.wait()
+                self._commit(self._unhandled_turns.pop(place))
+            finally:
+                self._leave_turn_queue(place)
+
+        self._start_task(commit_in_place(), "user_turn")
+
+    async def _user_turn(self, turn: UserTurnCompleted, generation: int, place: trio.Event) -> None:
+        try:
+            await place.wait()
+            await self._handle_user_turn(turn, generation, self._unhandled_turns[place])
+            del self._unhandled_turns[place]
+        finally:
+            self._leave_turn_queue(place)
+        if turn.exceeded is not None:
+            self._on_user_turn_exceeded(turn.exceeded)
+
+    def _on_user_turn_exceeded(self, exceeded: UserTurnExceeded) -> None:
+        agent = self._agent
+        if agent is not None and not self._turns_blocked:
+            self._start_task(
+                self._run_hook(
+                    f"{agent.id}.on_user_turn_exceeded",
+                    lambda: agent.on_user_turn_exceeded(exceeded),
+                ),
+                "on_user_turn_exceeded",
+            )
+
+    async def _handle_user_turn(self, turn: UserTurnCompleted, generation: int, message: ChatMessage) -> None:
         self._preemptive_attempts = 0
         background = [h.interrupt() for h in list(self._background) if h.allow_interruptions]
         for handle in background:
             await handle._done.wait_value(True)
-        message = ChatMessage(role="user", content=turn.transcript, metrics=dict(turn.metrics))
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()

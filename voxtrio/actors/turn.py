@@ -512,7 +512,14 @@ class Turn:
             committed = self._commit(skip_reply=skip_reply, delay=delay, probability=probability)
             self._planner.send_nowait(EndOfTurnPending(pending=False, committed=committed))
 
-    def _commit(self, *, skip_reply: bool, delay: float | None = None, probability: float | None = None) -> bool:
+    def _commit(
+        self,
+        *,
+        skip_reply: bool,
+        delay: float | None = None,
+        probability: float | None = None,
+        exceeded: UserTurnExceeded | None = None,
+    ) -> bool:
         transcript = self._transcript
         agent = self._agent
         min_words = self._options.min_interruption_words
@@ -545,6 +552,7 @@ class Turn:
                 confidence=confidence,
                 skip_reply=skip_reply,
                 metrics=metrics,
+                exceeded=exceeded,
             )
         )
         self._transcript = ""
@@ -679,14 +687,19 @@ class Turn:
         )
         if crossed and not self._limit_fired:
             self._limit_fired = True
-            self._planner.send_nowait(
-                UserTurnExceeded(
-                    transcript=self._transcript,
-                    accumulated_transcript=self._limit_transcript,
-                    word_count=self._limit_words,
-                    duration=duration,
-                )
+            # Crossing the limit ends the user's turn here: it is committed once,
+            # now, and the hook decides the reply (by default a cut-in). Leaving
+            # the words pending would commit them a second time at the end of
+            # the utterance, after the hook answered them.
+            exceeded = UserTurnExceeded(
+                transcript=self._transcript,
+                accumulated_transcript=self._limit_transcript,
+                word_count=self._limit_words,
+                duration=duration,
             )
+            self._cancel_bounce()
+            if not (self._transcript and self._commit(skip_reply=True, exceeded=exceeded)):
+                self._planner.send_nowait(exceeded)
 
     # -- preemptive generation (A.9) ---------------------------------------------------------------
 

@@ -95,12 +95,8 @@ def _maybe(*values: Any) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def option_sets(draw: Any, *, faults: bool = True, turn_limits: bool = False) -> dict[str, Any]:
-    """``AgentSession`` options; each is absent (the default) unless drawn.
-
-    ``turn_limits`` also draws ``user_turn_max_words``: off by default while the
-    known bug in tests/scenarios/known_bugs/user_turn_limit_commits_the_turn_twice.json
-    is open (every such conversation would fail on it)."""
+def option_sets(draw: Any, *, faults: bool = True) -> dict[str, Any]:
+    """``AgentSession`` options; each is absent (the default) unless drawn."""
     options = {
         "allow_interruptions": draw(_maybe(False, True)),
         "min_interruption_duration": draw(_maybe(0.2, 1.0, 0.0)),
@@ -117,9 +113,9 @@ def option_sets(draw: Any, *, faults: bool = True, turn_limits: bool = False) ->
         "turn_detection": draw(_maybe("vad", "stt", "manual")),
         "aec_warmup_duration": draw(_maybe(1.0)),
         "transcription_timeout": draw(_maybe(1.0)),
+        "user_turn_max_words": draw(_maybe(4)),
+        "user_turn_max_duration": draw(_maybe(3.0)),
     }
-    if turn_limits:
-        options["user_turn_max_words"] = draw(_maybe(4))
     if faults:
         options["max_unrecoverable_errors"] = draw(_maybe(0, 1))
     return {k: v for k, v in options.items() if v is not _DEFAULT}
