@@ -266,7 +266,9 @@ class Planner:
                     self._commit_at_close(ChatMessage(role="user", content=message.transcript))
                 return
             self._turn_generation += 1
-            place = self._queue_turn(ChatMessage(role="user", content=message.transcript, metrics=dict(message.metrics)))
+            place = self._queue_turn(
+                ChatMessage(role="user", content=message.transcript, metrics=dict(message.metrics))
+            )
             self._start_task(self._user_turn(message, self._turn_generation, place), "user_turn")
         elif isinstance(message, UserInterrupted):
             self._interrupt_by_user(message.reason)
