@@ -103,6 +103,6 @@ _CONVERSATION_SETTINGS = dict(
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large),
 )
-settings.register_profile("ci", max_examples=120, derandomize=True, database=None, **_CONVERSATION_SETTINGS)
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_CONVERSATION_SETTINGS)
 settings.register_profile("deep", max_examples=2500, **_CONVERSATION_SETTINGS)
 settings.load_profile("ci")

@@ -136,7 +136,12 @@ class ScriptedVAD(VAD):
     """Speech start at ``start + min_speech_duration``; an inference event every
     ``min_speech_duration`` after it while speech lasts (each one that interval
     after the previous, as a timer would fire them; none in the trailing
-    silence); end at ``end + min_silence_duration``."""
+    silence); end at ``end + min_silence_duration``.
+
+    Speeches less than ``min_silence_duration`` apart are one speech to a VAD
+    (it never saw enough silence to end the first): one start, inference events
+    through the short pause (still speaking, the pause as their silence), one end.
+    """
 
     def __init__(
         self,
@@ -175,32 +180,43 @@ class ScriptedVAD(VAD):
         # Raised outside the nursery, so the VAD actor sees the error itself.
         raise RuntimeError(f"scripted VAD failure at {self._fail_at:g} s")
 
-    async def _emit(self, origin: float, now: Any, events: trio.MemorySendChannel[VADEvent]) -> None:
+    def _runs(self) -> list[list[UserSpeech]]:
+        runs: list[list[UserSpeech]] = []
         for speech in self._speeches:
-            start_at = speech.start + self.min_speech_duration
-            end_at = speech.end + self.min_silence_duration
-            await trio.sleep_until(origin + start_at)
-            await events.send(self._event("start_of_speech", speech, now()))
+            if runs and speech.start < runs[-1][-1].end + self.min_silence_duration:
+                runs[-1].append(speech)
+            else:
+                runs.append([speech])
+        return runs
+
+    async def _emit(self, origin: float, now: Any, events: trio.MemorySendChannel[VADEvent]) -> None:
+        for run in self._runs():
+            end = run[-1].end
+            await trio.sleep_until(origin + run[0].start + self.min_speech_duration)
+            await events.send(self._event("start_of_speech", run, now()))
             interval = self.min_speech_duration
-            while now() + interval <= speech.end + 1e-9:
+            while now() + interval <= end + 1e-9:
                 await trio.sleep(interval)
-                await events.send(self._event("inference", speech, now()))
-            await trio.sleep_until(origin + end_at)
-            await events.send(self._event("end_of_speech", speech, now()))
+                await events.send(self._event("inference", run, now()))
+            await trio.sleep_until(origin + end + self.min_silence_duration)
+            await events.send(self._event("end_of_speech", run, now()))
 
     @staticmethod
-    def _event(kind: Any, speech: UserSpeech, t: float) -> VADEvent:
+    def _event(kind: Any, run: list[UserSpeech], t: float) -> VADEvent:
         # The clock is a sum of sleeps: an event due at the end of speech may
         # land a hair after it, and is still speech (as the loop that sends it says).
-        speaking = t <= speech.end + 1e-9
+        heard = [speech for speech in run if speech.start <= t + 1e-9] or run[:1]
+        voiced = t <= heard[-1].end + 1e-9
+        silence = 0.0 if voiced else t - heard[-1].end
+        ended = kind == "end_of_speech"
         return VADEvent(
             kind=kind,
             timestamp=t,
-            speech_duration=min(t, speech.end) - speech.start,
-            silence_duration=max(0.0, t - speech.end),
-            speaking=speaking if kind != "end_of_speech" else False,
-            probability=1.0 if speaking else 0.0,
-            raw_accumulated_silence=0.0 if speaking else t - speech.end,
+            speech_duration=sum(min(t, speech.end) - speech.start for speech in heard),
+            silence_duration=silence if ended else max(0.0, t - run[-1].end),
+            speaking=not ended,
+            probability=1.0 if voiced else 0.0,
+            raw_accumulated_silence=silence,
         )
 
 
