@@ -144,9 +144,7 @@ class AgentSession:
         token = _inside_session.set(self)
         info = CloseInfo("error", None, ())
         try:
-            supervisor = self._supervisor = SessionSupervisor(
-                bus=bus, state=state, options=self._options, planner_inbox=None  # type: ignore[arg-type]
-            )
+            supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
             recorder = self.recorder = Recorder(enabled=self._record)
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
@@ -165,7 +163,6 @@ class AgentSession:
                 bus=bus,
                 state=state,
                 options=self._options,
-                planner_inbox=None,  # type: ignore[arg-type]
                 session_inbox=supervisor.inbox,
                 has_stt=has_stt,
                 has_vad=has_vad,
@@ -182,59 +179,54 @@ class AgentSession:
                 session_tools=self._tools,
                 can_pause=speaker.can_pause,
             )
-            turn._planner = planner.inbox
-            supervisor._planner = planner.inbox
-            supervisor._turn = turn.inbox
-            async with trio.open_nursery() as actors:
-                await actors.start(supervisor.run)
-                await actors.start(recorder.run)
-                await actors.start(speaker.run)
-                await actors.start(turn.run)
-                await actors.start(planner.run)
-                if has_input:
-                    assert transport is not None
-                    vad_actor = recognizer = None
-                    if has_stt:
-                        recognizer = self._recognizer = Recognizer(
-                            stt=stt,
-                            bus=bus,
-                            options=self._options,
-                            turn_events=turn.events,
-                            session_inbox=supervisor.inbox,
-                        )
-                        turn._recognizer = recognizer.inbox
-                        await actors.start(recognizer.run)
-                    # A VAD that decides in microseconds runs inside AudioIn.
-                    detector = vad.detector() if has_vad else None
-                    segmented = recognizer is not None and not recognizer.streaming
-                    if has_vad and detector is None:
-                        vad_actor = VADActor(
-                            vad=vad,
-                            bus=bus,
-                            turn_events=turn.events,
-                            session_inbox=supervisor.inbox,
-                            # Only a recognizer driven by VAD segments reads them.
-                            recognizer_events=recognizer.vad_events if segmented else None,
-                        )
-                        await actors.start(vad_actor.run)
-                    audio_in = AudioIn(
-                        transport=transport,
+            supervisor.connect(planner=planner.inbox, turn=turn.inbox)
+            recognizer = vad_actor = audio_in = None
+            if has_input:
+                assert transport is not None
+                if has_stt:
+                    recognizer = self._recognizer = Recognizer(
+                        stt=stt,
                         bus=bus,
+                        options=self._options,
+                        turn_events=turn.events,
                         session_inbox=supervisor.inbox,
-                        vad=vad_actor.frames if vad_actor else None,
-                        recognizer=recognizer.frames if recognizer else None,
-                        recorder=recorder.inbox if self._record else None,
-                        vad_detector=detector,
-                        vad_events=(
-                            [turn.events.clone()]
-                            + ([recognizer.vad_events] if segmented and recognizer is not None else [])
-                            if detector is not None
-                            else []
-                        ),
                     )
-                    turn._audio_in = audio_in.inbox
-                    self._audio_in = audio_in
-                    await actors.start(audio_in.run)
+                # A VAD that decides in microseconds runs inside AudioIn.
+                detector = vad.detector() if has_vad else None
+                segmented = recognizer is not None and not recognizer.streaming
+                if has_vad and detector is None:
+                    vad_actor = VADActor(
+                        vad=vad,
+                        bus=bus,
+                        turn_events=turn.events,
+                        session_inbox=supervisor.inbox,
+                        # Only a recognizer driven by VAD segments reads them.
+                        recognizer_events=recognizer.vad_events if segmented else None,
+                    )
+                audio_in = self._audio_in = AudioIn(
+                    transport=transport,
+                    bus=bus,
+                    session_inbox=supervisor.inbox,
+                    vad=vad_actor.frames if vad_actor else None,
+                    recognizer=recognizer.frames if recognizer else None,
+                    recorder=recorder.inbox if self._record else None,
+                    vad_detector=detector,
+                    vad_events=(
+                        [turn.events.clone()]
+                        + ([recognizer.vad_events] if segmented and recognizer is not None else [])
+                        if detector is not None
+                        else []
+                    ),
+                )
+            turn.connect(
+                planner=planner.inbox,
+                recognizer=recognizer.inbox if recognizer else None,
+                audio_in=audio_in.inbox if audio_in else None,
+            )
+            async with trio.open_nursery() as actors:
+                for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
+                    if actor is not None:
+                        await actors.start(actor.run)
                 state.running = True
                 session_toolsets = await open_toolsets(
                     actors, toolsets_of(self._tools), supervisor.report_toolset_error

@@ -61,12 +61,12 @@ class SessionSupervisor:
         bus: EventBus,
         state: SessionState,
         options: SessionOptions,
-        planner_inbox: trio.MemorySendChannel[Any],
     ) -> None:
         self._bus = bus
         self._state = state
         self._options = options
-        self._planner = planner_inbox
+        # Set by connect(): the other actors are created with this one's inbox.
+        self._planner: trio.MemorySendChannel[Any]
         self._turn: trio.MemorySendChannel[Any] | None = None
         self.inbox, self._inbox = trio.open_memory_channel[SessionMessage](math.inf)
         self.finished: Future[CloseInfo] = Future()
@@ -107,6 +107,10 @@ class SessionSupervisor:
         started: Future[None] = Future()
         await self._planner.send(StartActivity(agent=agent, reply=started))
         await started
+
+    def connect(self, *, planner: trio.MemorySendChannel[Any], turn: trio.MemorySendChannel[Any]) -> None:
+        self._planner = planner
+        self._turn = turn
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

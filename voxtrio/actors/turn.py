@@ -88,20 +88,19 @@ class Turn:
         bus: EventBus,
         state: SessionState,
         options: SessionOptions,
-        planner_inbox: trio.MemorySendChannel[Any],
         session_inbox: trio.MemorySendChannel[Any],
         has_stt: bool,
         has_vad: bool,
-        audio_in_inbox: trio.MemorySendChannel[Any] | None = None,
-        recognizer_inbox: trio.MemorySendChannel[Any] | None = None,
     ) -> None:
         self._bus = bus
         self._state = state
         self._options = options
-        self._planner = planner_inbox
         self._session_inbox = session_inbox
-        self._audio_in = audio_in_inbox
-        self._recognizer = recognizer_inbox
+        # Set by connect(): the Planner also needs this actor's inbox, so one of
+        # the two is created first.
+        self._planner: trio.MemorySendChannel[Any]
+        self._audio_in: trio.MemorySendChannel[Any] | None = None
+        self._recognizer: trio.MemorySendChannel[Any] | None = None
         self._has_stt = has_stt
         self._has_vad = has_vad
         self.events, self._events = trio.open_memory_channel[TurnMessage](EVENT_BUFFER)
@@ -149,6 +148,19 @@ class Turn:
         # preemptive generation
         self._preempted_transcript = ""
         self._resolve_mode()
+
+    def connect(
+        self,
+        *,
+        planner: trio.MemorySendChannel[Any],
+        recognizer: trio.MemorySendChannel[Any] | None = None,
+        audio_in: trio.MemorySendChannel[Any] | None = None,
+    ) -> None:
+        """Give the actors this one sends to (the Planner, and when there is audio
+        input the Recognizer, to flush or reset it, and AudioIn, to mute it)."""
+        self._planner = planner
+        self._recognizer = recognizer
+        self._audio_in = audio_in
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
