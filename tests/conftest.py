@@ -89,3 +89,20 @@ async def no_task_outlives_session():
     finally:
         trio.lowlevel.remove_instrument(tracker)
     assert not tracker.leaks, f"tasks outlived session.main: {tracker.leaks}"
+
+
+# -- hypothesis profiles for the conversation harness (tests/test_conversations.py) --
+# "ci" (the default) runs a few hundred generated conversations, the same ones
+# every time; "--hypothesis-profile=deep" runs thousands of fresh ones. Both leave
+# out hypothesis's own shrink phase: check_conversation shrinks the failing
+# scenario itself (voxtrio.testing.shrinking), which reads far better.
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402
+
+_CONVERSATION_SETTINGS = dict(
+    deadline=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large),
+)
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_CONVERSATION_SETTINGS)
+settings.register_profile("deep", max_examples=2500, **_CONVERSATION_SETTINGS)
+settings.load_profile("ci")

@@ -154,15 +154,17 @@ class Agent:
     async def on_user_turn_exceeded(self, event: Any) -> None:
         """Called when the user talks past ``user_turn_max_words``/``_max_duration``.
 
-        ``event`` is a :class:`voxtrio.messages.UserTurnExceeded`. By default the
-        agent politely cuts in, once, without tools and without being interruptible.
+        ``event`` is a :class:`voxtrio.messages.UserTurnExceeded`. The user's
+        words so far are already in the history (crossing the limit ends their
+        turn) and no reply was started for them: this hook decides it. By default
+        the agent politely cuts in, once, without tools and without being
+        interruptible.
         """
         session = self.session
         current = session.current_speech
         if current is not None and not current.done():
             return  # a reply is already on its way
         session.generate_reply(
-            user_input=event.transcript or event.accumulated_transcript,
             instructions=(
                 "The user has been talking for a long time. Politely cut in: summarize "
                 "briefly what you understood and ask them to continue in shorter turns."

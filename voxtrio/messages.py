@@ -24,7 +24,7 @@ inboxes so that a public API call never blocks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, Union
 
 import attrs
 
@@ -145,6 +145,9 @@ class UserTurnCompleted:
     confidence: float = 1.0
     skip_reply: bool = False
     metrics: dict[str, float] = attrs.Factory(dict)
+    #: Set when the turn ended because it crossed the user-turn limit: the
+    #: Planner runs ``on_user_turn_exceeded`` once the turn is in the history.
+    exceeded: UserTurnExceeded | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -363,6 +366,18 @@ class PlaySegment:
     started: Future[float | None]
     reply: Future[PlayoutResult]
     hold_while_user_speaks: Flag | None = None  # true while the user is silent
+    # told True when the device runs dry waiting for audio, False when it plays again
+    on_stall: Callable[[bool], None] | None = None
+
+
+@attrs.frozen
+class PlayoutStalled:
+    """The speech's audio ran out before its end (a slow or stuck TTS): nothing
+    is playing until more comes (``stalled`` False again). The agent is not
+    speaking meanwhile."""
+
+    handle: SpeechHandle
+    stalled: bool
 
 
 @attrs.frozen
@@ -436,6 +451,7 @@ class DrainRequested:
 
 
 PlannerMessage = Union[
+    PlayoutStalled,
     Say,
     GenerateReply,
     Interrupt,
@@ -462,7 +478,9 @@ TurnMessage = Union[
     SetAudioInput,
     OptionsChanged,
 ]
-SpeakerMessage = Union[SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout]
+SpeakerMessage = Union[
+    SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged
+]
 SessionMessage = Union[
-    ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested
+    ProviderFailed, ErrorCountReset, HandoffRequested, CloseRequested, DrainRequested, OptionsChanged
 ]

@@ -64,6 +64,14 @@ _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.Conte
 )
 
 
+def _only_cancellation(error: BaseException) -> bool:
+    """Whether ``error`` is the session being cancelled from outside: a
+    ``Cancelled``, or (from nested nurseries) a group of nothing else."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(lambda e: not isinstance(e, (trio.Cancelled, BaseExceptionGroup))) is None
+    return isinstance(error, trio.Cancelled)
+
+
 class AgentSession:
     """A voice conversation: hear, decide, speak, hand over, close.
 
@@ -107,6 +115,8 @@ class AgentSession:
         self._speech_ids = itertools.count(1)
         self._planner: Planner | None = None
         self._turn: Turn | None = None
+        self._speaker: Speaker | None = None
+        self._recognizer: Recognizer | None = None
         self._supervisor: SessionSupervisor | None = None
         self._closed: trio.Event | None = None
         self.recorder: Recorder | None = None
@@ -134,14 +144,12 @@ class AgentSession:
         token = _inside_session.set(self)
         info = CloseInfo("error", None, ())
         try:
-            supervisor = self._supervisor = SessionSupervisor(
-                bus=bus, state=state, options=self._options, planner_inbox=None  # type: ignore[arg-type]
-            )
+            supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
             recorder = self.recorder = Recorder(enabled=self._record)
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
-            speaker = Speaker(
+            speaker = self._speaker = Speaker(
                 tts=agent.override("tts", self.tts),
                 transport=transport,
                 bus=bus,
@@ -155,7 +163,6 @@ class AgentSession:
                 bus=bus,
                 state=state,
                 options=self._options,
-                planner_inbox=None,  # type: ignore[arg-type]
                 session_inbox=supervisor.inbox,
                 has_stt=has_stt,
                 has_vad=has_vad,
@@ -172,59 +179,54 @@ class AgentSession:
                 session_tools=self._tools,
                 can_pause=speaker.can_pause,
             )
-            turn._planner = planner.inbox
-            supervisor._planner = planner.inbox
-            supervisor._turn = turn.inbox
-            async with trio.open_nursery() as actors:
-                await actors.start(supervisor.run)
-                await actors.start(recorder.run)
-                await actors.start(speaker.run)
-                await actors.start(turn.run)
-                await actors.start(planner.run)
-                if has_input:
-                    assert transport is not None
-                    vad_actor = recognizer = None
-                    if has_stt:
-                        recognizer = Recognizer(
-                            stt=stt,
-                            bus=bus,
-                            options=self._options,
-                            turn_events=turn.events,
-                            session_inbox=supervisor.inbox,
-                        )
-                        turn._recognizer = recognizer.inbox
-                        await actors.start(recognizer.run)
-                    # A VAD that decides in microseconds runs inside AudioIn.
-                    detector = vad.detector() if has_vad else None
-                    segmented = recognizer is not None and not recognizer.streaming
-                    if has_vad and detector is None:
-                        vad_actor = VADActor(
-                            vad=vad,
-                            bus=bus,
-                            turn_events=turn.events,
-                            session_inbox=supervisor.inbox,
-                            # Only a recognizer driven by VAD segments reads them.
-                            recognizer_events=recognizer.vad_events if segmented else None,
-                        )
-                        await actors.start(vad_actor.run)
-                    audio_in = AudioIn(
-                        transport=transport,
+            supervisor.connect(planner=planner.inbox, turn=turn.inbox)
+            recognizer = vad_actor = audio_in = None
+            if has_input:
+                assert transport is not None
+                if has_stt:
+                    recognizer = self._recognizer = Recognizer(
+                        stt=stt,
                         bus=bus,
+                        options=self._options,
+                        turn_events=turn.events,
                         session_inbox=supervisor.inbox,
-                        vad=vad_actor.frames if vad_actor else None,
-                        recognizer=recognizer.frames if recognizer else None,
-                        recorder=recorder.inbox if self._record else None,
-                        vad_detector=detector,
-                        vad_events=(
-                            [turn.events.clone()]
-                            + ([recognizer.vad_events] if segmented and recognizer is not None else [])
-                            if detector is not None
-                            else []
-                        ),
                     )
-                    turn._audio_in = audio_in.inbox
-                    self._audio_in = audio_in
-                    await actors.start(audio_in.run)
+                # A VAD that decides in microseconds runs inside AudioIn.
+                detector = vad.detector() if has_vad else None
+                segmented = recognizer is not None and not recognizer.streaming
+                if has_vad and detector is None:
+                    vad_actor = VADActor(
+                        vad=vad,
+                        bus=bus,
+                        turn_events=turn.events,
+                        session_inbox=supervisor.inbox,
+                        # Only a recognizer driven by VAD segments reads them.
+                        recognizer_events=recognizer.vad_events if segmented else None,
+                    )
+                audio_in = self._audio_in = AudioIn(
+                    transport=transport,
+                    bus=bus,
+                    session_inbox=supervisor.inbox,
+                    vad=vad_actor.frames if vad_actor else None,
+                    recognizer=recognizer.frames if recognizer else None,
+                    recorder=recorder.inbox if self._record else None,
+                    vad_detector=detector,
+                    vad_events=(
+                        [turn.events.clone()]
+                        + ([recognizer.vad_events] if segmented and recognizer is not None else [])
+                        if detector is not None
+                        else []
+                    ),
+                )
+            turn.connect(
+                planner=planner.inbox,
+                recognizer=recognizer.inbox if recognizer else None,
+                audio_in=audio_in.inbox if audio_in else None,
+            )
+            async with trio.open_nursery() as actors:
+                for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
+                    if actor is not None:
+                        await actors.start(actor.run)
                 state.running = True
                 session_toolsets = await open_toolsets(
                     actors, toolsets_of(self._tools), supervisor.report_toolset_error
@@ -235,7 +237,7 @@ class AgentSession:
                 await session_toolsets.aclose()
                 actors.cancel_scope.cancel()
         except BaseException as error:
-            if isinstance(error, trio.Cancelled):
+            if _only_cancellation(error):
                 info = CloseInfo("job_shutdown", None, ())
             else:
                 info = CloseInfo("error", error, ())
@@ -465,7 +467,8 @@ class AgentSession:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         self._options = attrs.evolve(self._options, **changes)
         if self._state.running:
-            for actor in (self._planner, self._turn):
+            # Every actor that reads options hears of the change.
+            for actor in (self._supervisor, self._planner, self._turn, self._speaker, self._recognizer):
                 if actor is not None:
                     actor.inbox.send_nowait(OptionsChanged(self._options))
 

@@ -47,6 +47,7 @@ class SessionState:
     # Session
     running: bool = False
     closing: bool = False
+    close_requested_at: float | None = None  # trio time of the first close request
     extra: dict[str, Any] = attrs.Factory(dict)
 
     def update_idle(self) -> None:

@@ -28,6 +28,7 @@ another actor needs; the Session bounds it with the close deadline.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import itertools
 import logging
@@ -69,6 +70,7 @@ from ..messages import (
     OptionsChanged,
     PlannerMessage,
     PlayoutResult,
+    PlayoutStalled,
     PlaySegment,
     PreemptiveTranscript,
     ProviderFailed,
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("voxtrio.planner")
 
+TOOL_CANCELLED_OUTPUT = "the tool was cancelled: the session closed before it returned"
 TOOL_CHOICE_NONE_OUTPUT = "tool calls are not allowed in this step (tool_choice is 'none')"
 # Preemptive generation gives up on very long user turns and after a few tries.
 PREEMPTIVE_MAX_SPEECH = 10.0
@@ -159,7 +162,15 @@ class Planner:
         self._tasks_running = 0
         self._tasks_idle = Flag(True)
         self._user_silent = Flag(True)
-        self._user_turn_lock = trio.Lock()
+        # User turns take their place in the history in the order they ended:
+        # each waits for the one before it (which may wait for a speech and its
+        # tools). The head of the queue is the turn being handled.
+        self._turn_queue: collections.deque[trio.Event] = collections.deque()
+        # The queued turns' messages, in the order the turns ended, until each
+        # is handled. If the close deadline cancels turns still waiting, the
+        # session is closing and they are committed then, in that order: a
+        # user's words are never lost.
+        self._unhandled_turns: dict[trio.Event, ChatMessage] = {}
         self._turn_generation = 0
         self._running_tools = 0
         self._can_pause = can_pause
@@ -195,6 +206,16 @@ class Planner:
     # -- the actor ----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            if self._state.closing:
+                for message in self._unhandled_turns.values():
+                    if message.content:
+                        self._commit(message)
+            self._unhandled_turns.clear()
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._schedule)
@@ -212,6 +233,9 @@ class Planner:
                     self._handle(message)
 
     def _handle(self, message: PlannerMessage) -> None:
+        if isinstance(message, PlayoutStalled):
+            self._on_playout_stalled(message)
+            return
         if isinstance(message, (Say, GenerateReply)):
             # Spawned below, the speech counts as planner work from here on.
             self._state.count_posted_speech(-1)
@@ -239,10 +263,13 @@ class Planner:
         elif isinstance(message, UserTurnCompleted):
             if self._turns_blocked:
                 if self._state.closing and message.transcript:
-                    self._commit(ChatMessage(role="user", content=message.transcript))
+                    self._commit_at_close(ChatMessage(role="user", content=message.transcript))
                 return
             self._turn_generation += 1
-            self._start_task(self._user_turn(message, self._turn_generation), "user_turn")
+            place = self._queue_turn(
+                ChatMessage(role="user", content=message.transcript, metrics=dict(message.metrics))
+            )
+            self._start_task(self._user_turn(message, self._turn_generation, place), "user_turn")
         elif isinstance(message, UserInterrupted):
             self._interrupt_by_user(message.reason)
         elif isinstance(message, UserActivity):
@@ -254,15 +281,7 @@ class Planner:
         elif isinstance(message, PreemptiveTranscript):
             self._preempt(message)
         elif isinstance(message, UserTurnExceeded):
-            agent = self._agent
-            if agent is not None and not self._turns_blocked:
-                self._start_task(
-                    self._run_hook(
-                        f"{agent.id}.on_user_turn_exceeded",
-                        lambda: agent.on_user_turn_exceeded(message),
-                    ),
-                    "on_user_turn_exceeded",
-                )
+            self._on_user_turn_exceeded(message)
         elif isinstance(message, StartActivity):
             self._start_activity(message)
         elif isinstance(message, DrainActivity):
@@ -450,6 +469,8 @@ class Planner:
         bounds the whole wait with its close deadline.
         """
         self._turns_blocked = True
+        # No turn will use a reply prepared ahead any more (A.15: drain cancels it).
+        self._drop_preemptive()
         if message.interrupt:
             self._interrupt_all(force=True, reply=None)
         await self._unwind_agent_tasks("the session is closing" if self._state.closing else "handing off")
@@ -634,13 +655,17 @@ class Planner:
         seq: int | None = None,
         emit: bool = True,
         owner: Agent | None = None,
+        speech: SpeechHandle | None = None,
     ) -> None:
         """Put an item in its agent's context and the session history, in its place.
 
         Its place is ``seq`` if given, else the place it already reserved, else
         now. Its agent is ``owner`` (the agent a speech was made for) if given,
-        else the current one.
+        else the current one. ``speech`` is the handle that produced the item
+        (its ``chat_items``).
         """
+        if speech is not None and item not in speech.chat_items:
+            speech.chat_items.append(item)
         if seq is not None:
             item.seq = seq
         elif item.seq == math.inf:
@@ -688,9 +713,13 @@ class Planner:
             self._start_task(self._resolve_when_done(interrupted, reply), "interrupt")
 
     async def _resolve_when_done(self, handles: list[SpeechHandle], reply: Future[None]) -> None:
-        for handle in handles:
-            await handle._done.wait_value(True)
-        reply.set_result(None)
+        try:
+            for handle in handles:
+                await handle._done.wait_value(True)
+        finally:
+            # Also when the session closes first: its speeches are over then.
+            if not reply.done():
+                reply.set_result(None)
 
     def _interrupt_by_user(self, reason: str) -> None:
         """The user cuts in (A.7 path 1; Turn already applied its gates).
@@ -762,7 +791,9 @@ class Planner:
         self._end_of_turn_pending = message.pending
         if not message.pending and self._resume_deferred:
             self._resume_deferred = False
-            if not message.committed:
+            # A committed turn interrupts the paused speech, unless turns are
+            # blocked (a drain or hand-off drops it): then nothing would, so resume.
+            if not message.committed or self._turns_blocked:
                 self._resume_after_false_interruption()
 
     def _resume_after_false_interruption(self) -> None:
@@ -803,6 +834,7 @@ class Planner:
                 ChatMessage(role="assistant", content=result.text, interrupted=result.interrupted),
                 seq=reply_seq,
                 owner=handle._owner,
+                speech=handle,
             )
         self._after_playout(handle, tools_pending=False, had_output=False)
         handle._mark_generation_done()
@@ -833,11 +865,22 @@ class Planner:
                 started=started,
                 reply=reply,
                 hold_while_user_speaks=self._user_silent if handle.allow_interruptions else None,
+                on_stall=lambda stalled: self.inbox.send_nowait(PlayoutStalled(handle, stalled)),
             )
         )
         if await started is not None:
             self._set_agent_state("speaking")
         return await reply
+
+    def _on_playout_stalled(self, message: PlayoutStalled) -> None:
+        """The agent is 'speaking' only while its audio plays: while the speech's
+        audio has run out (a stuck TTS) it is 'thinking' (reference problem 1)."""
+        if self._state.current_speech is not message.handle or message.handle.done():
+            return
+        if message.stalled and self._state.agent_state == "speaking":
+            self._set_agent_state("thinking")
+        elif not message.stalled and self._state.agent_state == "thinking":
+            self._set_agent_state("speaking")
 
     def _after_playout(self, handle: SpeechHandle, *, tools_pending: bool, had_output: bool) -> None:
         if had_output and not handle.interrupted:
@@ -908,8 +951,12 @@ class Planner:
         step_started = self._bus.last_seq
         if new_message is not None:
             ctx.insert(new_message)
+        # Instructions are for this step only: a tool follow-up step reads the
+        # context without them, so it ends with the tool outputs it answers.
+        step_ctx = ctx
         if instructions:
-            ctx.add_message(role="system", content=instructions)
+            step_ctx = ctx.copy()
+            step_ctx.add_message(role="system", content=instructions)
         llm_send, llm_receive = trio.open_memory_channel[LLMChunk](math.inf)
         tool_send, tool_receive = trio.open_memory_channel[ToolCallChunk](math.inf)
         segment: Future[str | None] = Future()
@@ -930,7 +977,7 @@ class Planner:
                     self._run_llm,
                     handle,
                     self._resolved_llm(handle),
-                    ctx,
+                    step_ctx,
                     tools,
                     tool_choice,
                     llm_send,
@@ -965,6 +1012,7 @@ class Planner:
                         ),
                         seq=reply_seq,
                         owner=handle._owner,
+                        speech=handle,
                     )
                 self._after_playout(
                     handle,
@@ -974,6 +1022,13 @@ class Planner:
                 handle._mark_generation_done()
                 if not tools_done:
                     await self._wait_for_tools(handle, tools_done)
+        except BaseException:
+            # Cancelled with the session (its close deadline): the tools that
+            # began still get their call and an output in the history.
+            abandoned = [outcome for outcome in outcomes if outcome is not None]
+            if abandoned:
+                self._record_abandoned_tools(handle, abandoned)
+            raise
         finally:
             for scope in generation:
                 handle._unbind_scope(scope)
@@ -1162,7 +1217,7 @@ class Planner:
                 logger.exception("tool %s raised", tool.name)
             outcomes[index] = outcome_from_error(call, error)
         except BaseException:
-            outcomes[index] = outcome_from_error(call, _ToolCancelled())
+            outcomes[index] = rejected_outcome(call, TOOL_CANCELLED_OUTPUT)
             raise
         else:
             outcomes[index] = outcome_from_result(call, result)
@@ -1183,7 +1238,7 @@ class Planner:
         if handle.interrupted:
             outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
             self._emit_tools_executed(outcomes, max_steps_reached=False)
-            self._commit_tool_items(outcomes, handle._owner)
+            self._commit_tool_items(outcomes, handle)
             return
         max_steps_reached = handle.num_steps >= self._options.max_tool_steps + 1
         handle._next_step()
@@ -1196,7 +1251,7 @@ class Planner:
             draining = True
         elif len(agents) > 1:
             logger.error("more than one tool returned an agent; no hand-off")
-        self._commit_tool_items(outcomes, handle._owner)
+        self._commit_tool_items(outcomes, handle)
         if any(outcome.reply_required for outcome in outcomes):
             follow_up = ctx.copy()
             # What the agent's context gained during this step: what it said, and
@@ -1224,6 +1279,11 @@ class Planner:
             )
             self._schedule_speech(handle, force=True)
 
+    def _record_abandoned_tools(self, handle: SpeechHandle, outcomes: list[ToolOutcome]) -> None:
+        outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
+        self._emit_tools_executed(outcomes, max_steps_reached=False)
+        self._commit_tool_items(outcomes, handle)
+
     def _emit_tools_executed(self, outcomes: list[ToolOutcome], *, max_steps_reached: bool) -> None:
         self._bus.emit(
             FunctionToolsExecuted(
@@ -1233,23 +1293,68 @@ class Planner:
             )
         )
 
-    def _commit_tool_items(self, outcomes: list[ToolOutcome], owner: Agent | None) -> None:
+    def _commit_tool_items(self, outcomes: list[ToolOutcome], handle: SpeechHandle) -> None:
         for outcome in outcomes:
-            self._commit(outcome.call, emit=False, owner=owner)
-            self._commit(outcome.output, emit=False, owner=owner)
+            self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
+            self._commit(outcome.output, emit=False, owner=handle._owner, speech=handle)
 
     # -- user turns ------------------------------------------------------------------------------
 
-    async def _user_turn(self, turn: UserTurnCompleted, generation: int) -> None:
-        async with self._user_turn_lock:
-            await self._user_turn_locked(turn, generation)
+    def _queue_turn(self, message: ChatMessage) -> trio.Event:
+        place = trio.Event()
+        if not self._turn_queue:
+            place.set()
+        self._turn_queue.append(place)
+        self._unhandled_turns[place] = message
+        return place
 
-    async def _user_turn_locked(self, turn: UserTurnCompleted, generation: int) -> None:
+    def _leave_turn_queue(self, place: trio.Event) -> None:
+        self._turn_queue.remove(place)
+        if self._turn_queue:
+            self._turn_queue[0].set()
+
+    def _commit_at_close(self, message: ChatMessage) -> None:
+        """Commit a turn that ended during the close, after the turns before it."""
+        if not self._turn_queue:
+            self._commit(message)
+            return
+        place = self._queue_turn(message)
+
+        async def commit_in_place() -> None:
+            try:
+                await place.wait()
+                self._commit(self._unhandled_turns.pop(place))
+            finally:
+                self._leave_turn_queue(place)
+
+        self._start_task(commit_in_place(), "user_turn")
+
+    async def _user_turn(self, turn: UserTurnCompleted, generation: int, place: trio.Event) -> None:
+        try:
+            await place.wait()
+            await self._handle_user_turn(turn, generation, self._unhandled_turns[place])
+            del self._unhandled_turns[place]
+        finally:
+            self._leave_turn_queue(place)
+        if turn.exceeded is not None:
+            self._on_user_turn_exceeded(turn.exceeded)
+
+    def _on_user_turn_exceeded(self, exceeded: UserTurnExceeded) -> None:
+        agent = self._agent
+        if agent is not None and not self._turns_blocked:
+            self._start_task(
+                self._run_hook(
+                    f"{agent.id}.on_user_turn_exceeded",
+                    lambda: agent.on_user_turn_exceeded(exceeded),
+                ),
+                "on_user_turn_exceeded",
+            )
+
+    async def _handle_user_turn(self, turn: UserTurnCompleted, generation: int, message: ChatMessage) -> None:
         self._preemptive_attempts = 0
         background = [h.interrupt() for h in list(self._background) if h.allow_interruptions]
         for handle in background:
             await handle._done.wait_value(True)
-        message = ChatMessage(role="user", content=turn.transcript, metrics=dict(turn.metrics))
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
@@ -1415,10 +1520,6 @@ class _StopAccepting:
     """The Planner's note to itself: no new speech after the messages before this."""
 
     reply: Future[None]
-
-
-class _ToolCancelled(Exception):
-    pass
 
 
 def _is_expected_tool_error(error: BaseException) -> bool:

@@ -28,7 +28,7 @@ import trio
 from ..audio import AudioFrame
 from ..errors import APIError
 from ..events import ErrorEvent, EventBus, MetricsCollected
-from ..messages import FlushRecognizer, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
+from ..messages import FlushRecognizer, OptionsChanged, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
 from ..options import SessionOptions
 from ..providers.base import STT
 from ..retry import retrying, unwrap
@@ -99,6 +99,8 @@ class Recognizer:
                 self._flush()
             elif isinstance(message, ResetRecognizer):
                 self._reset()
+            elif isinstance(message, OptionsChanged):
+                self._options = message.options
 
     # -- streaming -----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from ..messages import (
     ErrorCountReset,
     HandoffRequested,
     Interrupt,
+    OptionsChanged,
     ProviderFailed,
     SessionMessage,
     StartActivity,
@@ -39,6 +40,11 @@ from ..messages import (
 from ..options import SessionOptions
 from ..state import SessionState
 from ..tools import Toolset, ToolsetLease, open_toolsets, toolsets_of
+
+
+# At most this much of close_timeout (and at most a quarter of it) is kept to
+# cut off the speech still playing when the deadline comes.
+CLOSE_GRACE = 0.25
 
 
 @attrs.frozen
@@ -55,12 +61,12 @@ class SessionSupervisor:
         bus: EventBus,
         state: SessionState,
         options: SessionOptions,
-        planner_inbox: trio.MemorySendChannel[Any],
     ) -> None:
         self._bus = bus
         self._state = state
         self._options = options
-        self._planner = planner_inbox
+        # Set by connect(): the other actors are created with this one's inbox.
+        self._planner: trio.MemorySendChannel[Any]
         self._turn: trio.MemorySendChannel[Any] | None = None
         self.inbox, self._inbox = trio.open_memory_channel[SessionMessage](math.inf)
         self.finished: Future[CloseInfo] = Future()
@@ -102,6 +108,10 @@ class SessionSupervisor:
         await self._planner.send(StartActivity(agent=agent, reply=started))
         await started
 
+    def connect(self, *, planner: trio.MemorySendChannel[Any], turn: trio.MemorySendChannel[Any]) -> None:
+        self._planner = planner
+        self._turn = turn
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -115,6 +125,7 @@ class SessionSupervisor:
             if not self._closing:
                 self._closing = True
                 self._state.closing = True
+                self._state.close_requested_at = trio.current_time()
                 if self._handoff_scope is not None:
                     self._handoff_scope.cancel()
                 self._nursery.start_soon(self._close, message)
@@ -136,6 +147,8 @@ class SessionSupervisor:
             self._handoffs.append(message)
             if not self._handoff_running:
                 self._nursery.start_soon(self._run_handoffs)
+        elif isinstance(message, OptionsChanged):
+            self._options = message.options
         elif isinstance(message, DrainRequested):
             self._nursery.start_soon(self._drain, message)
 
@@ -183,16 +196,25 @@ class SessionSupervisor:
             await self._disconnect_toolsets(old)
 
     async def _drain(self, request: DrainRequested) -> None:
-        drained: Future[None] = Future()
-        await self._planner.send(DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
-        await drained
-        request.reply.set_result(None)
+        try:
+            drained: Future[None] = Future()
+            await self._planner.send(DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
+            await drained
+        finally:
+            # Also when a close overtakes the drain (this task is then cancelled
+            # with the supervisor): a closed session has nothing left to play.
+            if not request.reply.done():
+                request.reply.set_result(None)
 
     async def _close(self, request: CloseRequested) -> None:
         cancelled: tuple[str, ...] = ()
-        with trio.move_on_after(self._options.close_timeout) as deadline:
-            drained: Future[None] = Future()
-            await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
+        timeout = self._options.close_timeout
+        # The end of the deadline is kept for cutting off what still plays, so
+        # that what was heard is recorded before the actors are cancelled.
+        grace = min(CLOSE_GRACE, timeout / 4)
+        drained: Future[None] = Future()
+        await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
+        with trio.move_on_after(timeout - grace) as deadline:
             await drained
             if request.reason != "error" and self._turn is not None:
                 # What the user said last still goes into the history.
@@ -204,6 +226,10 @@ class SessionSupervisor:
                 )
                 await committed
         if deadline.cancelled_caught:
+            if not drained.done():
+                await self._planner.send(Interrupt(force=True, reply=Future()))
+                with trio.move_on_after(grace):
+                    await drained
             cancelled = tuple(sorted(set(self._state.running_user_code.values())))
         for agent in list(self._leases):
             await self._disconnect_toolsets(agent)

@@ -29,6 +29,7 @@ from ..audio import AudioFrame, PlayoutTimeline
 from ..events import ErrorEvent, EventBus, MetricsCollected, PlaybackFinished, PlaybackStarted
 from ..messages import (
     DiscardSegment,
+    OptionsChanged,
     PausePlayout,
     PlayoutResult,
     PlaySegment,
@@ -45,6 +46,13 @@ from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 
 if TYPE_CHECKING:
     from ..transports.base import AudioOutput, Transport
+
+# Speech pace assumed for text whose audio was never fully synthesized (a TTS
+# failure): about 170 words a minute.
+NOMINAL_CHARS_PER_SECOND = 15.0
+
+# What _next_audio returns when the device ran dry waiting for audio.
+_STALLED = object()
 
 # A TTS provider may send this before its first audio to say when it started
 # working on the text (time-to-first-byte is measured from there).
@@ -174,6 +182,8 @@ class Speaker:
         elif isinstance(message, PlaySegment):
             segment = self._segments.pop(message.segment_id)
             self._nursery.start_soon(self._play, segment, message)
+        elif isinstance(message, OptionsChanged):
+            self._options = message.options
         elif isinstance(message, DiscardSegment):
             segment = self._segments.pop(message.segment_id, None)
             if segment is not None:
@@ -382,7 +392,14 @@ class Speaker:
                     self._timeline.reset()
                     if self._paused:
                         self._timeline.pause(trio.current_time())
-                    async for item in segment.audio_receive:
+                    stalled = False
+                    while True:
+                        item = await self._next_audio(segment, request, stalled or not wrote_any)
+                        if item is _STALLED:
+                            stalled = True
+                            continue
+                        if item is None:
+                            break
                         frame = item.frame
                         if not wrote_any and request.hold_while_user_speaks is not None:
                             await request.hold_while_user_speaks.wait_value(True)
@@ -391,6 +408,10 @@ class Speaker:
                         await self._output.write(frame)
                         self._timeline.write(frame.duration, now)
                         wrote_any = True
+                        if stalled:
+                            stalled = False
+                            if request.on_stall is not None:
+                                request.on_stall(False)
                         self._record(frame)
                         if started_at is None:
                             started_at = await self._await_audible(request)
@@ -401,6 +422,9 @@ class Speaker:
             finally:
                 handle._unbind_scope(scope)
         interrupted = scope.cancelled_caught or handle.interrupted
+        # Synthesis that failed after some audio cut the speech short: the user
+        # heard the start of it, as if it had been interrupted there.
+        interrupted = interrupted or (wrote_any and segment.error is not None)
         now = trio.current_time()
         if not segment.text_only:
             assert self._output is not None
@@ -414,7 +438,8 @@ class Speaker:
                 self._timeline.pause(now)
             if interrupted or position < segment.synthesized:
                 segment.scope.cancel()
-            heard = self._heard_text(segment, position, interrupted)
+            # No audio (the TTS failed or had nothing): nothing was heard.
+            heard = self._heard_text(segment, position, interrupted) if wrote_any else ""
         else:
             position = 0.0
             heard = "" if started_at is None else segment.text
@@ -435,6 +460,23 @@ class Speaker:
                 error=segment.error,
             )
         )
+
+    async def _next_audio(self, segment: _Segment, request: PlaySegment, quiet: bool) -> Any:
+        """The next synthesized chunk, None at the end, or ``_STALLED`` once when
+        the device runs dry waiting for it (then the caller asks again).
+
+        ``quiet``: nothing is playing anyway (not started yet, or already stalled)."""
+        receive = segment.audio_receive
+        dry_at = math.inf
+        if not quiet and not self._paused and request.on_stall is not None:
+            dry_at = self._timeline.end_time(trio.current_time())
+        with trio.move_on_at(dry_at):
+            try:
+                return await receive.receive()
+            except trio.EndOfChannel:
+                return None
+        request.on_stall(True)  # type: ignore[misc]
+        return _STALLED
 
     async def _await_audible(self, request: PlaySegment) -> float | None:
         """Resolve ``started`` once the first frame is actually playing (after a pause)."""
@@ -496,7 +538,11 @@ class Speaker:
             return " ".join(w.text for w in segment.words if w.end <= position + 1e-9)
         if segment.synthesized <= 0:
             return ""
-        return heard_prefix(segment.text, position / segment.synthesized)
+        total = segment.synthesized
+        if segment.error is not None:
+            # The rest was never synthesized: estimate how long all of it would be.
+            total = max(total, len(segment.text) / NOMINAL_CHARS_PER_SECOND)
+        return heard_prefix(segment.text, position / total)
 
     def _record(self, frame: AudioFrame) -> None:
         if self._recorder is None:

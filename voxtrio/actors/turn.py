@@ -88,20 +88,19 @@ class Turn:
         bus: EventBus,
         state: SessionState,
         options: SessionOptions,
-        planner_inbox: trio.MemorySendChannel[Any],
         session_inbox: trio.MemorySendChannel[Any],
         has_stt: bool,
         has_vad: bool,
-        audio_in_inbox: trio.MemorySendChannel[Any] | None = None,
-        recognizer_inbox: trio.MemorySendChannel[Any] | None = None,
     ) -> None:
         self._bus = bus
         self._state = state
         self._options = options
-        self._planner = planner_inbox
         self._session_inbox = session_inbox
-        self._audio_in = audio_in_inbox
-        self._recognizer = recognizer_inbox
+        # Set by connect(): the Planner also needs this actor's inbox, so one of
+        # the two is created first.
+        self._planner: trio.MemorySendChannel[Any]
+        self._audio_in: trio.MemorySendChannel[Any] | None = None
+        self._recognizer: trio.MemorySendChannel[Any] | None = None
         self._has_stt = has_stt
         self._has_vad = has_vad
         self.events, self._events = trio.open_memory_channel[TurnMessage](EVENT_BUFFER)
@@ -150,12 +149,42 @@ class Turn:
         self._preempted_transcript = ""
         self._resolve_mode()
 
+    def connect(
+        self,
+        *,
+        planner: trio.MemorySendChannel[Any],
+        recognizer: trio.MemorySendChannel[Any] | None = None,
+        audio_in: trio.MemorySendChannel[Any] | None = None,
+    ) -> None:
+        """Give the actors this one sends to (the Planner, and when there is audio
+        input the Recognizer, to flush or reset it, and AudioIn, to mute it)."""
+        self._planner = planner
+        self._recognizer = recognizer
+        self._audio_in = audio_in
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._read, self._events)
-            task_status.started()
-            await self._read(self._inbox)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._read, self._events)
+                task_status.started()
+                await self._read(self._inbox)
+        finally:
+            self._answer_pending_commits()
+
+    def _answer_pending_commits(self) -> None:
+        """The session is over: a commit_user_turn() still waiting, or not read
+        yet, gets a closed session's answer, an empty transcript (A.19)."""
+        if self._manual_commit is not None and not self._manual_commit.done():
+            self._manual_commit.set_result("")
+        self._manual_commit = None
+        while True:
+            try:
+                message = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            if isinstance(message, CommitUserTurn) and not message.reply.done():
+                message.reply.set_result("")
 
     async def _read(self, channel: trio.MemoryReceiveChannel[TurnMessage]) -> None:
         async for message in channel:
@@ -495,7 +524,14 @@ class Turn:
             committed = self._commit(skip_reply=skip_reply, delay=delay, probability=probability)
             self._planner.send_nowait(EndOfTurnPending(pending=False, committed=committed))
 
-    def _commit(self, *, skip_reply: bool, delay: float | None = None, probability: float | None = None) -> bool:
+    def _commit(
+        self,
+        *,
+        skip_reply: bool,
+        delay: float | None = None,
+        probability: float | None = None,
+        exceeded: UserTurnExceeded | None = None,
+    ) -> bool:
         transcript = self._transcript
         agent = self._agent
         min_words = self._options.min_interruption_words
@@ -528,6 +564,7 @@ class Turn:
                 confidence=confidence,
                 skip_reply=skip_reply,
                 metrics=metrics,
+                exceeded=exceeded,
             )
         )
         self._transcript = ""
@@ -662,14 +699,19 @@ class Turn:
         )
         if crossed and not self._limit_fired:
             self._limit_fired = True
-            self._planner.send_nowait(
-                UserTurnExceeded(
-                    transcript=self._transcript,
-                    accumulated_transcript=self._limit_transcript,
-                    word_count=self._limit_words,
-                    duration=duration,
-                )
+            # Crossing the limit ends the user's turn here: it is committed once,
+            # now, and the hook decides the reply (by default a cut-in). Leaving
+            # the words pending would commit them a second time at the end of
+            # the utterance, after the hook answered them.
+            exceeded = UserTurnExceeded(
+                transcript=self._transcript,
+                accumulated_transcript=self._limit_transcript,
+                word_count=self._limit_words,
+                duration=duration,
             )
+            self._cancel_bounce()
+            if not (self._transcript and self._commit(skip_reply=True, exceeded=exceeded)):
+                self._planner.send_nowait(exceeded)
 
     # -- preemptive generation (A.9) ---------------------------------------------------------------
 

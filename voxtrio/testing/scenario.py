@@ -23,10 +23,11 @@ import trio.testing
 from ..agent import Agent
 from ..errors import ToolError
 from ..events import Event
-from ..options import SESSION_OPTION_NAMES, SessionConnectOptions
+from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions
 from ..session import AgentSession
 from ..tools import FunctionTool
 from .scripted import (
+    Fault,
     LLMResponse,
     ScriptedLLM,
     ScriptedSTT,
@@ -94,8 +95,11 @@ def _bool(value: Any, field: str) -> bool:
 
 TOP_LEVEL = {
     "name", "description", "options", "vad", "stt", "audio_output", "agent", "agents", "tools",
-    "user", "llm", "tts", "tts_default_chars_per_second", "actions", "end", "expect",
+    "user", "llm", "tts", "tts_default_chars_per_second", "actions", "end", "expect", "faults",
 }
+FAULT_KINDS = ("connection", "status", "timeout")
+CONN_OPTION_FIELDS = {"max_retry", "retry_interval", "timeout"}
+CONN_OPTIONS_FIELDS = {"llm_conn_options", "tts_conn_options", "stt_conn_options", "max_unrecoverable_errors"}
 STEP_KINDS = {"sleep", "say", "generate_reply", "update_agent", "shutdown", "interrupt"}
 SAY_ARGS = {"text", "allow_interruptions", "add_to_chat_ctx"}
 REPLY_ARGS = {"user_input", "instructions", "tool_choice", "allow_interruptions", "tools"}
@@ -110,7 +114,7 @@ ACTION_ARGS: dict[str, set[str]] = {
     "shutdown": {"drain"},
     "aclose": set(),
 }
-SCENARIO_OPTIONS = (set(SESSION_OPTION_NAMES) - {"conn_options"}) | {"max_unrecoverable_errors"}
+SCENARIO_OPTIONS = set(SESSION_OPTION_NAMES) | {"max_unrecoverable_errors"}
 
 
 @attrs.frozen(kw_only=True)
@@ -131,6 +135,9 @@ class Scenario:
     end: dict[str, float]
     expect: list[Any] | None
     raw: dict[str, Any] = attrs.field(repr=False)
+    stt_faults: list[Fault] = attrs.Factory(list)
+    vad_fail_at: float | None = None
+    disconnect_at: float | None = None
 
 
 def _validate_step(step: Any, field: str, agents: Mapping[str, Any]) -> None:
@@ -156,13 +163,46 @@ def _validate_step(step: Any, field: str, agents: Mapping[str, Any]) -> None:
         _object(value, where, {"force"})
 
 
+def _fault(value: Any, field: str, *, allowed: set[str], kinds: tuple[str, ...] = FAULT_KINDS) -> Fault:
+    spec = _object(value, field, allowed)
+    kind = _string(spec.get("kind", "connection"), f"{field}.kind")
+    if kind not in kinds:
+        raise ScenarioError(f"{field}.kind", f"expected one of {', '.join(kinds)}, got {kind!r}")
+    return Fault(
+        kind=kind,  # type: ignore[arg-type]
+        retryable=_bool(spec.get("retryable", True), f"{field}.retryable"),
+        after=_number(spec.get("after", 0.0), f"{field}.after"),
+        at=_number(spec.get("at", 0.0), f"{field}.at"),
+    )
+
+
+def _conn_options(value: Any, field: str) -> SessionConnectOptions:
+    spec = _object(value, field, CONN_OPTIONS_FIELDS)
+    kwargs: dict[str, Any] = {}
+    for key, item in spec.items():
+        where = f"{field}.{key}"
+        if key == "max_unrecoverable_errors":
+            kwargs[key] = int(_number(item, where))
+            continue
+        per_request = _object(item, where, CONN_OPTION_FIELDS)
+        kwargs[key] = APIConnectOptions(
+            **{
+                name: int(_number(v, f"{where}.{name}")) if name == "max_retry" else _number(v, f"{where}.{name}")
+                for name, v in per_request.items()
+            }
+        )
+    return SessionConnectOptions(**kwargs)
+
+
 def load_scenario(data: Any) -> Scenario:
     """Validate scenario data (already parsed from JSON)."""
     top = _object(data, "", TOP_LEVEL)
 
     options = dict(_object(top.get("options", {}), "options", SCENARIO_OPTIONS))
     for key, value in options.items():
-        if key == "turn_detection":
+        if key == "conn_options":
+            options[key] = _conn_options(value, f"options.{key}")
+        elif key == "turn_detection":
             if value is not None and value not in ("vad", "stt", "manual", "realtime_llm"):
                 raise ScenarioError(f"options.{key}", f"unknown turn detection mode {value!r}")
         elif key == "tts_text_transforms":
@@ -253,7 +293,7 @@ def load_scenario(data: Any) -> Scenario:
     llm: list[LLMResponse] = []
     for i, item in enumerate(_list(top.get("llm", []), "llm")):
         field = f"llm[{i}]"
-        item = _object(item, field, {"input", "content", "tool_calls", "ttft", "duration"}, {"input"})
+        item = _object(item, field, {"input", "content", "tool_calls", "ttft", "duration", "error"}, {"input"})
         calls = []
         for j, call in enumerate(_list(item.get("tool_calls", []), f"{field}.tool_calls")):
             cfield = f"{field}.tool_calls[{j}]"
@@ -275,19 +315,25 @@ def load_scenario(data: Any) -> Scenario:
                 tool_calls=tuple(calls),
                 ttft=_number(item.get("ttft", 0.1), f"{field}.ttft"),
                 duration=_number(item.get("duration", 0.3), f"{field}.duration"),
+                error=None
+                if item.get("error") is None
+                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after"}),
             )
         )
 
     tts: list[TTSResponse] = []
     for i, item in enumerate(_list(top.get("tts", []), "tts")):
         field = f"tts[{i}]"
-        item = _object(item, field, {"input", "audio_duration", "ttfb", "duration"}, {"input", "audio_duration"})
+        item = _object(item, field, {"input", "audio_duration", "ttfb", "duration", "error"}, {"input", "audio_duration"})
         tts.append(
             TTSResponse(
                 input=_string(item["input"], f"{field}.input"),
                 audio_duration=_number(item["audio_duration"], f"{field}.audio_duration"),
                 ttfb=_number(item.get("ttfb", 0.2), f"{field}.ttfb"),
                 duration=_number(item.get("duration", 0.3), f"{field}.duration"),
+                error=None
+                if item.get("error") is None
+                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after"}),
             )
         )
     cps = top.get("tts_default_chars_per_second")
@@ -319,6 +365,20 @@ def load_scenario(data: Any) -> Scenario:
     if expect is not None:
         _list(expect, "expect")
 
+    faults = _object(top.get("faults", {}), "faults", {"stt", "vad", "transport"})
+    stt_faults = [
+        _fault(item, f"faults.stt[{i}]", allowed={"at", "kind", "retryable"}, kinds=("connection", "status"))
+        for i, item in enumerate(_list(faults.get("stt", []), "faults.stt"))
+    ]
+    vad_fail_at = None
+    if faults.get("vad") is not None:
+        vad_spec = _object(faults["vad"], "faults.vad", {"at"}, {"at"})
+        vad_fail_at = _number(vad_spec["at"], "faults.vad.at")
+    disconnect_at = None
+    if faults.get("transport") is not None:
+        transport_spec = _object(faults["transport"], "faults.transport", {"disconnect_at"}, {"disconnect_at"})
+        disconnect_at = _number(transport_spec["disconnect_at"], "faults.transport.disconnect_at")
+
     return Scenario(
         name=_string(top.get("name", "scenario"), "name"),
         options=options,
@@ -336,6 +396,9 @@ def load_scenario(data: Any) -> Scenario:
         end=end,
         expect=expect,
         raw=top,
+        stt_faults=stt_faults,
+        vad_fail_at=vad_fail_at,
+        disconnect_at=disconnect_at,
     )
 
 
@@ -355,16 +418,74 @@ def _exception_from(text: str) -> BaseException:
     return RuntimeError(f"{kind}: {message}")
 
 
-class _Director:
-    """Builds the agents and tools of a scenario and runs its steps."""
+class PlayObserver:
+    """Hooks for a harness that watches a scenario being played.
 
-    def __init__(self, scenario: Scenario) -> None:
+    Every method is optional to override; the defaults do nothing. Times are
+    trio times (``origin`` is the scenario's t = 0).
+    """
+
+    #: virtual seconds after the scenario's last scripted moment before a run
+    #: that has not closed is given up on (None: wait forever)
+    time_limit: float | None = None
+
+    def on_session(self, session: AgentSession, transport: ScriptedTransport) -> None:
+        """Called in the task that runs ``session.main``, just before it starts."""
+
+    def on_start(self, session: AgentSession, transport: ScriptedTransport, origin: float) -> None:
+        """The agent is listening; ``origin`` is the scenario's t = 0."""
+
+    def on_call(self, call: str, args: Mapping[str, Any], result: Any) -> None:
+        """The scenario made an API call (an action or a hook/tool step)."""
+
+    def on_call_failed(self, call: str, args: Mapping[str, Any], error: BaseException) -> None:
+        pass
+
+    def on_tool_started(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """A scenario tool began to run."""
+
+    def on_wait(self, call: str, waiting: bool) -> None:
+        """An awaited API call (``aclose``, the end's ``drain``) began or returned."""
+
+    def on_main_returned(self, error: BaseException | None) -> None:
+        pass
+
+    async def settle(self) -> None:
+        """Called once ``session.main`` has returned, before the run is torn down."""
+
+    def on_gave_up(self) -> None:
+        """The run passed ``time_limit`` without closing; it is being cancelled."""
+
+
+class _Director:
+    """Builds the agents and tools of a scenario and runs its steps.
+
+    ``agents`` replaces scenario agents by name with the application's own
+    (a factory per name), so a harness can drive real agent code.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        agents: Mapping[str, Callable[[], Agent]] | None = None,
+        observer: PlayObserver | None = None,
+    ) -> None:
         self.scenario = scenario
         self.session: AgentSession | None = None
+        self.observer = observer
         self.agents: dict[str, Agent] = {}
         self.tools = {name: self._tool(name, spec) for name, spec in scenario.tools.items()}
         for name, spec in scenario.agents.items():
-            self.agents[name] = self._agent(name, spec)
+            if agents is not None and name in agents:
+                self.agents[name] = agents[name]()
+            else:
+                self.agents[name] = self._agent(name, spec)
+
+    def _called(self, call: str, args: Mapping[str, Any], result: Any) -> Any:
+        if self.observer is not None:
+            self.observer.on_call(call, args, result)
+        return result
 
     async def run_steps(self, steps: list[dict[str, Any]]) -> None:
         session = self.session
@@ -374,20 +495,22 @@ class _Director:
             if kind == "sleep":
                 await trio.sleep(value)
             elif kind == "say":
-                session.say(**value)
+                self._called("say", value, session.say(**value))
             elif kind == "generate_reply":
-                session.generate_reply(**value)
+                self._called("generate_reply", value, session.generate_reply(**value))
             elif kind == "update_agent":
-                session.update_agent(self.agents[value])
+                self._called("update_agent", {"agent": value}, session.update_agent(self.agents[value]))
             elif kind == "shutdown":
-                session.shutdown(drain=value.get("drain", True))
+                self._called("shutdown", value, session.shutdown(drain=value.get("drain", True)))
             elif kind == "interrupt":
-                session.interrupt(force=value.get("force", False))
+                self._called("interrupt", value, session.interrupt(force=value.get("force", False)))
 
     def _tool(self, name: str, spec: dict[str, Any]) -> FunctionTool:
         director = self
 
         async def run(**arguments: Any) -> Any:
+            if director.observer is not None:
+                director.observer.on_tool_started(name, arguments)
             await director.run_steps(spec.get("steps", []))
             if "raise" in spec:
                 raise _exception_from(spec["raise"])
@@ -435,13 +558,14 @@ class _Director:
         options = dict(scenario.options)
         max_errors = options.pop("max_unrecoverable_errors", None)
         if max_errors is not None:
-            options["conn_options"] = SessionConnectOptions(max_unrecoverable_errors=int(max_errors))
+            conn_options = options.get("conn_options", SessionConnectOptions())
+            options["conn_options"] = attrs.evolve(conn_options, max_unrecoverable_errors=int(max_errors))
         vad = None
         if scenario.vad is not None:
-            vad = ScriptedVAD(scenario.user, **scenario.vad)
+            vad = ScriptedVAD(scenario.user, **scenario.vad, fail_at=scenario.vad_fail_at)
         self.session = AgentSession(
             vad=vad,
-            stt=ScriptedSTT(scenario.user) if scenario.stt else None,
+            stt=ScriptedSTT(scenario.user, faults=scenario.stt_faults) if scenario.stt else None,
             llm=ScriptedLLM(scenario.llm),
             tts=ScriptedTTS(scenario.tts, default_chars_per_second=scenario.tts_default_cps),
             **options,
@@ -453,23 +577,33 @@ class _Director:
         assert session is not None
         call, args = action["call"], dict(action["args"])
         if call == "say":
-            session.say(**args)
+            result: Any = session.say(**args)
         elif call == "generate_reply":
-            session.generate_reply(**args)
+            result = session.generate_reply(**args)
         elif call == "interrupt":
-            session.interrupt(**args)
+            result = session.interrupt(**args)
         elif call == "update_agent":
-            session.update_agent(self.agents[args["agent"]])
+            result = session.update_agent(self.agents[args["agent"]])
         elif call == "commit_user_turn":
-            session.commit_user_turn(**args)
+            result = session.commit_user_turn(**args)
         elif call == "clear_user_turn":
-            session.clear_user_turn()
+            result = session.clear_user_turn()
         elif call == "update_options":
-            session.update_options(**args)
+            result = session.update_options(**args)
         elif call == "shutdown":
-            session.shutdown(**args)
-        elif call == "aclose":
-            await session.aclose()
+            result = session.shutdown(**args)
+        else:
+            assert call == "aclose"
+            self._called(call, args, None)  # reported when made: it returns only after the close
+            if self.observer is not None:
+                self.observer.on_wait("aclose", True)
+            try:
+                await session.aclose()
+            finally:
+                if self.observer is not None:
+                    self.observer.on_wait("aclose", False)
+            return
+        self._called(call, args, result)
 
 
 def event_line(event: Event, origin: float) -> dict[str, Any]:
@@ -481,11 +615,40 @@ def event_line(event: Event, origin: float) -> dict[str, Any]:
     }
 
 
-async def play(scenario: Scenario, *, on_line: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Play ``scenario`` on the current (virtual) clock and return its timeline."""
-    director = _Director(scenario)
+# Virtual seconds after a scenario's last scripted moment before a session that
+# has not closed is given up on (a hang must not make a replay run forever).
+PLAY_TIME_LIMIT = 300.0
+
+
+def last_scripted_moment(scenario: Scenario) -> float:
+    """The latest time the script mentions (speech, actions, faults, the end)."""
+    moments = [0.0, *(speech.end + speech.stt_delay for speech in scenario.user)]
+    moments += [action["at"] for action in scenario.actions]
+    moments += [fault.at for fault in scenario.stt_faults]
+    moments += [t for t in (scenario.vad_fail_at, scenario.disconnect_at) if t is not None]
+    if "at" in scenario.end:
+        moments.append(scenario.end["at"])
+    else:
+        finals = [s.end + s.stt_delay for s in scenario.user if s.transcript and s.final]
+        moments.append(max(finals, default=0.0) + scenario.end["drain_after_last_user"])
+    return max(moments)
+
+
+async def play(
+    scenario: Scenario,
+    *,
+    on_line: Callable[[dict[str, Any]], None] | None = None,
+    observer: PlayObserver | None = None,
+    agents: Mapping[str, Callable[[], Agent]] | None = None,
+) -> list[dict[str, Any]]:
+    """Play ``scenario`` on the current (virtual) clock and return its timeline.
+
+    ``agents`` replaces scenario agents by name (factories of the application's
+    own agents); ``observer`` watches the run (see :class:`PlayObserver`).
+    """
+    director = _Director(scenario, agents=agents, observer=observer)
     session = director.build_session()
-    transport = ScriptedTransport(can_pause=scenario.can_pause)
+    transport = ScriptedTransport(can_pause=scenario.can_pause, disconnect_at=scenario.disconnect_at)
     lines: list[dict[str, Any]] = []
     origin = trio.current_time()
 
@@ -520,6 +683,8 @@ async def play(scenario: Scenario, *, on_line: Callable[[dict[str, Any]], None] 
         try:
             await director.act(item)
         except (RuntimeError, ValueError) as error:
+            if observer is not None:
+                observer.on_call_failed(item["call"], item["args"], error)
             record(
                 {
                     "t": round(trio.current_time() - origin, 3),
@@ -548,21 +713,71 @@ async def play(scenario: Scenario, *, on_line: Callable[[dict[str, Any]], None] 
             finals = [s.end + s.stt_delay for s in scenario.user if s.transcript and s.final]
             last = max(finals, default=0.0)
             await trio.sleep_until(origin + last + scenario.end["drain_after_last_user"])
+            if observer is not None:
+                observer.on_wait("drain", True)
             try:
                 await session.drain()
             except RuntimeError:
                 pass
-        await session.aclose()
+            finally:
+                if observer is not None:
+                    observer.on_wait("drain", False)
+        if observer is not None:
+            observer.on_wait("aclose", True)
+        try:
+            await session.aclose()
+        finally:
+            if observer is not None:
+                observer.on_wait("aclose", False)
+
+    main_done = trio.Event()
+
+    async def run_main(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        error: BaseException | None = None
+        if observer is not None:
+            observer.on_session(session, transport)
+        try:
+            await session.main(director.agents[scenario.agent], transport, task_status=task_status)
+        except Exception as exc:
+            if observer is None:
+                raise
+            error = exc
+        finally:
+            main_done.set()
+        if observer is not None:
+            observer.on_main_returned(error)
 
     events = session.events()
     async with trio.open_nursery() as nursery:
-        await nursery.start(session.main, director.agents[scenario.agent], transport)
+        await nursery.start(run_main)
         origin = trio.current_time()
+        if observer is not None:
+            observer.on_start(session, transport, origin)
         nursery.start_soon(actions, nursery)
         nursery.start_soon(finish)
-        async with events:
-            async for _ in events:
-                pass  # the subscription ends with the session's close event
+        # A session that never closes is given up on (virtual time is free, but
+        # a replay must end): the timeline then says so.
+        patience = PLAY_TIME_LIMIT if observer is None else observer.time_limit
+        limit = math.inf if patience is None else origin + last_scripted_moment(scenario) + patience
+        with trio.move_on_at(limit) as waiting:
+            async with events:
+                async for _ in events:
+                    pass  # the subscription ends with the session's close event
+            if observer is not None:
+                # session.main must return on its own once it has closed, and
+                # whatever the application awaited must return after it.
+                await main_done.wait()
+                await observer.settle()
+        if waiting.cancelled_caught:
+            record(
+                {
+                    "t": round(trio.current_time() - origin, 3),
+                    "event": "gave_up",
+                    "reason": f"the session had not closed {patience:g} s after the script's last moment",
+                }
+            )
+            if observer is not None:
+                observer.on_gave_up()
         nursery.cancel_scope.cancel()
     release()
     record({"event": "history", "items": session.history.to_dicts()})

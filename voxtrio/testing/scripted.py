@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import collections
 import itertools
-from typing import Any, Sequence
+import math
+from typing import Any, Literal, Sequence
 
 import attrs
 import numpy as np
@@ -19,6 +20,7 @@ import trio
 from ..actors.speaker import TTS_REQUEST_STARTED
 from ..audio import AudioFrame
 from ..chat import ChatContext
+from ..errors import APIConnectionError, APIError, APIStatusError
 from ..messages import STTEvent, VADEvent
 from ..options import APIConnectOptions
 from ..providers.base import (
@@ -34,7 +36,7 @@ from ..providers.base import (
     TTSCapabilities,
     VADCapabilities,
 )
-from ..transports.base import AudioOutput, Transport
+from ..transports.base import AudioOutput, Transport, TransportDisconnected
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +66,50 @@ def _sorted_speeches(speeches: Sequence[UserSpeech]) -> list[UserSpeech]:
     return ordered
 
 
+FaultKind = Literal["connection", "status", "timeout"]
+
+
+@attrs.frozen(kw_only=True)
+class Fault:
+    """A scripted provider failure.
+
+    ``kind`` is ``connection`` (the connection drops: :class:`APIConnectionError`),
+    ``status`` (the provider answers with an error status: :class:`APIStatusError`,
+    500 when ``retryable`` else 400) or ``timeout`` (the provider stops sending
+    and never finishes; the session's progress timeout ends the request).
+    ``after`` is how much output comes first: characters of content for the LLM,
+    seconds of audio for the TTS (0: the request fails before any output).
+    ``at`` is the session time of a recognizer fault.
+    """
+
+    kind: FaultKind = "connection"
+    retryable: bool = True
+    after: float = 0.0
+    at: float = 0.0
+
+    def error(self, what: str) -> APIError:
+        if self.kind == "status":
+            code = 500 if self.retryable else 400
+            return APIStatusError(f"scripted {what} error: status {code}", status_code=code)
+        return APIConnectionError(f"scripted {what} error: connection dropped", retryable=self.retryable)
+
+    async def fail(self, what: str) -> None:
+        """Raise this fault's error (or, for a timeout, never return)."""
+        if self.kind == "timeout":
+            await trio.sleep_forever()
+        raise self.error(what)
+
+
+def _next_response(queue: collections.deque[Any]) -> Any:
+    """Responses for one input are used in order; the last one is reused,
+    unless it is a failure (a failure is used once)."""
+    if not queue:
+        return None
+    if len(queue) > 1 or queue[0].error is not None:
+        return queue.popleft()
+    return queue[0]
+
+
 async def _origin_and_drain(
     frames: trio.MemoryReceiveChannel[AudioFrame],
     nursery: trio.Nursery,
@@ -90,7 +136,12 @@ class ScriptedVAD(VAD):
     """Speech start at ``start + min_speech_duration``; an inference event every
     ``min_speech_duration`` after it while speech lasts (each one that interval
     after the previous, as a timer would fire them; none in the trailing
-    silence); end at ``end + min_silence_duration``."""
+    silence); end at ``end + min_silence_duration``.
+
+    Speeches less than ``min_silence_duration`` apart are one speech to a VAD
+    (it never saw enough silence to end the first): one start, inference events
+    through the short pause (still speaking, the pause as their silence), one end.
+    """
 
     def __init__(
         self,
@@ -98,11 +149,13 @@ class ScriptedVAD(VAD):
         *,
         min_speech_duration: float = 0.05,
         min_silence_duration: float = 0.5,
+        fail_at: float | None = None,
     ) -> None:
         self._speeches = _sorted_speeches(speeches)
         self.min_speech_duration = min_speech_duration
         self.min_silence_duration = min_silence_duration
         self.capabilities = VADCapabilities(update_interval=min_speech_duration)
+        self._fail_at = fail_at
 
     async def run(
         self,
@@ -117,29 +170,53 @@ class ScriptedVAD(VAD):
             def now() -> float:
                 return trio.current_time() - origin
 
-            for speech in self._speeches:
-                start_at = speech.start + self.min_speech_duration
-                end_at = speech.end + self.min_silence_duration
-                await trio.sleep_until(origin + start_at)
-                await events.send(self._event("start_of_speech", speech, now()))
-                interval = self.min_speech_duration
-                while now() + interval <= speech.end + 1e-9:
-                    await trio.sleep(interval)
-                    await events.send(self._event("inference", speech, now()))
-                await trio.sleep_until(origin + end_at)
-                await events.send(self._event("end_of_speech", speech, now()))
+            if self._fail_at is None:
+                await self._emit(origin, now, events)
+                return
+            with trio.move_on_at(origin + self._fail_at):
+                await self._emit(origin, now, events)
+                await trio.sleep_forever()
+            nursery.cancel_scope.cancel()
+        # Raised outside the nursery, so the VAD actor sees the error itself.
+        raise RuntimeError(f"scripted VAD failure at {self._fail_at:g} s")
+
+    def _runs(self) -> list[list[UserSpeech]]:
+        runs: list[list[UserSpeech]] = []
+        for speech in self._speeches:
+            if runs and speech.start < runs[-1][-1].end + self.min_silence_duration:
+                runs[-1].append(speech)
+            else:
+                runs.append([speech])
+        return runs
+
+    async def _emit(self, origin: float, now: Any, events: trio.MemorySendChannel[VADEvent]) -> None:
+        for run in self._runs():
+            end = run[-1].end
+            await trio.sleep_until(origin + run[0].start + self.min_speech_duration)
+            await events.send(self._event("start_of_speech", run, now()))
+            interval = self.min_speech_duration
+            while now() + interval <= end + 1e-9:
+                await trio.sleep(interval)
+                await events.send(self._event("inference", run, now()))
+            await trio.sleep_until(origin + end + self.min_silence_duration)
+            await events.send(self._event("end_of_speech", run, now()))
 
     @staticmethod
-    def _event(kind: Any, speech: UserSpeech, t: float) -> VADEvent:
-        speaking = t <= speech.end
+    def _event(kind: Any, run: list[UserSpeech], t: float) -> VADEvent:
+        # The clock is a sum of sleeps: an event due at the end of speech may
+        # land a hair after it, and is still speech (as the loop that sends it says).
+        heard = [speech for speech in run if speech.start <= t + 1e-9] or run[:1]
+        voiced = t <= heard[-1].end + 1e-9
+        silence = 0.0 if voiced else t - heard[-1].end
+        ended = kind == "end_of_speech"
         return VADEvent(
             kind=kind,
             timestamp=t,
-            speech_duration=min(t, speech.end) - speech.start,
-            silence_duration=max(0.0, t - speech.end),
-            speaking=speaking if kind != "end_of_speech" else False,
-            probability=1.0 if speaking else 0.0,
-            raw_accumulated_silence=0.0 if speaking else t - speech.end,
+            speech_duration=sum(min(t, speech.end) - speech.start for speech in heard),
+            silence_duration=silence if ended else max(0.0, t - run[-1].end),
+            speaking=not ended,
+            probability=1.0 if voiced else 0.0,
+            raw_accumulated_silence=silence,
         )
 
 
@@ -151,12 +228,20 @@ class ScriptedSTT(STT):
     A flush (``commit_user_turn``, a closing session) finalizes at once what is
     being heard, as a real recognizer would: the transcript of a speech that
     has started but not been finalized yet, or an empty final if there is none.
+
+    ``faults`` make the stream fail at their ``at`` time (each once). Like a
+    real recognizer, a new stream keeps the session's clock but has lost the
+    audio of the failed one: speeches that started before it began are not
+    transcribed, nor are results the failed stream had not sent yet.
     """
 
     capabilities = STTCapabilities(streaming=True, interim_results=True)
 
-    def __init__(self, speeches: Sequence[UserSpeech]) -> None:
+    def __init__(self, speeches: Sequence[UserSpeech], *, faults: Sequence[Fault] = ()) -> None:
         self._speeches = [s for s in _sorted_speeches(speeches) if s.transcript]
+        self._faults = collections.deque(sorted(faults, key=lambda f: f.at))
+        self._origin: float | None = None
+        self._finalized: set[int] = set()
 
     async def stream(
         self,
@@ -166,40 +251,59 @@ class ScriptedSTT(STT):
         language: str | None = None,
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
-        finalized: set[int] = set()
-        origin: float | None = None
+        origin = 0.0
+        opened = 0.0  # when this stream began (0: the first stream)
+        fault: Fault | None = None
 
-        def final(index: int) -> STTEvent:
-            speech = self._speeches[index]
-            finalized.add(index)
-            return STTEvent(kind="final", text=speech.transcript, start_time=speech.start, end_time=speech.end)
+        def heard_by_this_stream(speech: UserSpeech) -> bool:
+            return opened <= 0 or speech.start >= opened
 
         async def flushed() -> None:
-            assert origin is not None
             now = trio.current_time() - origin
             heard = [
                 i
                 for i, speech in enumerate(self._speeches)
-                if i not in finalized and speech.final and speech.start <= now
+                if i not in self._finalized and speech.final and speech.start <= now
+                and heard_by_this_stream(speech)
             ]
             if heard:
-                await events.send(final(heard[0]))
+                await events.send(self._final(heard[0]))
             else:
                 await events.send(STTEvent(kind="final", text=""))
 
         async with trio.open_nursery() as nursery:
-            origin = await _origin_and_drain(frames, nursery, flushed)
-            if origin is None:
+            first = await _origin_and_drain(frames, nursery, flushed)
+            if first is None:
                 return
-            for index, speech in enumerate(self._speeches):
-                await trio.sleep_until(origin + speech.end + speech.stt_delay * 0.5)
-                if index in finalized:
-                    continue
-                interim = " ".join(speech.transcript.split()[:2])
-                await events.send(STTEvent(kind="interim", text=interim, start_time=speech.start))
-                await trio.sleep_until(origin + speech.end + speech.stt_delay)
-                if speech.final and index not in finalized:
-                    await events.send(final(index))
+            if self._origin is None:
+                self._origin = first
+            origin = self._origin
+            opened = trio.current_time() - origin
+            fault = self._faults.popleft() if self._faults else None
+            with trio.move_on_at(math.inf if fault is None else origin + fault.at) as failing:
+                for index, speech in enumerate(self._speeches):
+                    if index in self._finalized or not heard_by_this_stream(speech):
+                        continue  # done, or its audio went to a stream that failed
+                    await trio.sleep_until(origin + speech.end + speech.stt_delay * 0.5)
+                    if index in self._finalized:
+                        continue
+                    interim = " ".join(speech.transcript.split()[:2])
+                    await events.send(STTEvent(kind="interim", text=interim, start_time=speech.start))
+                    await trio.sleep_until(origin + speech.end + speech.stt_delay)
+                    if speech.final and index not in self._finalized:
+                        await events.send(self._final(index))
+                if fault is not None:
+                    await trio.sleep_forever()
+            if not failing.cancelled_caught:
+                return
+            nursery.cancel_scope.cancel()
+        assert fault is not None
+        raise fault.error("STT")
+
+    def _final(self, index: int) -> STTEvent:
+        speech = self._speeches[index]
+        self._finalized.add(index)
+        return STTEvent(kind="final", text=speech.transcript, start_time=speech.start, end_time=speech.end)
 
 
 @attrs.frozen(kw_only=True)
@@ -218,6 +322,7 @@ class LLMResponse:
     tool_calls: tuple[ToolCall, ...] = ()
     ttft: float = 0.1
     duration: float = 0.3
+    error: Fault | None = None
 
 
 class ScriptedLLM(LLM):
@@ -225,7 +330,11 @@ class ScriptedLLM(LLM):
     text, a tool output by its output. On a match it waits ``ttft``, streams
     the content, and ends at ``duration`` with the tool calls; with no match the
     stream ends at once, empty. Several responses for one input are used in
-    order, the last one repeating."""
+    order, the last one repeating.
+
+    A response with an ``error`` fails the request it answers (once): at
+    ``ttft``, after streaming ``error.after`` characters of its content, or at
+    ``duration`` instead of the tool calls when the whole content came first."""
 
     model = "scripted"
 
@@ -252,7 +361,7 @@ class ScriptedLLM(LLM):
         queue = self._responses.get(key)
         if not queue:
             return None
-        return queue.popleft() if len(queue) > 1 else queue[0]
+        return _next_response(queue)
 
     async def chat(
         self,
@@ -271,9 +380,17 @@ class ScriptedLLM(LLM):
             return
         started = trio.current_time()
         await trio.sleep(response.ttft)
-        for index in range(0, len(response.content), 3):
-            await output.send(response.content[index : index + 3])
+        fault = response.error
+        content = response.content
+        if fault is not None and fault.after < len(content):
+            content = content[: int(fault.after)]
+        for index in range(0, len(content), 3):
+            await output.send(content[index : index + 3])
+        if fault is not None and fault.after < len(response.content):
+            await fault.fail("LLM")
         await trio.sleep_until(started + response.duration)
+        if fault is not None:
+            await fault.fail("LLM")
         for call in response.tool_calls:
             await output.send(ToolCallChunk(name=call.name, arguments=call.arguments, call_id=call.call_id))
 
@@ -284,13 +401,19 @@ class TTSResponse:
     audio_duration: float
     ttfb: float = 0.2
     duration: float = 0.3
+    error: Fault | None = None
 
 
 class ScriptedTTS(TTS):
     """A streaming TTS matched on the exact text of a segment: once the text
     has ended it waits ``ttfb``, produces ``audio_duration`` seconds of audio
     (24 kHz, 10 ms chunks) and finishes ``duration`` after the text ended. No
-    match: no audio, unless ``default_chars_per_second`` is set."""
+    match: no audio, unless ``default_chars_per_second`` is set.
+
+    A response with an ``error`` fails one request for its text (in order,
+    before the response without an error answers): at ``ttfb`` after
+    ``error.after`` seconds of audio, or at ``duration`` when all the audio
+    came first."""
 
     capabilities = TTSCapabilities(streaming=True)
     sample_rate = 24_000
@@ -299,11 +422,19 @@ class ScriptedTTS(TTS):
     def __init__(
         self, responses: Sequence[TTSResponse], *, default_chars_per_second: float | None = None
     ) -> None:
-        self._responses = {response.input: response for response in responses}
+        self._responses = {r.input: r for r in responses if r.error is None}
+        self._failures: dict[str, collections.deque[TTSResponse]] = collections.defaultdict(
+            collections.deque
+        )
+        for response in responses:
+            if response.error is not None:
+                self._failures[response.input].append(response)
         self._default_cps = default_chars_per_second
         self.requests: list[str] = []
 
     def _match(self, text: str) -> TTSResponse | None:
+        if self._failures.get(text):
+            return self._failures[text].popleft()
         if text in self._responses:
             return self._responses[text]
         if self._default_cps:
@@ -326,16 +457,30 @@ class ScriptedTTS(TTS):
         started = trio.current_time()
         await audio.send(TTS_REQUEST_STARTED)  # type: ignore[arg-type]
         await trio.sleep(response.ttfb)
-        total = int(self.sample_rate * response.audio_duration + 0.5)
+        fault = response.error
+        seconds = response.audio_duration
+        if fault is not None:
+            seconds = min(seconds, fault.after)
+        total = int(self.sample_rate * seconds + 0.5)
         chunk = self.sample_rate // 100
         for offset in range(0, total, chunk):
             samples = np.zeros(min(chunk, total - offset), np.int16)
             await audio.send(SynthesizedAudio(frame=AudioFrame(samples, self.sample_rate)))
+        if fault is not None and fault.after < response.audio_duration:
+            await fault.fail("TTS")
         await trio.sleep_until(started + response.duration)
+        if fault is not None:
+            await fault.fail("TTS")
 
 
 class ScriptedAudioOutput(AudioOutput):
-    """An output device on the virtual clock that records what it was given."""
+    """An output device on the virtual clock that records what it was given.
+
+    ``log`` keeps every call in order: ``("write", t, seconds)``,
+    ``("clear", t, 0.0)``, ``("pause", t, 0.0)``, ``("resume", t, 0.0)``;
+    :meth:`playing_intervals` replays it on a model of the device to say when
+    audio was actually coming out of the speaker.
+    """
 
     buffer_duration = 0.2
 
@@ -345,27 +490,96 @@ class ScriptedAudioOutput(AudioOutput):
         self.writes: list[tuple[float, float]] = []
         self.clears: list[float] = []
         self.pauses: list[tuple[str, float]] = []
+        self.log: list[tuple[str, float, float]] = []
 
     async def write(self, frame: AudioFrame) -> None:
-        self.writes.append((trio.current_time(), frame.duration))
+        now = trio.current_time()
+        self.writes.append((now, frame.duration))
+        self.log.append(("write", now, frame.duration))
 
     def clear(self) -> None:
-        self.clears.append(trio.current_time())
+        now = trio.current_time()
+        self.clears.append(now)
+        self.log.append(("clear", now, 0.0))
 
     def pause(self) -> None:
-        self.pauses.append(("pause", trio.current_time()))
+        now = trio.current_time()
+        self.pauses.append(("pause", now))
+        self.log.append(("pause", now, 0.0))
 
     def resume(self) -> None:
-        self.pauses.append(("resume", trio.current_time()))
+        now = trio.current_time()
+        self.pauses.append(("resume", now))
+        self.log.append(("resume", now, 0.0))
+
+    def playing_intervals(self) -> list[tuple[float, float]]:
+        """When the device was playing audio, as merged ``(start, end)`` intervals
+        of trio time: written audio plays back to back from when it is written,
+        ``clear`` drops what has not played, ``pause`` freezes the play head."""
+        played: list[tuple[float, float]] = []
+        head_from: float | None = None  # when the current run of audio started playing
+        queue_end = -math.inf  # when what is queued will have played (not paused)
+        paused = False
+        left = 0.0  # audio still queued while paused
+
+        def cut(now: float) -> None:
+            nonlocal head_from
+            if head_from is not None:
+                end = min(now, queue_end)
+                if end > head_from:
+                    played.append((head_from, end))
+                head_from = None
+
+        for kind, now, seconds in self.log:
+            if not paused and head_from is not None and queue_end <= now:
+                cut(now)  # the device ran dry before this call
+            if kind == "write":
+                if paused:
+                    left += seconds
+                    continue
+                if head_from is None:
+                    head_from, queue_end = now, now
+                queue_end += seconds
+            elif kind == "clear":
+                cut(now)
+                queue_end, left = now, 0.0
+            elif kind == "pause" and not paused:
+                paused = True
+                left = max(0.0, queue_end - now) if head_from is not None else left
+                cut(now)
+            elif kind == "resume" and paused:
+                paused = False
+                if left > 0:
+                    head_from, queue_end, left = now, now + left, 0.0
+        if not paused and head_from is not None:
+            played.append((head_from, queue_end))
+        merged: list[tuple[float, float]] = []
+        for start, end in played:
+            if merged and start <= merged[-1][1] + 1e-9:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
 
 
 class ScriptedTransport(Transport):
     """Pushes 20 ms of silence every 20 ms (the scripted VAD and STT only need a
-    clock to start from) and plays agent audio on a :class:`ScriptedAudioOutput`."""
+    clock to start from) and plays agent audio on a :class:`ScriptedAudioOutput`.
 
-    def __init__(self, *, can_pause: bool = False, input_audio: bool = True) -> None:
+    ``disconnect_at`` (seconds after the first frame) makes the user hang up:
+    the input ends with :class:`TransportDisconnected`.
+    """
+
+    def __init__(
+        self,
+        *,
+        can_pause: bool = False,
+        input_audio: bool = True,
+        disconnect_at: float | None = None,
+    ) -> None:
         self.audio_output = ScriptedAudioOutput(can_pause=can_pause)
         self._input_audio = input_audio
+        self._disconnect_at = disconnect_at
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
         if not self._input_audio:
@@ -374,7 +588,11 @@ class ScriptedTransport(Transport):
         frame_duration = 0.02
         silence = np.zeros(320, np.int16)
         for index in itertools.count():
-            await trio.sleep_until(started + index * frame_duration)
+            at = index * frame_duration
+            if self._disconnect_at is not None and at > self._disconnect_at + 1e-9:
+                await trio.sleep_until(started + self._disconnect_at)
+                raise TransportDisconnected(f"the user hung up at {self._disconnect_at:g} s")
+            await trio.sleep_until(started + at)
             await frames.send(AudioFrame(silence, 16_000))
 
 

@@ -1,0 +1,128 @@
+"""The property-based conversation harness: generated conversations keep every invariant.
+
+The "ci" hypothesis profile (tests/conftest.py) plays a few hundred generated
+conversations, the same ones on every run; ``--hypothesis-profile=deep`` plays
+thousands of fresh ones. A failure is shrunk to the smallest scenario that
+still fails and written to ``voxtrio-failures/`` (or ``$VOXTRIO_FAILURE_DIR``),
+ready for ``voxtrio scenario run``; once fixed, it becomes a regression file in
+tests/scenarios/.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from hypothesis import event, given, settings
+
+from voxtrio.actors.planner import Planner
+from voxtrio.testing import load_scenario
+from voxtrio.testing.invariants import (
+    InvariantViolation,
+    check_conversation,
+    check_invariants,
+    observe,
+)
+from voxtrio.testing.strategies import conversations
+
+SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
+
+
+def features(observation):
+    """What a conversation exercised (reported by --hypothesis-show-statistics)."""
+    events = observation.events
+    seen = {f"close: {e.reason}" for e in events if e.type == "close"}
+    checks = {
+        "a tool ran": lambda e: e.type == "function_tools_executed",
+        "speech cut off": lambda e: e.type == "playback_finished" and e.interrupted,
+        "hand-off": lambda e: e.type == "conversation_item_added" and e.item.type == "agent_handoff"
+        and e.item.old_agent is not None,
+        "false interruption": lambda e: e.type == "agent_false_interruption",
+        "provider error": lambda e: e.type == "error" and e.source in ("llm", "tts", "stt", "vad"),
+        "user turn": lambda e: e.type == "conversation_item_added" and getattr(e.item, "role", "") == "user",
+    }
+    seen.update(name for name, check in checks.items() if any(check(e) for e in events))
+    return sorted(seen)
+
+
+def check_generated(conversation, name):
+    observation = check_conversation(conversation, name=name)
+    for feature in features(observation):
+        event(feature)
+
+
+@given(conversations())
+def test_generated_conversations_keep_every_invariant(conversation):
+    check_generated(conversation, "generated_conversation")
+
+
+@settings(max_examples=max(1, settings.default.max_examples // 2))
+@given(conversations(faults=False, max_turns=3))
+def test_generated_conversations_without_faults_keep_every_invariant(conversation):
+    check_generated(conversation, "generated_conversation_without_faults")
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_every_scenario_file_keeps_every_invariant(path):
+    scenario = load_scenario(json.loads(path.read_text()))
+    assert [str(v) for v in check_invariants(observe(scenario))] == []
+
+
+def _drop_outputs_of_interrupted_speech(monkeypatch):
+    """The deliberate fault: when a speech was interrupted, its tool calls are
+    committed to the history but their outputs are lost."""
+    commit = Planner._commit_tool_items
+
+    def commit_calls_only(self, outcomes, handle):
+        if handle.interrupted:
+            for outcome in outcomes:
+                self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
+            return
+        commit(self, outcomes, handle)
+
+    monkeypatch.setattr(Planner, "_commit_tool_items", commit_calls_only)
+
+
+def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkeypatch, tmp_path):
+    _drop_outputs_of_interrupted_speech(monkeypatch)
+    tried = []
+
+    # Same settings as the property test above (the active profile).
+    @given(conversations())
+    def conversations_keep_every_invariant(conversation):
+        tried.append(conversation)
+        check_conversation(conversation, directory=tmp_path, name="dropped_output")
+
+    with pytest.raises(InvariantViolation) as caught:
+        conversations_keep_every_invariant()
+    assert len(tried) <= settings.default.max_examples + 1  # within the profile
+    assert {v.invariant for v in caught.value.violations} == {"function_calls"}
+    assert "has no output in history" in str(caught.value)
+
+    # The shrunk scenario is a small, valid scenario file that still fails
+    # the same way (with the fault in place) ...
+    path = caught.value.path
+    assert path == tmp_path / "dropped_output.json"
+    shrunk = json.loads(path.read_text())
+    assert len(shrunk.get("llm", [])) <= 2 and len(shrunk.get("user", [])) <= 2
+    replayed = check_invariants(observe(load_scenario(shrunk)))
+    assert {v.invariant for v in replayed} == {"function_calls"}
+    # ... and the command line replays it (without the fault: it keeps the invariants).
+    result = subprocess.run(
+        [sys.executable, "-m", "voxtrio", "scenario", "run", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["event"] == "history"
+    monkeypatch.undo()
+    assert check_invariants(observe(load_scenario(shrunk))) == []
+
+
+def test_the_readme_property_example_runs():
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Property tests"):readme.index("## Scenarios: conversations as data")]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[: code.index("```")].replace("max_examples=200", "max_examples=8")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    namespace["test_weather_agent_keeps_the_invariants"]()
