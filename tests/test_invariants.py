@@ -100,6 +100,19 @@ def test_main_returns_catches_a_session_that_never_closes(monkeypatch):
     assert "did not close" in str(check_main_returns(observation)[0])
 
 
+def test_main_returns_catches_a_livelock(monkeypatch):
+    # A loop of checkpoints that never sleeps: virtual time stands still, so
+    # no time limit would ever end the run.
+    async def spins(self, message):
+        while True:
+            await trio.sleep(0)
+
+    monkeypatch.setattr(session_actor.SessionSupervisor, "_close", spins)
+    observation = observe(scenario("barge_in"))
+    assert observation.livelocked_at is not None and not observation.gave_up
+    assert "livelock" in str(check_main_returns(observation)[0])
+
+
 def test_close_catches_an_event_after_close(monkeypatch):
     close_subscribers = EventBus.close_subscribers
 

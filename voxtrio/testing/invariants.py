@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import pathlib
 import re
@@ -87,6 +88,9 @@ USER_TRANSITIONS = {
 AUDIO_SLACK = 0.011
 # How long a run may go on after its last scripted moment before it counts as hung.
 DEFAULT_TIME_LIMIT = 120.0
+# Task steps at one virtual instant after which a run is declared livelocked.
+# A busy 60 s conversation takes a few thousand steps in its busiest instant.
+LIVELOCK_STEPS = 200_000
 
 
 @attrs.frozen
@@ -135,6 +139,7 @@ class Observation:
     main_returned: bool = False
     main_error: BaseException | None = None
     gave_up: bool = False
+    livelocked_at: float | None = None
     time_limit: float | None = None
     pending_waits: list[str] = attrs.Factory(list)
     tools_started: list[str] = attrs.Factory(list)
@@ -185,6 +190,30 @@ class _TaskTracker(trio.abc.Instrument):
 
     def task_exited(self, task: trio.lowlevel.Task) -> None:
         self.alive.pop(task, None)
+
+
+class _LivelockGuard(trio.abc.Instrument):
+    """Stops a run whose tasks keep running without virtual time moving on (a
+    loop of checkpoints that never sleeps): on a MockClock that run would never
+    reach its time limit."""
+
+    def __init__(self, clock: trio.testing.MockClock, scope: trio.CancelScope, steps: int) -> None:
+        self.clock = clock
+        self.scope = scope
+        self.steps = steps
+        self.now = -math.inf
+        self.count = 0
+        self.stuck_at: float | None = None
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = self.clock.current_time()
+        if now != self.now:
+            self.now, self.count = now, 0
+            return
+        self.count += 1
+        if self.count == self.steps:
+            self.stuck_at = now
+            self.scope.cancel()
 
 
 class _Watcher(PlayObserver):
@@ -254,16 +283,24 @@ def observe(
     tracker = _TaskTracker()
     watcher = _Watcher(observation, tracker, time_limit)
 
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    stop = trio.CancelScope()
+    guard = _LivelockGuard(clock, stop, LIVELOCK_STEPS)
+
     async def run() -> list[dict[str, Any]]:
         trio.lowlevel.add_instrument(tracker)
+        trio.lowlevel.add_instrument(guard)
         try:
-            return await play(scenario, observer=watcher, agents=agents)
+            with stop:
+                return await play(scenario, observer=watcher, agents=agents)
+            return []
         finally:
+            trio.lowlevel.remove_instrument(guard)
             trio.lowlevel.remove_instrument(tracker)
 
     with seeded_trio_scheduler(seed):
-        clock = trio.testing.MockClock(autojump_threshold=0)
         observation.lines = trio.run(run, clock=clock)
+    observation.livelocked_at = guard.stuck_at
     return observation
 
 
@@ -319,7 +356,14 @@ def check_main_returns(obs: Observation) -> list[Violation]:
     """session.main returns on its own, without an error, once the session closed;
     nothing it started is still running; what the application awaited returned."""
     found = []
-    if obs.gave_up:
+    if obs.livelocked_at is not None:
+        found.append(
+            Violation(
+                "main_returns",
+                f"livelock: {LIVELOCK_STEPS} task steps at t={obs.livelocked_at:g} without virtual time moving on",
+            )
+        )
+    elif obs.gave_up:
         found.append(
             Violation(
                 "main_returns",

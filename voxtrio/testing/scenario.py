@@ -217,7 +217,11 @@ def load_scenario(data: Any) -> Scenario:
     vad = top.get("vad", {})
     if vad is not None:
         vad = _object(vad, "vad", {"min_speech_duration", "min_silence_duration"})
-        vad = {k: _number(v, f"vad.{k}") for k, v in vad.items()}
+        # The VAD reports every min_speech_duration: it must be positive.
+        vad = {
+            k: _number(v, f"vad.{k}", minimum=0.001 if k == "min_speech_duration" else 0.0)
+            for k, v in vad.items()
+        }
     stt = _bool(top.get("stt", True), "stt")
     audio_output = _object(top.get("audio_output", {}), "audio_output", {"can_pause"})
     can_pause = _bool(audio_output.get("can_pause", False), "audio_output.can_pause")

@@ -151,6 +151,8 @@ class ScriptedVAD(VAD):
         min_silence_duration: float = 0.5,
         fail_at: float | None = None,
     ) -> None:
+        if not min_speech_duration > 0:
+            raise ValueError(f"min_speech_duration must be positive (it is the update interval), got {min_speech_duration}")
         self._speeches = _sorted_speeches(speeches)
         self.min_speech_duration = min_speech_duration
         self.min_silence_duration = min_silence_duration
