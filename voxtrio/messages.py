@@ -6,7 +6,8 @@ Read top to bottom, this module is the data flow of a session::
                                  │                     └──VADEvent──► Recognizer
                                  ├──AudioFrame──► Recognizer ──STTEvent──► Turn
                                  └──RecordAudio──► Recorder
-    Turn ──UserTurnCompleted / UserInterrupted / UserActivity / UserHoldOff──► Planner
+    Turn ──UserTurnCompleted / UserInterrupted / UserActivity──► Planner
+    Turn ──SessionState.user_silent (a flag: the reply hold-off)──► Planner, Speaker
     Turn ──SetRecognizerMuted──► AudioIn ; Turn ──FlushRecognizer / ResetRecognizer──► Recognizer
     Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
@@ -164,14 +165,6 @@ class UserActivity:
 
     speaking: bool
     at: float
-
-
-@attrs.frozen(kw_only=True)
-class UserHoldOff:
-    """Whether replies must wait: the user is talking, or paused too briefly
-    (less than half the endpointing delay) to have finished (A.12)."""
-
-    holding: bool
 
 
 @attrs.frozen(kw_only=True)
@@ -458,7 +451,6 @@ PlannerMessage = Union[
     UserTurnCompleted,
     UserInterrupted,
     UserActivity,
-    UserHoldOff,
     EndOfTurnPending,
     UserTurnExceeded,
     PreemptiveTranscript,

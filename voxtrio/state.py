@@ -44,6 +44,10 @@ class SessionState:
     commit_listeners: list[Callable[[ChatItem, Any, Any], None]] = attrs.Factory(list)
     # Turn
     user_state: UserState = "listening"
+    # False while replies must wait: the user is talking, or paused too briefly
+    # (under half the endpointing delay) to have finished (A.12). A flag rather
+    # than a message, so the Speaker sees it the instant the Turn decides.
+    user_silent: Flag = attrs.Factory(lambda: Flag(True))
     # Session
     running: bool = False
     closing: bool = False

@@ -59,7 +59,6 @@ from ..messages import (
     EndOfTurnPending,
     PausePlayout,
     ResumePlayout,
-    UserHoldOff,
     UserTurnExceeded,
     DiscardSegment,
     DrainActivity,
@@ -161,7 +160,6 @@ class Planner:
         self._background: set[SpeechHandle] = set()
         self._tasks_running = 0
         self._tasks_idle = Flag(True)
-        self._user_silent = Flag(True)
         # User turns take their place in the history in the order they ended:
         # each waits for the one before it (which may wait for a speech and its
         # tools). The head of the queue is the turn being handled.
@@ -274,8 +272,6 @@ class Planner:
             self._interrupt_by_user(message.reason)
         elif isinstance(message, UserActivity):
             self._on_user_activity(message.speaking)
-        elif isinstance(message, UserHoldOff):
-            self._user_silent.set(not message.holding)
         elif isinstance(message, EndOfTurnPending):
             self._on_end_of_turn_pending(message)
         elif isinstance(message, PreemptiveTranscript):
@@ -846,9 +842,9 @@ class Planner:
             handle._bind_scope(waiting)
             while True:
                 await handle._wait_for_authorization()
-                if not handle.allow_interruptions or self._user_silent:
+                if not handle.allow_interruptions or self._state.user_silent:
                     break
-                await self._user_silent.wait_value(True)
+                await self._state.user_silent.wait_value(True)
         handle._unbind_scope(waiting)
         if handle.interrupted:
             return False
@@ -864,7 +860,7 @@ class Planner:
                 handle=handle,
                 started=started,
                 reply=reply,
-                hold_while_user_speaks=self._user_silent if handle.allow_interruptions else None,
+                hold_while_user_speaks=self._state.user_silent if handle.allow_interruptions else None,
                 on_stall=lambda stalled: self.inbox.send_nowait(PlayoutStalled(handle, stalled)),
             )
         )

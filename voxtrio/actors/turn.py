@@ -59,7 +59,6 @@ from ..messages import (
     STTEvent,
     TurnMessage,
     UserActivity,
-    UserHoldOff,
     UserInterrupted,
     UserTurnCompleted,
     UserTurnExceeded,
@@ -303,7 +302,7 @@ class Turn:
     def _set_holding(self, holding: bool) -> None:
         if holding != self._holding:
             self._holding = holding
-            self._planner.send_nowait(UserHoldOff(holding=holding))
+            self._state.user_silent.set(not holding)
 
     # -- agent ----------------------------------------------------------------------------------
 

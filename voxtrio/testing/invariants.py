@@ -594,7 +594,8 @@ def _playouts(obs: Observation) -> dict[str, list[dict[str, Any]]]:
 
 
 def check_no_audio_over_user(obs: Observation) -> list[Violation]:
-    """No interruptible agent speech starts playing while the user is speaking,
+    """No interruptible agent speech starts playing while the user is speaking
+    (voiced, or paused for less than half the endpointing delay),
     and none keeps playing over the user once the interruption rules allow it
     to be cut (speech of ``min_interruption_duration``, heard by the VAD)."""
     if obs.output is None or obs.scenario.vad is None:
@@ -611,6 +612,18 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
                 state = other.new_state
         return state
 
+    # The hold-off (A.12) ends when the user's pause reaches half the endpointing
+    # delay, even mid-speech for the VAD: starting then is not talking over them.
+    options = _options_seen(obs)
+    delays = [float(o["min_endpointing_delay"]) for o in options if "min_endpointing_delay" in o]
+    if "min_endpointing_delay" not in obs.scenario.options:
+        delays.append(SessionOptions().min_endpointing_delay)
+    pause_allowed = min(delays) / 2
+
+    def user_talking(at: float) -> bool:
+        t = at - obs.origin
+        return any(s.start <= t <= s.end + pause_allowed + 1e-9 for s in obs.scenario.user)
+
     playouts = _playouts(obs)
     for speech_id, runs in playouts.items():
         handle = handles.get(speech_id)
@@ -618,7 +631,11 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
             continue
         for run in runs:
             started = run["started"]
-            if started is not None and user_state_before(started) == "speaking":
+            if (
+                started is not None
+                and user_state_before(started) == "speaking"
+                and user_talking(started.created_at)
+            ):
                 found.append(
                     Violation(
                         "no_audio_over_user",
@@ -626,7 +643,6 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
                     )
                 )
 
-    options = _options_seen(obs)
     if any(o.get("allow_interruptions") is False for o in options):
         return found
     if any(o.get("turn_detection") in ("manual", "realtime_llm") for o in options):
