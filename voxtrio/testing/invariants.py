@@ -619,10 +619,12 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
     if "min_endpointing_delay" not in obs.scenario.options:
         delays.append(SessionOptions().min_endpointing_delay)
     pause_allowed = min(delays) / 2
+    # A VAD hears speech begin (again) on its next update, not at once.
+    step = obs.scenario.vad.get("min_speech_duration", 0.05)
 
     def user_talking(at: float) -> bool:
         t = at - obs.origin
-        return any(s.start <= t <= s.end + pause_allowed + 1e-9 for s in obs.scenario.user)
+        return any(s.start + step - 1e-9 <= t <= s.end + pause_allowed + 1e-9 for s in obs.scenario.user)
 
     playouts = _playouts(obs)
     for speech_id, runs in playouts.items():
@@ -652,7 +654,6 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
     if any(o.get("aec_warmup_duration") for o in options):
         return found
     min_duration = max(float(o.get("min_interruption_duration", 0.5)) for o in options)
-    step = obs.scenario.vad.get("min_speech_duration", 0.05)
     grace = min_duration + 2 * step + AUDIO_SLACK
     playing = obs.output.playing_intervals()
     end_time = _end_time(obs)

@@ -158,7 +158,7 @@ def user_speech(draw: Any, *, max_turns: int = 5, phrases: Sequence[str] = USER_
     unused = list(phrases)
     for kind in kinds:
         if kind == "cough":
-            length = draw(seconds(0.1, 0.6, 0.05))
+            length = draw(seconds(0.1, 1.2, 0.05))  # long enough, noise interrupts
             transcript = ""
         elif kind == "monologue":
             length = draw(seconds(5.0, 10.0, 0.5))
