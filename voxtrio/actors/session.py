@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._sync import Future
+from .._sync import Flag, Future
 from ..agent import Agent, CarryHistory
 from ..events import CloseReason, ErrorEvent, EventBus
 from ..messages import (
@@ -72,8 +72,11 @@ class SessionSupervisor:
         self.finished: Future[CloseInfo] = Future()
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
         self._handoffs: list[HandoffRequested] = []
-        self._handoff_running = False
+        self._handoff_idle = Flag(True)
         self._closing = False
+        # A drain stops hand-offs as it stops turns: an agent whose on_enter
+        # leads straight to another hand-off would otherwise never drain.
+        self._draining = False
         self._nursery: trio.Nursery | None = None
         self._handoff_scope: trio.CancelScope | None = None
         self._leases: dict[Agent, ToolsetLease] = {}
@@ -139,23 +142,25 @@ class SessionSupervisor:
             for source in message.sources:
                 self._error_counts[source] = 0
         elif isinstance(message, HandoffRequested):
-            if self._closing:
+            if self._closing or self._draining:
                 self._state.count_handoff(-1)
                 if message.reply is not None:
-                    message.reply.set_exception(RuntimeError("the session is closing"))
+                    what = "closing" if self._closing else "draining"
+                    message.reply.set_exception(RuntimeError(f"the session is {what}"))
                 return
             self._handoffs.append(message)
-            if not self._handoff_running:
+            if self._handoff_idle:
                 self._nursery.start_soon(self._run_handoffs)
         elif isinstance(message, OptionsChanged):
             self._options = message.options
         elif isinstance(message, DrainRequested):
+            self._draining = True
             self._nursery.start_soon(self._drain, message)
 
     async def _run_handoffs(self) -> None:
-        self._handoff_running = True
+        self._handoff_idle.set(False)
         try:
-            while self._handoffs and not self._closing:
+            while self._handoffs and not self._closing and not self._draining:
                 request = self._handoffs.pop(0)
                 try:
                     with trio.CancelScope() as scope:
@@ -170,11 +175,12 @@ class SessionSupervisor:
                     else:
                         request.reply.set_result(None)
         finally:
-            self._handoff_running = False
-            for request in self._handoffs:  # left behind by a close
+            self._handoff_idle.set(True)
+            for request in self._handoffs:  # left behind by a close or a drain
                 self._state.count_handoff(-1)
                 if request.reply is not None:
-                    request.reply.set_exception(RuntimeError("the session closed before the hand-off"))
+                    what = "closed" if self._closing else "drained"
+                    request.reply.set_exception(RuntimeError(f"the session {what} before the hand-off"))
             self._handoffs.clear()
 
     async def _handoff(self, agent: Agent, carry_history: CarryHistory | None) -> None:
@@ -197,6 +203,7 @@ class SessionSupervisor:
 
     async def _drain(self, request: DrainRequested) -> None:
         try:
+            await self._handoff_idle.wait_value(True)  # the agent it hands to is the one drained
             drained: Future[None] = Future()
             await self._planner.send(DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
             await drained
