@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from voxtrio.actors.planner import Planner
 from voxtrio.testing import load_scenario, play
 
 
@@ -42,3 +43,18 @@ STORY = {
     "llm": [{"input": "Tell me a story.", "content": "Here is a long story for you ... the end."}],
     "tts": [{"input": "Here is a long story for you ... the end.", "audio_duration": 10.0}],
 }
+
+
+def drop_outputs_of_interrupted_speech(monkeypatch: Any) -> None:
+    """A deliberate fault: when a speech was interrupted, its tool calls are
+    committed to the history but their outputs are lost."""
+    commit = Planner._commit_tool_items
+
+    def commit_calls_only(self: Planner, outcomes: Any, handle: Any) -> None:
+        if handle.interrupted:
+            for outcome in outcomes:
+                self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
+            return
+        commit(self, outcomes, handle)
+
+    monkeypatch.setattr(Planner, "_commit_tool_items", commit_calls_only)

@@ -16,7 +16,6 @@ import sys
 import pytest
 from hypothesis import event, given, settings
 
-from voxtrio.actors.planner import Planner
 from voxtrio.testing import load_scenario
 from voxtrio.testing.invariants import (
     InvariantViolation,
@@ -25,6 +24,8 @@ from voxtrio.testing.invariants import (
     observe,
 )
 from voxtrio.testing.strategies import conversations
+
+from helpers import drop_outputs_of_interrupted_speech
 
 SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
 
@@ -69,23 +70,8 @@ def test_every_scenario_file_keeps_every_invariant(path):
     assert [str(v) for v in check_invariants(observe(scenario))] == []
 
 
-def _drop_outputs_of_interrupted_speech(monkeypatch):
-    """The deliberate fault: when a speech was interrupted, its tool calls are
-    committed to the history but their outputs are lost."""
-    commit = Planner._commit_tool_items
-
-    def commit_calls_only(self, outcomes, handle):
-        if handle.interrupted:
-            for outcome in outcomes:
-                self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
-            return
-        commit(self, outcomes, handle)
-
-    monkeypatch.setattr(Planner, "_commit_tool_items", commit_calls_only)
-
-
 def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkeypatch, tmp_path):
-    _drop_outputs_of_interrupted_speech(monkeypatch)
+    drop_outputs_of_interrupted_speech(monkeypatch)
     tried = []
 
     # Same settings as the property test above (the active profile).

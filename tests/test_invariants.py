@@ -35,6 +35,8 @@ from voxtrio.testing.scripted import ScriptedAudioOutput, ScriptedLLM
 from voxtrio.testing.shrinking import reduce_scenario
 from voxtrio.testing.strategies import conversations
 
+from helpers import drop_outputs_of_interrupted_speech
+
 SCENARIOS = pathlib.Path(__file__).parent / "scenarios"
 
 
@@ -133,16 +135,7 @@ def test_close_timeout_catches_a_close_that_overruns(monkeypatch):
 
 
 def test_function_calls_catches_outputs_dropped_on_interruption(monkeypatch):
-    commit = Planner._commit_tool_items
-
-    def commit_calls_only(self, outcomes, handle):
-        if handle.interrupted:
-            for outcome in outcomes:
-                self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
-            return
-        commit(self, outcomes, handle)
-
-    monkeypatch.setattr(Planner, "_commit_tool_items", commit_calls_only)
+    drop_outputs_of_interrupted_speech(monkeypatch)
     data = {
         "stt": False,
         "vad": None,

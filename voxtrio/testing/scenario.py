@@ -722,7 +722,7 @@ async def play(
             try:
                 await session.drain()
             except RuntimeError:
-                pass
+                pass  # not running any more: the session already closed (a hang-up, an error)
             finally:
                 if observer is not None:
                     observer.on_wait("drain", False)
