@@ -35,7 +35,11 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(APIError):
-    """The provider answered with an error status (HTTP or protocol level)."""
+    """The provider answered with an error status (HTTP or protocol level).
+
+    ``retry_after`` is the wait, in seconds, the provider asked for (a
+    ``Retry-After`` header), when it asked for one.
+    """
 
     def __init__(
         self,
@@ -44,11 +48,19 @@ class APIStatusError(APIError):
         status_code: int = -1,
         retryable: bool | None = None,
         body: object = None,
+        retry_after: float | None = None,
     ) -> None:
         if retryable is None:
             retryable = status_code == 429 or status_code >= 500
         super().__init__(message, retryable=retryable, body=body)
         self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class MissingAPIKeyError(VoxtrioError, ValueError):
+    """A network provider was built without an API key: none was passed and its
+    environment variable is unset. Raised at construction, so a misconfigured
+    agent fails before its first call rather than in the middle of one."""
 
 
 class ToolError(VoxtrioError):

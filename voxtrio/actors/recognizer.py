@@ -30,7 +30,7 @@ from ..errors import APIError
 from ..events import ErrorEvent, EventBus, MetricsCollected
 from ..messages import FlushRecognizer, OptionsChanged, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
 from ..options import SessionOptions
-from ..providers.base import STT
+from ..providers.base import STT, STTReconnected, STTStreamItem, STTUsage
 from ..retry import retrying, unwrap
 from .audio_in import RECOGNIZER_BACKLOG
 
@@ -111,7 +111,7 @@ class Recognizer:
         while not link.closed:
             send, receive = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
             link.target = send
-            events_send, events_receive = trio.open_memory_channel[STTEvent](64)
+            events_send, events_receive = trio.open_memory_channel[STTStreamItem](64)
             try:
                 with trio.CancelScope() as restart:
                     self._restart = restart
@@ -146,8 +146,18 @@ class Recognizer:
             await self._session_inbox.send(ProviderFailed(source="stt", error=error))
         await trio.sleep(conn_options.retry_delay(max(0, self._failures - 1)))
 
-    async def _forward(self, receive: trio.MemoryReceiveChannel[STTEvent]) -> None:
+    async def _forward(self, receive: trio.MemoryReceiveChannel[STTStreamItem]) -> None:
         async for event in receive:
+            if isinstance(event, STTUsage):
+                metrics = {"audio_duration": event.audio_duration}
+                if event.latency is not None:
+                    metrics["duration"] = event.latency
+                self._bus.emit(MetricsCollected(kind="stt", metrics=metrics))
+                continue
+            if isinstance(event, STTReconnected):
+                error = event.error
+                self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=True, error=error))
+                continue
             if event.kind == "final" and event.text:
                 self._failures = 0
             await self._turn.send(event)

@@ -99,6 +99,10 @@ class _ReplayableText:
         self._chunks.append(chunk)
         self._notify()
 
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
     def close(self) -> None:
         self._closed = True
         self._notify()
@@ -350,6 +354,7 @@ class Speaker:
                         "ttfb": timing["first_audio"] - (anchor or request_started),
                         "duration": finished - (anchor or request_started),
                         "audio_duration": segment.synthesized,
+                        "characters": text.characters,
                     },
                 )
             )
@@ -401,6 +406,8 @@ class Speaker:
                         if item is None:
                             break
                         frame = item.frame
+                        if not frame.samples_per_channel:
+                            continue  # it only carried word timings
                         if not wrote_any and request.hold_while_user_speaks is not None:
                             await request.hold_while_user_speaks.wait_value(True)
                         await self._wait_for_room(frame.duration)
