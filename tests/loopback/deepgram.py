@@ -114,7 +114,7 @@ class _Stream:
                     await self.ws.aclose(1000)
                     return
         except ConnectionClosed:
-            return
+            self.log.client_gone_at = trio.current_time()
 
     async def audio(self, data: bytes) -> bool:
         samples = np.frombuffer(data, "<i2")

@@ -23,7 +23,8 @@ class Fault:
     ``reject``: the handshake is answered with HTTP ``status`` (and
     ``headers``); ``stall_handshake``: it is never answered. The others
     happen once ``after`` seconds of audio went through the connection
-    (received for an STT, sent for a TTS): ``drop`` closes the TCP
+    (received for an STT; for a TTS, sent: ``after=0`` strikes before the
+    first chunk of audio): ``drop`` closes the TCP
     connection with no close frame, ``stall`` stops answering (the
     connection stays open), ``close`` sends a close frame with ``code`` and
     ``reason``, ``malformed`` sends ``payload`` (text or bytes) and goes on.
@@ -51,6 +52,7 @@ class ConnectionLog:
     audio_seconds: float = 0.0  # audio received (STT) or sent (TTS)
     words: list[tuple[str, float, float]] = attrs.Factory(list)  # TTS: words sent, timed on this connection's audio
     finished: bool = False  # TTS: the whole input was synthesized and the end announced
+    client_gone_at: float | None = None  # when the server saw the client close or drop the connection
     closed_at: float | None = None
     close_code: int | None = None  # the code of the close frame the client sent, if any
 
@@ -162,9 +164,11 @@ def dumps(message: dict[str, Any]) -> str:
 class SpeechModel:
     """How the fake TTSs "speak": each character lasts ``1 / chars_per_second``
     (a word and the space after it), rendered ``speed`` times faster than real
-    time after ``ttfb``; the samples are a constant, so a test can recognize them."""
+    time after ``ttfb``; the samples are a constant, so a test can recognize them.
+    20 characters a second makes every character a whole 50 ms, so alignments
+    in integer milliseconds are exact."""
 
-    def __init__(self, *, chars_per_second: float = 15.0, ttfb: float = 0.05, speed: float = 4.0,
+    def __init__(self, *, chars_per_second: float = 20.0, ttfb: float = 0.05, speed: float = 4.0,
                  chunk_seconds: float = 0.25, value: int = 100) -> None:
         self.chars_per_second = chars_per_second
         self.ttfb = ttfb

@@ -44,6 +44,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import functools
 import json
 import math
 from typing import Any, Mapping, Sequence
@@ -66,6 +67,7 @@ from .vendor_websocket import (
     json_object,
     protocol_error,
     resolve_api_key,
+    run_beside,
     websocket_url,
 )
 
@@ -297,16 +299,7 @@ class _LiveStream:
     # -- connections ----------------------------------------------------------------------
 
     async def run(self, frames: trio.MemoryReceiveChannel[AudioFrame]) -> None:
-        failure: APIError | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._read, frames)
-            try:
-                await self._connect_until_done()
-            except APIError as error:
-                failure = error  # raised below, not in a group
-            nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+        await run_beside(self._connect_until_done, functools.partial(self._read, frames))
 
     async def _connect_until_done(self) -> None:
         failures = 0
@@ -350,11 +343,11 @@ class _LiveStream:
             connection = _Connection(ws, next_seq=first, last_sent=trio.current_time())
             holder.append(connection)
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._send, connection)
-                    nursery.start_soon(self._keep_alive, connection)
-                    await self._receive(connection)
-                    nursery.cancel_scope.cancel()
+                await run_beside(
+                    functools.partial(self._receive, connection),
+                    functools.partial(self._send, connection),
+                    functools.partial(self._keep_alive, connection),
+                )
             finally:
                 if not connection.closing:
                     # Cancelled (the session is closing, the turn was cleared) or

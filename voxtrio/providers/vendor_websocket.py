@@ -16,7 +16,7 @@ import json
 import os
 import ssl
 import urllib.parse
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import trio
 
@@ -158,6 +158,25 @@ def json_object(message: str | bytes, *, vendor: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise protocol_error(vendor, "a JSON frame that is not an object", message)
     return value
+
+
+async def run_beside(main: Callable[[], Awaitable[None]], *side: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` with the ``side`` tasks beside it; they stop when it returns.
+
+    An error of ``main`` leaves as itself, not in an exception group: the
+    session's retry policy and a caller's ``except APIError`` both look for it.
+    """
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        for task in side:
+            nursery.start_soon(task)
+        try:
+            await main()
+        except Exception as error:  # raised below, outside the nursery
+            failure = error
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 @contextlib.asynccontextmanager

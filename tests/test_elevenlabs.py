@@ -1,0 +1,188 @@
+"""ElevenLabs stream-input synthesis against a local server that speaks its protocol
+(clock: see tts_loopback)."""
+
+import numpy as np
+import pytest
+import trio
+
+import voxtrio
+from voxtrio.options import APIConnectOptions, SessionConnectOptions
+from voxtrio.providers import deepgram, elevenlabs
+from voxtrio.providers.energy_vad import EnergyVAD
+from voxtrio.testing import ArrayTransport, LLMResponse, ScriptedLLM
+
+from loopback.deepgram import FakeDeepgram
+from loopback.elevenlabs import FakeElevenLabs
+from loopback.server import Fault, SpeechModel
+from tts_loopback import LONG_TEXT, heard_before, same_words, seconds_of, speak, started_marker_at, synthesize, words_of
+
+
+def make_tts(server, **options):
+    return elevenlabs.TTS(voice_id="voice-1", api_key="test-key", base_url=server.url, **options)
+
+
+def test_a_missing_key_names_the_variable(monkeypatch):
+    monkeypatch.delenv("ELEVEN_API_KEY", raising=False)
+    with pytest.raises(voxtrio.MissingAPIKeyError, match="ELEVEN_API_KEY"):
+        elevenlabs.TTS(voice_id="v")
+    with pytest.raises(ValueError, match="PCM"):
+        elevenlabs.TTS(voice_id="v", api_key="k", sample_rate=12_345)
+
+
+async def test_text_streams_in_by_sentence_and_pcm_with_word_timings_comes_out(autojump_clock):
+    server = FakeElevenLabs()
+    async with server.running():
+        tts = make_tts(server, sample_rate=16_000, voice_settings={"stability": 0.5}, chunk_length_schedule=[50])
+        items = await synthesize(tts, ["Hello there, ", "my friend. How ", "are you today?"], chunk_delay=0.1)
+    [connection] = server.connections
+    assert connection.path == "/v1/text-to-speech/voice-1/stream-input"
+    assert (connection.param("model_id"), connection.param("output_format"), connection.param("sync_alignment")) == (
+        "eleven_flash_v2_5", "pcm_16000", "true",
+    )
+    assert connection.headers["xi-api-key"] == "test-key"
+    # the first message is a space with the settings, each sentence is flushed, "" ends the input
+    assert connection.texts == [
+        {"text": " ", "voice_settings": {"stability": 0.5}, "generation_config": {"chunk_length_schedule": [50]}},
+        {"text": "Hello there, my friend. ", "flush": True},
+        {"text": "How are you today? ", "flush": True},
+        {"text": ""},
+    ]
+    assert connection.finished and connection.close_code == 1000
+    # the audio: 20 ms frames at 16 kHz, all of it
+    frames = [item.frame for item in (i for _, i in items) if hasattr(item, "frame")]
+    assert {f.sample_rate for f in frames} == {16_000} and max(f.duration for f in frames) == pytest.approx(0.02)
+    assert seconds_of(items) == pytest.approx(connection.audio_seconds, abs=1e-3)
+    # the words, from the characters' alignment, on the segment's clock
+    assert same_words(words_of(items), connection.words)
+    # ttfb is measured from the first sentence sent, not from the connection
+    assert started_marker_at(items) == [0.1]  # when the first sentence was complete
+
+
+async def test_an_interrupted_reply_records_the_words_that_were_heard(autojump_clock):
+    # Rendered barely faster than real time: the reply is still being synthesized when it is cut.
+    server = FakeElevenLabs(model=SpeechModel(speed=1.25))
+    async with server.running():
+        session, seen, output = await speak(make_tts(server), LONG_TEXT, interrupt_at=2.0)
+    [finished] = [e for _, kind, e in seen if kind == "playback_finished"]
+    assert finished.interrupted and 1.8 < finished.position < 2.0
+    [connection] = server.connections
+    expected = heard_before(connection.words, finished.position)
+    assert expected and expected != LONG_TEXT  # a real prefix: the test can fail
+    message = session.history.items[-1]
+    assert (message.role, message.content, message.interrupted) == ("assistant", expected, True)
+    # barge-in: the stream was cancelled on the spot, and nothing played after
+    assert not connection.finished and connection.client_gone_at == 2.0
+    assert output.clears == [2.0] and max(t for t, _ in output.writes) < 2.0
+
+
+async def test_a_whole_call_deepgram_hears_elevenlabs_speaks_the_user_barges_in(autojump_clock):
+    tts_server = FakeElevenLabs(model=SpeechModel(speed=1.25))
+    stt_server = FakeDeepgram({1000: "Tell me a story.", 2000: "Stop please."})
+    story = "Once upon a time there was a fox. It lived in the woods, far from the town."
+    async with tts_server.running(), stt_server.running():
+        session = voxtrio.AgentSession(
+            vad=EnergyVAD(min_speech_duration=0.1, min_silence_duration=0.3),
+            stt=deepgram.STT(api_key="test-key", base_url=f"{stt_server.url}/v1/listen"),
+            llm=ScriptedLLM([LLMResponse(input="Tell me a story.", content=story)]),
+            tts=make_tts(tts_server),
+            min_endpointing_delay=0.3,
+        )
+        seen = []
+        session.on("*", lambda e: seen.append((round(trio.current_time(), 3), e.type, e)))
+        speech = [np.full(16_000, 1000, np.int16), np.zeros(48_000, np.int16),
+                  np.full(16_000, 2000, np.int16), np.zeros(48_000, np.int16)]
+        samples = np.concatenate([np.zeros(8_000, np.int16)] + speech)  # speaks at 0.5-1.5 and 4.5-5.5
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, voxtrio.Agent(), ArrayTransport(samples))
+            await trio.sleep(8.0)
+            await session.aclose()
+    [finished] = [e for _, kind, e in seen if kind == "playback_finished"]
+    assert finished.interrupted  # the user's voice cut the reply
+    reply = next(item for item in session.history.items if item.type == "message" and item.role == "assistant")
+    assert reply.interrupted and reply.content == heard_before(tts_server.connections[0].words, finished.position)
+    assert reply.content and story.startswith(reply.content)
+    assert not tts_server.connections[0].finished  # the synthesis was cancelled, not run to the end
+    users = [item.content for item in session.history.items if item.type == "message" and item.role == "user"]
+    assert users == ["Tell me a story.", "Stop please."]
+    tts_metrics = [e.metrics for _, kind, e in seen if kind == "metrics_collected" and e.kind == "tts"]
+    assert tts_metrics == [] or tts_metrics[0]["characters"] == len(story)
+
+
+async def test_metrics_report_ttfb_characters_and_audio(autojump_clock):
+    server = FakeElevenLabs(model=SpeechModel(ttfb=0.15))
+    async with server.running():
+        _, seen, _ = await speak(make_tts(server), "Short and sweet.")
+    [metrics] = [e.metrics for _, kind, e in seen if kind == "metrics_collected" and e.kind == "tts"]
+    assert metrics["ttfb"] == pytest.approx(0.15)
+    assert metrics["characters"] == len("Short and sweet.")
+    assert metrics["audio_duration"] == pytest.approx(server.connections[0].audio_seconds, abs=1e-3)
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault, error",
+    [
+        (Fault(kind="reject", status=429), "HTTP 429"),
+        (Fault(kind="reject", status=503), "HTTP 503"),
+        (Fault(kind="stall_handshake"), "no progress for 2 s"),
+        (Fault(kind="close", code=1011, reason="internal", after=0.0), "1011"),
+        (Fault(kind="drop", after=0.0), "1006"),
+        (Fault(kind="malformed", payload="{{{", after=0.0), "not JSON"),
+        (Fault(kind="malformed", payload='{"audio": 5}', after=0.0), "not base64"),
+        (Fault(kind="malformed", payload='{"audio": "", "alignment": {"chars": ["a"]}}', after=0.0), "documented shape"),
+        (Fault(kind="stall", after=0.0), "no progress for 2 s"),
+    ],
+    ids=["429", "503", "stalled-handshake", "closed-1011", "dropped", "bad-json", "bad-audio", "wrong-shape", "stalled"],
+)
+async def test_a_failure_before_any_audio_is_retried_on_a_new_connection(autojump_clock, fault, error):
+    # after=0.0: the fault strikes before the first chunk of audio
+    server = FakeElevenLabs(faults=[fault])
+    options = {"conn_options": SessionConnectOptions(tts_conn_options=APIConnectOptions(timeout=2.0))}
+    async with server.running():
+        session, seen, _ = await speak(make_tts(server), "Hello there, my friend.", options=options)
+    errors = [e for _, kind, e in seen if kind == "error"]
+    assert [(e.source, e.recoverable) for e in errors] == [("tts", True)] and error in errors[0].message
+    assert len(server.connections) == 2 and server.connections[1].finished
+    message = session.history.items[-1]
+    assert (message.content, message.interrupted) == ("Hello there, my friend.", False)
+
+
+async def test_a_connection_lost_mid_reply_cuts_it_where_the_audio_stopped(autojump_clock):
+    server = FakeElevenLabs(faults=[Fault(kind="drop", after=1.0)], model=SpeechModel(speed=1.25))
+    async with server.running():
+        session, seen, _ = await speak(make_tts(server), LONG_TEXT)
+    errors = [e for _, kind, e in seen if kind == "error"]
+    # audio was already playing: no retry (it cannot be taken back), the reply is cut
+    assert [(e.source, e.recoverable) for e in errors] == [("tts", False)] and "1006" in errors[0].message
+    assert len(server.connections) == 1
+    message = session.history.items[-1]
+    assert message.interrupted and LONG_TEXT.startswith(message.content) and message.content
+
+
+async def test_a_refused_key_is_final_and_names_the_variable(autojump_clock):
+    server = FakeElevenLabs(api_key="the-right-key")
+    async with server.running():
+        with pytest.raises(voxtrio.APIStatusError, match="ELEVEN_API_KEY") as failed:
+            await synthesize(make_tts(server), ["Hello."])
+    assert (failed.value.status_code, failed.value.retryable) == (401, False)
+
+
+async def test_an_error_frame_is_mapped_by_its_code(autojump_clock):
+    # The text never ends: after 20 s ElevenLabs reports input_timeout_exceeded (1008).
+    server = FakeElevenLabs()
+    async with server.running():
+        with pytest.raises(voxtrio.APIStatusError, match="input_timeout_exceeded") as failed:
+            await synthesize(make_tts(server), ["Hello there. "], end_input=False)
+    assert (failed.value.status_code, failed.value.retryable) == (1008, False)
+
+
+async def test_cancelling_a_stream_closes_the_connection_at_once(autojump_clock):
+    server = FakeElevenLabs(model=SpeechModel(speed=1.25))
+    async with server.running():
+        with trio.move_on_after(1.0):
+            await synthesize(make_tts(server), [LONG_TEXT])
+        await trio.sleep(0.1)
+    [connection] = server.connections
+    assert connection.client_gone_at == 1.0 and not connection.finished
