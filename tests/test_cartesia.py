@@ -66,8 +66,8 @@ async def test_an_interruption_cancels_the_context_on_the_wire(autojump_clock):
         session, seen, output = await speak(make_tts(server), LONG_TEXT, interrupt_at=2.0)
     [connection] = server.connections
     [context_id] = {r["context_id"] for r in connection.texts if "transcript" in r}
-    # the cancel for this context reached Cartesia while it was still generating
-    assert server.cancelled == [context_id] and not connection.finished
+    # the cancel for this context reached Cartesia, at once, while it was still generating
+    assert server.cancelled == [context_id] and server.cancelled_at == [2.0] and not connection.finished
     assert connection.texts[-1] == {"context_id": context_id, "cancel": True}
     [finished] = [e for _, kind, e in seen if kind == "playback_finished"]
     expected = heard_before(connection.words, finished.position)
@@ -158,3 +158,15 @@ async def test_a_connection_lost_mid_reply_cuts_it(autojump_clock):
     assert [(e.source, e.recoverable) for e in errors] == [("tts", False)] and "1006" in errors[0].message
     message = session.history.items[-1]
     assert message.interrupted and message.content and LONG_TEXT.startswith(message.content)
+
+
+def test_timestamped_words_are_given_back_as_written():
+    context = cartesia._Context(make_tts_offline(), None, "c")
+    context.sent_words.extend("Hello, world! & more.".split())
+    assert [context.as_written(w) for w in ["Hello", "world", "more", "unknown"]] == [
+        "Hello,", "world!", "more.", "unknown",  # "&" had no timestamp: passed over
+    ]
+
+
+def make_tts_offline():
+    return cartesia.TTS(voice="voice-1", api_key="test-key")

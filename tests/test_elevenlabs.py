@@ -40,11 +40,14 @@ async def test_text_streams_in_by_sentence_and_pcm_with_word_timings_comes_out(a
         "eleven_flash_v2_5", "pcm_16000", "true",
     )
     assert connection.headers["xi-api-key"] == "test-key"
-    # the first message is a space with the settings, each sentence is flushed, "" ends the input
+    # the first message is a space with the settings, words go out as they come,
+    # each sentence's end flushed, "" ends the input
     assert connection.texts == [
         {"text": " ", "voice_settings": {"stability": 0.5}, "generation_config": {"chunk_length_schedule": [50]}},
-        {"text": "Hello there, my friend. ", "flush": True},
-        {"text": "How are you today? ", "flush": True},
+        {"text": "Hello there, "},
+        {"text": "my friend. ", "flush": True},
+        {"text": "How "},
+        {"text": "are you today? ", "flush": True},
         {"text": ""},
     ]
     assert connection.finished and connection.close_code == 1000
@@ -54,8 +57,21 @@ async def test_text_streams_in_by_sentence_and_pcm_with_word_timings_comes_out(a
     assert seconds_of(items) == pytest.approx(connection.audio_seconds, abs=1e-3)
     # the words, from the characters' alignment, on the segment's clock
     assert same_words(words_of(items), connection.words)
-    # ttfb is measured from the first sentence sent, not from the connection
-    assert started_marker_at(items) == [0.1]  # when the first sentence was complete
+    # ttfb is measured from the first text sent, not from the connection
+    assert started_marker_at(items) == [0.0]
+
+
+async def test_a_long_sentence_is_heard_before_it_is_written_to_its_end(autojump_clock):
+    # No terminator for 200 characters: the words went out as they came, and
+    # ElevenLabs' schedule (120 characters) started the audio.
+    words = ("and then the fox ran on " * 9).split()
+    server = FakeElevenLabs()
+    async with server.running():
+        items = await synthesize(make_tts(server), [w + " " for w in words], chunk_delay=0.05)
+    last_text_at = 0.05 * (len(words) - 1)
+    first_audio_at = next(t for t, item in items if getattr(item, "frame", None) is not None)
+    assert first_audio_at < last_text_at
+    assert server.connections[0].finished
 
 
 async def test_an_interrupted_reply_records_the_words_that_were_heard(autojump_clock):

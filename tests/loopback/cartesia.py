@@ -7,7 +7,8 @@ requests with ``context_id``, ``continue``, ``add_timestamps``, a raw
 and their fields), "API conventions" (``X-API-Key``, ``Cartesia-Version``
 or ``?cartesia_version``), and the message models of Cartesia's Python SDK
 (``WebsocketResponse``: word timestamps in seconds from the start of the
-context's audio).
+context's audio; the reference's example times "Hello, world!" as the
+words "Hello" and "world").
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FakeCartesia(FakeServer):
         self.api_key = api_key
         self.model = model or SpeechModel()
         self.cancelled: list[str] = []  # contexts a client cancelled while they were generating
+        self.cancelled_at: list[float] = []  # when each of those cancels arrived
 
     def serves(self, path: str) -> bool:
         return path == "/tts/websocket"
@@ -63,6 +65,7 @@ class FakeCartesia(FakeServer):
                             contexts.pop(context_id).close()
                             scopes.pop(context_id).cancel()
                             self.cancelled.append(context_id)
+                            self.cancelled_at.append(trio.current_time())
                         continue
                     problem = _invalid(data)
                     if problem:
@@ -116,7 +119,8 @@ class FakeCartesia(FakeServer):
                             words = words[len(spoken):]
                             if first.get("add_timestamps") and spoken:
                                 await ws.send_message(dumps({**base, "type": "timestamps", "word_timestamps": {
-                                    "words": [w for w, _, _ in spoken],
+                                    # timed words come without their punctuation, as in the docs' example
+                                    "words": [w.strip(".,!?;:") for w, _, _ in spoken],
                                     "start": [round(s, 4) for _, s, _ in spoken],
                                     "end": [round(e, 4) for _, _, e in spoken],
                                 }}))

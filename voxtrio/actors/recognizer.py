@@ -1,7 +1,10 @@
 """Recognizer actor: the user's audio to transcripts, through the STT provider.
 
 A streaming STT gets every frame as it comes: AudioIn sends straight into the
-running stream's channel (10 s deep). The stream heals itself: after an
+running stream's channel (10 s deep). Besides transcripts it may report its
+usage (``STTUsage``: a ``metrics_collected`` event of kind ``stt``) and a
+connection it replaced by itself (``STTReconnected``: a recoverable ``error``
+event). The stream heals itself: after an
 ``APIError`` it is opened again after a backoff (``retry_delay``; audio of
 the backoff itself reaches no stream), and each failure is an ``error`` event; one that exhausts ``max_retry`` attempts in a row is
 unrecoverable and counts toward the session's error budget. A transcript

@@ -31,7 +31,9 @@ stops generating (and billing) at once.
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import json
 import uuid
 from typing import Any, Mapping
@@ -148,6 +150,7 @@ class _Context:
         self.id = context_id
         self.open = False  # a request was sent and the context is not done
         self.receiving = trio.CancelScope()  # cancelled when no context is opened at all
+        self.sent_words: collections.deque[str] = collections.deque()  # sent, not yet timestamped
 
     def request(self, transcript: str, *, more: bool) -> str:
         return json.dumps({**self.tts._request, "transcript": transcript, "context_id": self.id, "continue": more})
@@ -159,6 +162,7 @@ class _Context:
             if not self.open:
                 self.open = True
                 await audio.send(TTS_REQUEST_STARTED)
+            self.sent_words.extend(sentence.split())
             await self.ws.send_message(self.request(sentence + " ", more=True))
 
         try:
@@ -216,13 +220,35 @@ class _Context:
         if kind == "timestamps":
             timestamps = data["word_timestamps"]
             words = [
-                TimedWord(text=str(word), start=float(start), end=float(end))
+                TimedWord(text=self.as_written(str(word)), start=float(start), end=float(end))
                 for word, start, end in zip(timestamps["words"], timestamps["start"], timestamps["end"], strict=True)
             ]
             # Timed on the context's clock: carried by an item of their own,
             # placed where the audio so far ends.
             return with_words((), words, at=pcm.seconds, sample_rate=rate)
         return []  # flush_done, phoneme_timestamps, and types added later
+
+
+    def as_written(self, word: str) -> str:
+        """The sent word that Cartesia timestamped as ``word``: its words come
+        without their punctuation ("Hello, world!" is timed as "Hello",
+        "world"), and what was heard goes into the history as it was written.
+        A sent word Cartesia skipped (a lone symbol) is passed over."""
+        bare = _bare(word)
+        for index, sent in enumerate(itertools.islice(self.sent_words, _LOOKAHEAD)):
+            if _bare(sent) == bare:
+                for _ in range(index + 1):
+                    written = self.sent_words.popleft()
+                return written
+        return word
+
+
+# How many sent words a timestamped word may be looked for among.
+_LOOKAHEAD = 4
+
+
+def _bare(word: str) -> str:
+    return "".join(char for char in word.casefold() if char.isalnum())
 
 
 def _error(data: dict[str, Any]) -> APIStatusError:

@@ -17,9 +17,9 @@ in real-time":
   an error is ``{"message", "error", "code"}`` and a close with that code
   (1008 ``input_timeout_exceeded`` after 20 s without text, for instance).
 
-Text goes out a sentence at a time, each flushed, so the first sentence is
-heard while the LLM writes the rest (without ``flush`` ElevenLabs waits for
-120 characters). The characters' alignment becomes word timings, so an
+Text goes out word by word as the LLM writes it, and each sentence's end
+with ``flush``, so the first sentence is heard while the LLM writes the rest
+(without ``flush`` ElevenLabs waits for 120 characters). The characters' alignment becomes word timings, so an
 interrupted reply records the words that were heard. One connection per
 segment: it opens as the segment starts (before its text exists, hiding the
 handshake behind the LLM's first tokens) and is closed, at once, when the
@@ -134,22 +134,42 @@ class TTS(base.TTS):
     async def _send_text(
         self, ws: WebSocketConnection, text: trio.MemoryReceiveChannel[str], audio: trio.MemorySendChannel[Any]
     ) -> None:
+        """Words go out as they complete (ElevenLabs buffers them by its chunk
+        schedule), and the end of each sentence with ``flush``, so a sentence
+        is heard as soon as it is written, however short."""
         splitter = SentenceSplitter()
+        written = ""  # all the text so far
+        sent = 0  # how much of it went out
+        boundary = 0  # where the last complete sentence ends
         started = False
 
-        async def send(sentence: str) -> None:
-            nonlocal started
+        async def send(upto: int, *, flush: bool) -> None:
+            nonlocal sent, started
+            piece = written[sent:upto].strip()
+            if not piece and not flush:
+                return
             if not started:
                 started = True
                 await audio.send(TTS_REQUEST_STARTED)
-            await ws.send_message(json.dumps({"text": sentence + " ", "flush": True}))
+            message: dict[str, Any] = {"text": piece + " "}  # every piece ends with one space
+            if flush:
+                message["flush"] = True
+            await ws.send_message(json.dumps(message))
+            sent = max(sent, upto)
 
         try:
             async for chunk in text:
-                for sentence in splitter.push(chunk):
-                    await send(sentence)
-            for sentence in splitter.flush():
-                await send(sentence)
+                written += chunk
+                sentences = splitter.push(chunk)
+                for sentence in sentences:
+                    boundary = written.index(sentence, boundary) + len(sentence)
+                if sentences:
+                    await send(boundary, flush=True)
+                cut = max(written.rfind(" "), written.rfind("\n")) + 1
+                if cut > sent:
+                    await send(cut, flush=False)
+            if written[sent:].strip() or (started and sent > boundary):
+                await send(len(written), flush=True)
             await ws.send_message(json.dumps({"text": ""}))
         except ConnectionClosed:
             return  # the receiver reports why
