@@ -214,6 +214,7 @@ async def test_a_failed_connection_is_replaced_and_the_unfinalized_audio_replaye
     first, second = server.connections
     [reconnected] = reconnections(items)
     assert error in str(reconnected) and reconnected.retryable
+    assert f"request {server.request_ids[0]}" in str(reconnected)  # for Deepgram's support
     # The empty final at 1.0 s acknowledged the first second: the rest went again.
     assert second.audio_seconds == pytest.approx(4.0 - 1.0)
     # The whole utterance, on the session's clock although the new connection
@@ -362,3 +363,20 @@ async def test_a_refused_key_closes_the_session_with_an_error_naming_it(autojump
     [close] = [e for _, kind, e in seen if kind == "close"]
     assert close.reason == "error" and "DEEPGRAM_API_KEY" in close.error
     assert [(e.source, e.recoverable) for _, kind, e in seen if kind == "error"][0] == ("stt", False)
+
+
+async def test_clearing_the_user_turn_ends_the_stream_on_the_wire_and_opens_a_new_one(autojump_clock):
+    server = FakeDeepgram(TRANSCRIPTS)
+
+    async def clear_mid_speech():
+        await trio.sleep(1.0)
+        session.clear_user_turn()
+
+    async with server.running():
+        session = session_with(make_stt(server), turn_detection="manual")
+        await call(session, ArrayTransport(audio((0, 0.5), (HELLO, 1.0), (0, 1.0))), until=2.0, body=clear_mid_speech)
+    first, second = server.connections[:2]
+    # the cancelled stream said CloseStream and was gone at once; the next one
+    # opened with the next frame
+    assert first.types() == ["CloseStream"] and first.client_gone_at == 1.0
+    assert second.opened_at == pytest.approx(1.02, abs=0.021)

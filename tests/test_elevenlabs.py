@@ -165,6 +165,14 @@ async def test_a_failure_before_any_audio_is_retried_on_a_new_connection(autojum
     assert (message.content, message.interrupted) == ("Hello there, my friend.", False)
 
 
+async def test_too_many_requests_is_retried_after_retry_after(autojump_clock):
+    server = FakeElevenLabs(faults=[Fault(kind="reject", status=429, headers=(("Retry-After", "3"),))])
+    async with server.running():
+        session, seen, _ = await speak(make_tts(server), "Hello there.")
+    assert [round(c.opened_at, 3) for c in server.connections] == [0.0, 3.0]  # not the 0.1 s first retry
+    assert session.history.items[-1].content == "Hello there."
+
+
 async def test_a_connection_lost_mid_reply_cuts_it_where_the_audio_stopped(autojump_clock):
     server = FakeElevenLabs(faults=[Fault(kind="drop", after=1.0)], model=SpeechModel(speed=1.25))
     async with server.running():

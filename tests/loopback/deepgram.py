@@ -47,6 +47,7 @@ class FakeDeepgram(FakeServer):
         self.api_key = api_key
         self.interim_every = interim_every
         self.silence_final_every = silence_final_every
+        self.request_ids: list[str] = []  # one per accepted connection (the dg-request-id header)
 
     def serves(self, path: str) -> bool:
         return path == "/v1/listen"
@@ -57,12 +58,16 @@ class FakeDeepgram(FakeServer):
     def reject_key(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         return 401, [(b"dg-error", b"Invalid credentials.")], b'{"err_code":"INVALID_AUTH"}'
 
+    def accept_headers(self) -> list[tuple[bytes, bytes]]:
+        self.request_ids.append(str(uuid.uuid4()))
+        return [(b"dg-request-id", self.request_ids[-1].encode())]
+
     async def serve(self, ws: WebSocketConnection, log: ConnectionLog) -> None:
-        await _Stream(self, ws, log).run()
+        await _Stream(self, ws, log, self.request_ids[-1]).run()
 
 
 class _Stream:
-    def __init__(self, server: FakeDeepgram, ws: WebSocketConnection, log: ConnectionLog) -> None:
+    def __init__(self, server: FakeDeepgram, ws: WebSocketConnection, log: ConnectionLog, request_id: str) -> None:
         self.server = server
         self.ws = ws
         self.log = log
@@ -82,7 +87,7 @@ class _Stream:
         self.finalized_words = 0  # words of the utterance already sent as final
         self.last_word_end: float | None = None  # awaiting an UtteranceEnd
         self.fault = log.fault
-        self.request_id = str(uuid.uuid4())
+        self.request_id = request_id
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_message(dumps(message))

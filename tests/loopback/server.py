@@ -82,6 +82,10 @@ class FakeServer:
         """Whether ``path`` is the vendor's endpoint (others get a 404)."""
         raise NotImplementedError
 
+    def accept_headers(self) -> list[tuple[bytes, bytes]]:
+        """Headers of the handshake's answer (a vendor's request id)."""
+        return []
+
     def reject_key(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         return 401, [], b'{"error": "invalid api key"}'
 
@@ -114,7 +118,7 @@ class FakeServer:
             status, extra, body = self.reject_key()
             await request.reject(status, extra_headers=extra, body=body)
             return
-        ws = await request.accept()
+        ws = await request.accept(extra_headers=self.accept_headers())
         try:
             await self.serve(ws, log)
         finally:

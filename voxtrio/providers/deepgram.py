@@ -203,6 +203,12 @@ class _Connection:
     watchdog: trio.CancelScope | None = None
     closing: bool = False  # CloseStream sent
     answered: bool = False  # Deepgram sent a result on this connection
+    request_id: str | None = None  # Deepgram's id of the stream, for its support
+
+    @property
+    def vendor(self) -> str:
+        """Who to blame in an error: Deepgram, and which of its streams."""
+        return f"{VENDOR} (request {self.request_id})" if self.request_id else VENDOR
 
     def record(self, item: _Item, now: float) -> None:
         if not self.runs or abs(item.start - self.audio_end) > 1e-6:
@@ -341,6 +347,9 @@ class _LiveStream:
         ) as ws:
             first = self._pending[0].seq if self._pending else self._next_seq
             connection = _Connection(ws, next_seq=first, last_sent=trio.current_time())
+            connection.request_id = next(
+                (v.decode("latin-1") for k, v in ws.handshake_headers if k.lower() == b"dg-request-id"), None
+            )
             holder.append(connection)
             try:
                 await run_beside(
@@ -432,12 +441,12 @@ class _LiveStream:
                 except ConnectionClosed as closed:
                     if connection.closing and closed.reason is not None and closed.reason.code == 1000:
                         return  # CloseStream answered: everything was finalized
-                    raise closed_error(closed.reason, vendor=VENDOR) from None
+                    raise closed_error(closed.reason, vendor=connection.vendor) from None
             connection.watchdog = None
             if watchdog.cancelled_caught:
-                raise APITimeoutError(f"{VENDOR} sent nothing for {timeout:g} s while audio was streaming")
+                raise APITimeoutError(f"{connection.vendor} sent nothing for {timeout:g} s while audio was streaming")
             connection.answer_due = connection.answer_budget = None
-            await self._handle(json_object(message, vendor=VENDOR), message, connection)
+            await self._handle(json_object(message, vendor=connection.vendor), message, connection)
 
     # -- what Deepgram says -------------------------------------------------------------
 
@@ -453,9 +462,13 @@ class _LiveStream:
                 last = data.get("last_word_end")
                 end = connection.audio_time(float(last)) if last is not None and last >= 0 else self._last_word_end
                 await self._end_of_speech(end)
-            # Metadata (request id, duration) and message types added later need nothing.
+            elif kind == "Metadata":
+                connection.request_id = str(data.get("request_id") or connection.request_id or "") or None
+            # Message types added later need nothing.
         except (KeyError, IndexError, TypeError, ValueError):
-            raise protocol_error(VENDOR, f"a {kind} message that does not follow its documented shape", raw) from None
+            raise protocol_error(
+                connection.vendor, f"a {kind} message that does not follow its documented shape", raw
+            ) from None
 
     async def _on_results(self, data: dict[str, Any], connection: _Connection) -> None:
         alternative = data["channel"]["alternatives"][0]
@@ -468,6 +481,8 @@ class _LiveStream:
         span_end = start + duration
         text = transcript.strip()
         connection.answered = True
+        if connection.request_id is None:
+            connection.request_id = (data.get("metadata") or {}).get("request_id")
         start_time = connection.audio_time(float(words[0]["start"]) if words else start)
         end_time = connection.audio_time(float(words[-1]["end"]) if words else span_end)
         if text:
