@@ -297,7 +297,7 @@ class Speaker:
                 return
             assert isinstance(item, SynthesizedAudio)
             offset = segment.synthesized
-            if timing["first_audio"] is None:
+            if timing["first_audio"] is None and item.frame.samples_per_channel:
                 timing["first_audio"] = trio.current_time()
             segment.words.extend(
                 TimedWord(text=w.text, start=w.start + offset, end=w.end + offset)
