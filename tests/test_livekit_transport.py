@@ -248,3 +248,55 @@ async def test_joining_something_that_is_not_livekit_is_a_typed_error_and_the_th
                     pass
             nursery.cancel_scope.cancel()
     assert bridge_threads() == []
+
+
+async def test_livekit_front_ends_get_the_agent_state_transcripts_and_typed_input():
+    from voxtrio.testing import ScriptedSTT, UserSpeech
+
+    room = LoopbackRoom()
+
+    class Greeter(voxtrio.Agent):
+        def __init__(self) -> None:
+            super().__init__(instructions="greet")
+
+        async def on_enter(self) -> None:
+            self.session.say("Hello there", allow_interruptions=False)
+
+    session = voxtrio.AgentSession(
+        stt=ScriptedSTT([UserSpeech(start=0.1, end=0.3, transcript="good morning to you")]),
+        llm=ScriptedLLM(
+            [
+                LLMResponse(input="good morning to you", content="Morning"),
+                LLMResponse(input="what time is it", content="Noon"),
+            ]
+        ),
+        tts=ToneTTS(),
+    )
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(join_when_ready, room)
+            async with LiveKitTransport(room=room) as transport:
+                replied = trio.Event()
+                session.on(
+                    "conversation_item_added",
+                    lambda event: getattr(event.item, "content", None) == "Noon" and replied.set(),
+                )
+                async with trio.open_nursery() as call:
+                    call.start_soon(session.main, Greeter(), transport)
+                    await wait_for_loud(room.heard)
+                    await room.chat("what time is it")
+                    await replied.wait()
+                    await session.aclose()
+                track_sid = transport.track_sid
+    transcripts = [s for s in room.text_streams if s.topic == "lk.transcription"]
+    agent_lines = [s for s in transcripts if s.sender_identity == "agent"]
+    assert agent_lines[0].text == "Hello there" and agent_lines[-1].text == "Noon"
+    for stream in agent_lines:
+        assert stream.closed and stream.attributes["lk.transcription_final"] == "false"
+        assert stream.final_attributes == {"lk.transcribed_track_id": track_sid, "lk.transcription_final": "true"}
+        assert stream.attributes["lk.segment_id"] and stream.attributes["lk.transcribed_track_id"] == track_sid
+    user_lines = [s for s in transcripts if s.sender_identity == "user"]
+    assert user_lines[-1].text == "good morning to you"
+    assert user_lines[-1].final_attributes["lk.transcription_final"] == "true"
+    assert room.attributes["lk.agent.state"] in {"listening", "speaking", "thinking"}
+    assert room.attribute_history.count("speaking") >= 2  # the greeting and the reply

@@ -47,6 +47,7 @@ from ..audio import AudioFrame
 from ..errors import VoxtrioError
 from .asyncio_bridge import AsyncioBridge
 from .base import AudioOutput, Transport, TransportDisconnected
+from .livekit_client_events import LiveKitClientEvents
 
 if TYPE_CHECKING:
     from ..session import AgentSession
@@ -188,7 +189,7 @@ def _kind_name(code: int) -> str:
     return rtc.ParticipantKind.Name(code)
 
 
-def _sole_error(group: BaseExceptionGroup) -> BaseException:
+def sole_error(group: BaseExceptionGroup) -> BaseException:
     """The one error a nursery wrapped (joining fails with one), else the group."""
     leaves = []
 
@@ -451,6 +452,7 @@ class LiveKitTransport(Transport):
         connect_timeout: float = 10.0,
         close_timeout: float = 5.0,
         text_topics: tuple[str, ...] = (TOPIC_CHAT,),
+        client_events: bool = True,
         bridge: AsyncioBridge | None = None,
         room: Any = None,
     ) -> None:
@@ -470,6 +472,8 @@ class LiveKitTransport(Transport):
         self.subscribe_timeout = subscribe_timeout
         self.close_timeout = close_timeout
         self.text_topics = tuple(text_topics)
+        self.client_events = client_events
+        self._client: LiveKitClientEvents | None = None
         self.bridge = bridge
         self._room_stand_in = room
         self.audio_output = LiveKitAudioOutput(self, output_sample_rate)
@@ -506,7 +510,7 @@ class LiveKitTransport(Transport):
                 await self._join()
                 self._stack = stack.pop_all()
         except BaseExceptionGroup as group:
-            raise _sole_error(group) from None
+            raise sole_error(group) from None
         if self._stack is None:  # the room went away while joining (the nursery absorbed it)
             raise LiveKitConnectError(f"the room disconnected while joining ({self.disconnect_reason})")
         return self
@@ -557,6 +561,10 @@ class LiveKitTransport(Transport):
             return
         self._closing = True
         with trio.CancelScope(shield=True):
+            if self._client is not None:
+                self._client.close()
+                with trio.move_on_after(self.close_timeout / 2):  # the last transcript goes out
+                    await self._client.done.wait()
             with trio.move_on_after(self.close_timeout):
                 if self._side is not None and self.bridge is not None and self.bridge.running:
                     with contextlib.suppress(Exception):
@@ -571,7 +579,18 @@ class LiveKitTransport(Transport):
     # -- the session's side ----------------------------------------------------------------
 
     def attach(self, session: AgentSession) -> None:
+        """Keep the session; with ``client_events``, publish what LiveKit's
+        front-ends read (:mod:`voxtrio.transports.livekit_client_events`)."""
+        if self._nursery is None:
+            raise LiveKitError("enter the transport (async with LiveKitTransport(...)) before session.main")
         self.session = session
+        if self.client_events:
+            self._client = LiveKitClientEvents(self, session)
+            self._nursery.start_soon(self._client.run)
+
+    def publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
+        if self._client is not None:
+            self._client.publish_text(speech_id, text, final)
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
         with trio.CancelScope() as scope:
@@ -610,6 +629,8 @@ class LiveKitTransport(Transport):
                 self._subscribed.set()
             elif isinstance(event, (Reconnecting, Reconnected)):
                 self.reconnecting = isinstance(event, Reconnecting)
+            elif isinstance(event, TextReceived) and event.topic == TOPIC_CHAT and self._client is not None:
+                self._client.on_text(event)
             elif isinstance(event, RoomDisconnected) and not self._closing:
                 self.disconnect_reason = event.reason
                 assert self._nursery is not None

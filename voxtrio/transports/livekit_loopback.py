@@ -108,6 +108,8 @@ class _LocalParticipant:
 
     async def set_attributes(self, attributes: dict[str, str]) -> None:
         self._room.owner.attributes.update(attributes)
+        if "lk.agent.state" in attributes:
+            self._room.owner.attribute_history.append(attributes["lk.agent.state"])
 
     async def publish_data(self, payload: bytes, **options: Any) -> None:
         self._room.owner.data_sent.append((bytes(payload), options.get("topic", "")))
@@ -170,6 +172,8 @@ class LoopbackRoom:
         self.listen_rate = listen_rate
         self.attributes: dict[str, str] = {}
         """The agent participant's attributes, as it set them."""
+        self.attribute_history: list[str] = []
+        """Every ``lk.agent.state`` the agent set, in order."""
         self.text_streams: list[LoopbackTextStream] = []
         self.data_sent: list[tuple[bytes, str]] = []
         self._token = trio.lowlevel.current_trio_token()
