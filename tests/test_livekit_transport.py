@@ -44,6 +44,15 @@ def bridge_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "voxtrio-livekit" and t.is_alive()]
 
 
+class Greeter(voxtrio.Agent):
+    def __init__(self, *, interruptible: bool = True) -> None:
+        super().__init__(instructions="greet")
+        self.interruptible = interruptible
+
+    async def on_enter(self) -> None:
+        self.session.say("Hello there", allow_interruptions=self.interruptible)
+
+
 async def join_when_ready(room: LoopbackRoom, identity: str = "user", **options) -> None:
     await room.agent_joined.wait()
     await room.join(identity, **options)
@@ -213,14 +222,6 @@ async def test_the_room_going_away_cancels_the_body_and_says_why():
 
 async def test_a_session_in_the_room_greets_and_closes_when_the_caller_hangs_up():
     room = LoopbackRoom()
-
-    class Greeter(voxtrio.Agent):
-        def __init__(self) -> None:
-            super().__init__(instructions="greet")
-
-        async def on_enter(self) -> None:
-            self.session.say("Hello there")
-
     session = voxtrio.AgentSession(llm=ScriptedLLM([LLMResponse(input="x", content="y")]), tts=ToneTTS())
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
@@ -254,14 +255,6 @@ async def test_livekit_front_ends_get_the_agent_state_transcripts_and_typed_inpu
     from voxtrio.testing import ScriptedSTT, UserSpeech
 
     room = LoopbackRoom()
-
-    class Greeter(voxtrio.Agent):
-        def __init__(self) -> None:
-            super().__init__(instructions="greet")
-
-        async def on_enter(self) -> None:
-            self.session.say("Hello there", allow_interruptions=False)
-
     session = voxtrio.AgentSession(
         stt=ScriptedSTT([UserSpeech(start=0.1, end=0.3, transcript="good morning to you")]),
         llm=ScriptedLLM(
@@ -282,7 +275,7 @@ async def test_livekit_front_ends_get_the_agent_state_transcripts_and_typed_inpu
                     lambda event: getattr(event.item, "content", None) == "Noon" and replied.set(),
                 )
                 async with trio.open_nursery() as call:
-                    call.start_soon(session.main, Greeter(), transport)
+                    call.start_soon(session.main, Greeter(interruptible=False), transport)
                     await wait_for_loud(room.heard)
                     await room.chat("what time is it")
                     await replied.wait()

@@ -73,6 +73,20 @@ async def start(nursery: trio.Nursery, calls: Calls, **options) -> tuple[FakeDis
     return dispatcher, worker
 
 
+async def placed_call(dispatcher: FakeDispatcher, calls: Calls, room_name: str) -> tuple[str, LoopbackRoom]:
+    """Dispatch a job, wait for its call to run, and put a caller in its room."""
+    placed = await dispatcher.dispatch(room_name)
+    assert placed is not None
+    job_id, _ = placed
+    await dispatcher.wait_for_status(job_id, agent.JS_RUNNING)
+    if job_id not in calls.rooms:
+        await calls.started.wait()
+    room = calls.rooms[job_id]
+    await room.agent_joined.wait()
+    await room.join("caller")
+    return job_id, room
+
+
 async def stop(nursery: trio.Nursery, worker: Worker) -> None:
     worker.stop()
     await worker.stopped.wait()
@@ -146,15 +160,7 @@ async def test_a_dropped_dispatch_connection_comes_back_and_the_call_goes_on():
         async with trio.open_nursery() as nursery:
             dispatcher, worker = await start(nursery, calls)
             [first] = await dispatcher.wait_for_workers(1)
-            placed = await dispatcher.dispatch("room-2")
-            assert placed is not None
-            job_id, _ = placed
-            await dispatcher.wait_for_status(job_id, agent.JS_RUNNING)
-            if job_id not in calls.rooms:
-                await calls.started.wait()
-            room = calls.rooms[job_id]
-            await room.agent_joined.wait()
-            await room.join("caller")
+            job_id, room = await placed_call(dispatcher, calls, "room-2")
             await wait_for_loud(room.heard)
 
             await dispatcher.drop(first.worker_id)
@@ -179,15 +185,7 @@ async def test_a_draining_worker_takes_nothing_new_and_stops_when_its_calls_end(
         async with trio.open_nursery() as nursery:
             dispatcher, worker = await start(nursery, calls)
             [link] = await dispatcher.wait_for_workers(1)
-            placed = await dispatcher.dispatch("room-3")
-            assert placed is not None
-            job_id, _ = placed
-            await dispatcher.wait_for_status(job_id, agent.JS_RUNNING)
-            if job_id not in calls.rooms:
-                await calls.started.wait()
-            room = calls.rooms[job_id]
-            await room.agent_joined.wait()
-            await room.join("caller")
+            job_id, room = await placed_call(dispatcher, calls, "room-3")
 
             drained = trio.Event()
 
