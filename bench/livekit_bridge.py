@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from voxtrio.audio import AudioFrame  # noqa: E402
 from voxtrio.transports.asyncio_bridge import AsyncioBridge  # noqa: E402
 from voxtrio.transports.livekit import LiveKitTransport  # noqa: E402
-from voxtrio.transports.livekit_loopback import LoopbackRoom  # noqa: E402
+from voxtrio.testing.livekit_room import LoopbackRoom  # noqa: E402
 
 FRAME = 0.02
 

@@ -33,7 +33,7 @@ from voxtrio.transports.livekit import (  # noqa: E402
     Reconnecting,
     TextReceived,
 )
-from voxtrio.transports.livekit_loopback import LoopbackRoom  # noqa: E402
+from voxtrio.testing.livekit_room import LoopbackRoom  # noqa: E402
 
 from livekit_helpers import ToneTTS, collect_heard, dominant_frequency, loud, tone, wait_for_loud  # noqa: E402
 
@@ -67,12 +67,16 @@ async def test_the_callers_tone_reaches_the_session_at_the_pipeline_rate_in_20ms
                 assert transport.linked_identity == "user"
                 send, receive = trio.open_memory_channel[AudioFrame](200)
                 nursery.start_soon(transport.read_audio, send)
-                nursery.start_soon(room.say, tone(0.6, 440, 48_000))
                 frames = []
-                async for frame in receive:
-                    frames.append(frame)
-                    if sum(loud(f.data) for f in frames) >= 20:
-                        break
+                # The caller may still be talking when enough has been heard: stop
+                # them before the transport (and its bridge) closes under them.
+                async with trio.open_nursery() as caller:
+                    caller.start_soon(room.say, tone(0.6, 440, 48_000))
+                    async for frame in receive:
+                        frames.append(frame)
+                        if sum(loud(f.data) for f in frames) >= 20:
+                            break
+                    caller.cancel_scope.cancel()
     assert {(f.sample_rate, f.num_channels, len(f.data)) for f in frames} == {(16_000, 1, 320)}
     heard = np.concatenate([f.data for f in frames if loud(f.data)])
     assert abs(dominant_frequency(heard, 16_000) - 440) < 15

@@ -15,7 +15,7 @@ pytest.importorskip("livekit.protocol")
 import voxtrio  # noqa: E402
 from livekit.protocol import agent  # noqa: E402
 from voxtrio.testing import LLMResponse, ScriptedLLM  # noqa: E402
-from voxtrio.transports.livekit_loopback import LoopbackRoom  # noqa: E402
+from voxtrio.testing.livekit_room import LoopbackRoom  # noqa: E402
 from voxtrio.worker import (  # noqa: E402
     Credentials,
     InvalidToken,

@@ -431,7 +431,7 @@ class LiveKitTransport(Transport):
     """A LiveKit room as the session's connection to the user (see the module docstring).
 
     ``room``: a stand-in for ``livekit.rtc.Room`` created on the bridge loop
-    (``voxtrio.transports.livekit_loopback.LoopbackRoom`` for tests with no
+    (``voxtrio.testing.livekit_room.LoopbackRoom`` for tests with no
     server); by default a real room joined with ``url`` and ``token``.
     ``bridge``: a running :class:`AsyncioBridge` to share (a worker's); by
     default the transport runs its own and joins its thread on exit.

@@ -32,8 +32,8 @@ import numpy as np
 import trio
 from livekit import rtc
 
-from .asyncio_bridge import AsyncioBridge, TrioPort
-from .livekit import TOPIC_CHAT
+from ..transports.asyncio_bridge import AsyncioBridge, TrioPort
+from ..transports.livekit import TOPIC_CHAT
 
 
 @attrs.define
