@@ -21,8 +21,9 @@ from voxtrio.testing import ArrayTransport, LLMResponse, ScriptedLLM
 
 from loopback.deepgram import FakeDeepgram
 from loopback.server import Fault
+from stream_driver import drive
 
-HELLO = 1000  # the sample value of the utterance the server hears as...
+HELLO = 1000  # the sample value of the utterance the server hears as "Hello there friend."
 TRANSCRIPTS = {HELLO: "Hello there friend.", 2000: "How are you?"}
 
 
@@ -36,9 +37,7 @@ async def transcribe(stt, samples, *, conn_options=APIConnectOptions(), gaps=(),
     (audio time, seconds) pauses with no frames at all, ``flush_at`` audio
     times after which an empty frame asks for a flush. Returns the items
     the stream sent, with the trio time they came at."""
-    items = []
     frames_send, frames_receive = trio.open_memory_channel(10_000)
-    events_send, events_receive = trio.open_memory_channel(10_000)
 
     async def produce():
         async with frames_send:
@@ -55,23 +54,7 @@ async def transcribe(stt, samples, *, conn_options=APIConnectOptions(), gaps=(),
                     pending_flushes.pop(0)
                     await frames_send.send(AudioFrame(np.zeros(0, np.int16), 16_000))
 
-    async def collect():
-        async for item in events_receive:
-            items.append((round(trio.current_time(), 3), item))
-
-    failure = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(collect)
-        nursery.start_soon(produce)
-        async with events_send:
-            try:
-                await stt.stream(frames_receive, events_send, conn_options=conn_options)
-            except voxtrio.APIError as error:
-                failure = error
-                nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return items
+    return await drive(lambda events: stt.stream(frames_receive, events, conn_options=conn_options), produce)
 
 
 def stt_events(items, *kinds):
@@ -330,7 +313,7 @@ async def test_commit_user_turn_finalizes_what_deepgram_heard(autojump_clock):
 
     async with server.running():
         session = session_with(make_stt(server), turn_detection="manual")
-        seen = await call(session, ArrayTransport(audio((0, 0.5), (HELLO, 3.0))), until=8.0, body=push_to_talk)
+        await call(session, ArrayTransport(audio((0, 0.5), (HELLO, 3.0))), until=8.0, body=push_to_talk)
     assert committed == ["Hello there friend."]
     [connection] = server.connections
     assert connection.types()[0] == "Finalize"

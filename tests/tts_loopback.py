@@ -16,6 +16,8 @@ from voxtrio.options import APIConnectOptions
 from voxtrio.providers.base import SynthesizedAudio
 from voxtrio.testing import ScriptedTransport
 
+from stream_driver import drive
+
 LONG_TEXT = (
     "The quick brown fox jumps over the lazy dog. Then it runs far away into the woods, "
     "where nobody can find it. The end."
@@ -26,9 +28,7 @@ async def synthesize(tts, chunks, *, conn_options=APIConnectOptions(), chunk_del
     """Run one ``tts.stream`` over text ``chunks``; returns its items with
     the trio time each came at (the request-started marker included).
     ``end_input=False`` keeps the text open after the chunks."""
-    items = []
     text_send, text_receive = trio.open_memory_channel(100)
-    audio_send, audio_receive = trio.open_memory_channel(100_000)
 
     async def feed():
         async with text_send:
@@ -38,23 +38,7 @@ async def synthesize(tts, chunks, *, conn_options=APIConnectOptions(), chunk_del
             if not end_input:
                 await trio.sleep_forever()
 
-    async def collect():
-        async for item in audio_receive:
-            items.append((round(trio.current_time(), 3), item))
-
-    failure = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(feed)
-        nursery.start_soon(collect)
-        async with audio_send:
-            try:
-                await tts.stream(text_receive, audio_send, conn_options=conn_options)
-            except voxtrio.APIError as error:
-                failure = error
-                nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return items
+    return await drive(lambda audio: tts.stream(text_receive, audio, conn_options=conn_options), feed)
 
 
 def audio_of(items):
