@@ -162,7 +162,8 @@ class TTS(base.TTS):
                 written += chunk
                 sentences = splitter.push(chunk)
                 for sentence in sentences:
-                    boundary = written.index(sentence, boundary) + len(sentence)
+                    found = written.find(sentence, boundary)
+                    boundary = found + len(sentence) if found >= 0 else len(written)
                 if sentences:
                     await send(boundary, flush=True)
                 cut = max(written.rfind(" "), written.rfind("\n")) + 1
