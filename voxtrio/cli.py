@@ -4,7 +4,8 @@
 clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
 finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
 ``voxtrio demo`` runs a spoken conversation through the offline pipeline
-(``--scripted``: the model-free one).
+(``--scripted``: the model-free one). ``voxtrio serve`` serves a page to talk
+to the agent in a browser.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def _console(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server.command import run
+
+    return run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voxtrio", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.add_argument("--no-audio", action="store_true", help="text only, even with a sound device")
     console.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
     console.set_defaults(handler=_console)
+    serve = commands.add_parser("serve", help="talk to the agent in a browser (page and WebSocket on one port)")
+    serve.add_argument(
+        "agent", nargs="?", default=None, help="FILE.py[:AgentClass] (default: examples/weather_agent.py)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--scripted", action="store_true", help="the model-free pipeline instead of the offline models")
+    serve.add_argument(
+        "--origin", action="append", default=[], help="another origin whose pages may open sessions (repeatable)"
+    )
+    serve.add_argument("--max-sessions", type=int, default=20, help="concurrent sessions (default 20)")
+    serve.add_argument("--record", default=None, help="write each session's transcript JSON into this folder")
+    serve.set_defaults(handler=_serve)
     parser.add_argument(
         "--log-level",
         default="CRITICAL",
