@@ -12,7 +12,8 @@ schema (version :data:`PROTOCOL_VERSION`) is documented in
 
 Events (server to client), each with ``t``, seconds since the session started:
 
-* ``ready``: the first event: ``version`` and what the transport adds;
+* ``ready``: the first event, once the session runs (commands are taken from
+  then on): ``version`` and what the transport adds (audio formats...);
 * ``agent_state`` / ``user_state``: ``state`` and ``previous``;
 * ``user_transcript``: ``text``, ``final`` (interim results are not final);
 * ``agent_transcript``: ``speech_id``, ``text`` (the words heard so far of the
@@ -100,8 +101,9 @@ class ClientEvents:
     transport queues it). Events are control traffic: tens a second at most.
     """
 
-    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, send: Callable[[dict[str, Any]], None], *, ready: dict[str, Any] | None = None) -> None:
         self._send = send
+        self._ready: dict[str, Any] | None = dict(ready or {})  # None once sent
         self._session: AgentSession | None = None
         self._origin: float | None = None
         self.log = ConversationLog()
@@ -125,9 +127,6 @@ class ClientEvents:
             self._origin = now
         self._send({"type": type, "t": round(now - self._origin, 3), **fields})
 
-    def ready(self, **details: Any) -> None:
-        self.emit("ready", version=PROTOCOL_VERSION, **details)
-
     def agent_transcript(self, speech_id: str, text: str, *, final: bool) -> None:
         self.emit("agent_transcript", speech_id=speech_id, text=text, final=final)
 
@@ -135,6 +134,10 @@ class ClientEvents:
         self.emit("error", source="client", code=error.code, message=str(error), recoverable=True)
 
     def _on_event(self, event: Event) -> None:
+        if self._ready is not None:
+            # The session's first event: it is running, and takes commands.
+            self.emit("ready", version=PROTOCOL_VERSION, **self._ready)
+            self._ready = None
         self.log.on_event(event)
         kind = event.type
         data: Any = event

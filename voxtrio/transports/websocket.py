@@ -220,7 +220,15 @@ class WebSocketTransport(Transport):
         self.audio_output = self.output = WebSocketAudioOutput(
             self._queue_audio, self._queue_text, sample_rate=output_sample_rate, chunk_duration=chunk_duration
         )
-        self.events = ClientEvents(self._queue_event)
+        self.events = ClientEvents(
+            self._queue_event,
+            ready={
+                "session_id": session_id,
+                "input": {"encoding": "pcm_s16le", "sample_rate": PIPELINE_SAMPLE_RATE, "frame_ms": 20},
+                "output": {"encoding": "pcm_s16le", "sample_rate": output_sample_rate},
+                "limits": {"max_audio_bytes": self.limits.max_audio_bytes, "max_text_bytes": self.limits.max_text_bytes},
+            },
+        )
         self._session: AgentSession | None = None
         self._gone = trio.Event()  # the client is to be disconnected (it stopped reading)
         self._reading: trio.CancelScope | None = None
@@ -240,12 +248,6 @@ class WebSocketTransport(Transport):
     def attach(self, session: AgentSession) -> None:
         self._session = session
         self.events.attach(session)
-        self.events.ready(
-            session_id=self.session_id,
-            input={"encoding": "pcm_s16le", "sample_rate": PIPELINE_SAMPLE_RATE, "frame_ms": 20},
-            output={"encoding": "pcm_s16le", "sample_rate": self.output.sample_rate},
-            limits={"max_audio_bytes": self.limits.max_audio_bytes, "max_text_bytes": self.limits.max_text_bytes},
-        )
 
     def publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
         self.events.agent_transcript(speech_id, text, final=final)
