@@ -70,6 +70,10 @@ TTS_REQUEST_STARTED = "tts-request-started"
 # word's end is only estimated (its audio is still being synthesized).
 CAPTION_RECHECK = 0.25
 
+# How long a playout waits, after the timeline says it has played, for a
+# device that reports it is still playing.
+DEVICE_LAG_LIMIT = 1.0
+
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.
 SEGMENT_AUDIO_BUFFER = 16_384
@@ -549,8 +553,21 @@ class Speaker:
                 continue
             end = self._timeline.end_time(trio.current_time())
             if end <= trio.current_time() + 1e-9:
-                return
+                break
             with trio.move_on_at(end):
+                await self._paused.wait_value(True)
+        # A device that reports its play head may still be playing what the
+        # timeline says has played (a network and a jitter buffer behind).
+        give_up = trio.current_time() + DEVICE_LAG_LIMIT
+        while True:
+            queued = self._output.queued() if self._output is not None else None
+            now = trio.current_time()
+            if queued is None or queued <= 1e-3 or now >= give_up:
+                return
+            if self._paused:
+                await self._paused.wait_value(False)
+                continue
+            with trio.move_on_at(min(give_up, now + queued)):
                 await self._paused.wait_value(True)
 
     def _heard_position(self, now: float) -> float:
@@ -582,10 +599,14 @@ class Speaker:
     def _words_heard(self, segment: _Segment, position: float) -> tuple[str, float | None, bool]:
         """What has been heard at ``position``, where the next word ends (or None),
         and whether that end is exact (word timings, or all of the audio known)."""
-        if segment.words:
+        timed = segment.tts is not None and segment.tts.capabilities.aligned_transcript
+        if segment.words or (timed and not segment.synthesis_done):
             heard = [w.text for w in segment.words if w.end <= position + 1e-9]
             following = [w.end for w in segment.words if w.end > position + 1e-9]
-            return " ".join(heard), (following[0] if following else None), True
+            if following:
+                return " ".join(heard), following[0], True
+            # The next word's timing has not come yet: it ends after the audio known so far.
+            return " ".join(heard), max(segment.synthesized, position), bool(segment.synthesis_done)
         text = segment.text
         exact = bool(segment.synthesis_done)
         total = segment.synthesized

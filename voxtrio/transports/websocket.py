@@ -138,10 +138,11 @@ class WebSocketAudioOutput(AudioOutput):
             samples = samples.reshape(-1, frame.num_channels).astype(np.int32).mean(axis=1).astype(np.int16)
         if frame.sample_rate != self.sample_rate:
             samples = self._resample(samples, frame.sample_rate)
-        self._written += frame.duration
         for offset in range(0, len(samples), self._chunk):
             self.chunks_sent += 1
             await self._send_audio(self.epoch, samples[offset : offset + self._chunk].tobytes())
+        # Counted once written, as the Speaker's timeline counts it (no checkpoint between).
+        self._written += frame.duration
 
     def _resample(self, samples: np.ndarray, rate: int) -> np.ndarray:
         import soxr

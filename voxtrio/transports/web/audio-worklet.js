@@ -141,6 +141,7 @@ class Playback extends AudioWorkletProcessor {
       if (this.state === "idle") {
         this.state = "buffering";
         this.waited = 0;
+        this.report(); // the server learns at once that this audio has not played yet
       }
       this.stopped = false;
     } else if (message.type === "clear") {
