@@ -254,3 +254,37 @@ async def test_the_page_needs_its_access_link():
         token = json.loads(body)
         assert token["ws_path"] == "/ws" and token["expires_in"] == 60
         server.signer.check(token["token"])  # a real token (and now used up)
+
+
+async def test_voxtrio_serve_prints_a_link_that_opens_the_page():
+    import os
+    import signal
+    import subprocess
+    import sys
+    from urllib.parse import urlparse
+
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "voxtrio", "serve", "--scripted", "--port", "0"],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "VOXTRIO_SECRET": SECRET.decode()},
+    )
+    try:
+        output = b""
+        with trio.fail_after(30):
+            while b"?key=" not in output or not output.endswith(b"\n"):
+                output += await process.stdout.receive_some(4096)
+        link = next(line.strip() for line in output.decode().splitlines() if "?key=" in line)
+        url = urlparse(link)
+        # The key comes from VOXTRIO_SECRET: the same as a server with that secret would print.
+        assert url.query == f"key={TokenSigner(SECRET).derive('page access')}"
+        status, headers, _ = await http_request(url.port, "GET", f"/?{url.query}")
+        assert status == 303 and "voxtrio_key=" in headers["set-cookie"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        with trio.move_on_after(10):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+    assert process.returncode == 0

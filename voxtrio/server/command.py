@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # (trio may deliver it inside a connection's task group)
         print("\nstopped")
     finally:
         llm = pipeline.get("llm")
