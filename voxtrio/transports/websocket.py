@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 # stopped reading.
 OUTBOX_SIZE = 256
 
+# A message waiting to go to the client: ("audio", epoch, PCM bytes),
+# ("text", 0, JSON) or ("close", code, reason).
+Outgoing = tuple[str, int, Any]
+
 
 class MessageConnection(Protocol):
     """A WebSocket as the transport uses it."""
@@ -112,18 +116,19 @@ class WebSocketAudioOutput(AudioOutput):
 
     def __init__(
         self,
-        send_audio: Callable[[int, bytes], Awaitable[None]],
-        send_control: Callable[[str], None],
+        queue: Callable[[Outgoing], Awaitable[None]],
+        queue_now: Callable[[Outgoing], None],
         *,
         sample_rate: int = 24_000,
         chunk_duration: float = 0.04,
     ) -> None:
-        self._send_audio = send_audio  # (epoch, PCM bytes)
-        self._send_control = send_control  # a JSON text, queued at once
+        self._queue = queue  # a message for the client, waiting for room
+        self._queue_now = queue_now  # a message for the client, at once
         self.sample_rate = sample_rate
         self._chunk = max(1, int(round(sample_rate * chunk_duration)))
         self._resampler: Any = None
         self._input_rate: int | None = None
+        self._pending = np.zeros(0, np.int16)  # resampled audio short of a whole chunk
         self.epoch = 0
         self._written = 0.0  # seconds written in this epoch
         self._played = 0.0  # seconds the client said it had played in this epoch
@@ -138,11 +143,25 @@ class WebSocketAudioOutput(AudioOutput):
             samples = samples.reshape(-1, frame.num_channels).astype(np.int32).mean(axis=1).astype(np.int16)
         if frame.sample_rate != self.sample_rate:
             samples = self._resample(samples, frame.sample_rate)
-        for offset in range(0, len(samples), self._chunk):
-            self.chunks_sent += 1
-            await self._send_audio(self.epoch, samples[offset : offset + self._chunk].tobytes())
+        if len(self._pending):
+            samples = np.concatenate([self._pending, samples])
+        whole = len(samples) - len(samples) % self._chunk
+        self._pending = samples[whole:]
+        for offset in range(0, whole, self._chunk):
+            await self._send_chunk(samples[offset : offset + self._chunk])
         # Counted once written, as the Speaker's timeline counts it (no checkpoint between).
         self._written += frame.duration
+
+    async def _send_chunk(self, samples: np.ndarray) -> None:
+        self.chunks_sent += 1
+        await self._queue(("audio", self.epoch, samples.tobytes()))
+
+    def segment_done(self) -> None:
+        # The rest of the utterance (under a chunk) goes now, not with the next one.
+        if len(self._pending):
+            pending, self._pending = self._pending, np.zeros(0, np.int16)
+            self.chunks_sent += 1
+            self._queue_now(("audio", self.epoch, pending.tobytes()))
 
     def _resample(self, samples: np.ndarray, rate: int) -> np.ndarray:
         import soxr
@@ -157,6 +176,7 @@ class WebSocketAudioOutput(AudioOutput):
         self._written = self._played = 0.0
         self._reported_at = None
         self._resampler = self._input_rate = None
+        self._pending = np.zeros(0, np.int16)
         self._control("clear")
 
     def pause(self) -> None:
@@ -171,7 +191,7 @@ class WebSocketAudioOutput(AudioOutput):
         self._control("resume")
 
     def _control(self, kind: str) -> None:
-        self._send_control(json.dumps({"type": kind, "epoch": self.epoch}, separators=(",", ":")))
+        self._queue_now(("text", 0, json.dumps({"type": kind, "epoch": self.epoch}, separators=(",", ":"))))
 
     def queued(self) -> float | None:
         if self._reported_at is None:
@@ -217,9 +237,9 @@ class WebSocketTransport(Transport):
         self.limits = limits or WebSocketLimits()
         self.transcript_path = transcript_path
         self.close_timeout = close_timeout
-        self._outbox, self._outbox_out = trio.open_memory_channel[tuple[str, int, Any]](OUTBOX_SIZE)
+        self._outbox, self._outbox_out = trio.open_memory_channel[Outgoing](OUTBOX_SIZE)
         self.audio_output = self.output = WebSocketAudioOutput(
-            self._queue_audio, self._queue_text, sample_rate=output_sample_rate, chunk_duration=chunk_duration
+            self._outbox.send, self._queue_now, sample_rate=output_sample_rate, chunk_duration=chunk_duration
         )
         self.events = ClientEvents(
             self._queue_event,
@@ -301,12 +321,9 @@ class WebSocketTransport(Transport):
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def _queue_audio(self, epoch: int, pcm: bytes) -> None:
-        await self._outbox.send(("audio", epoch, pcm))
-
-    def _queue_text(self, text: str) -> None:
+    def _queue_now(self, message: Outgoing) -> None:
         try:
-            self._outbox.send_nowait(("text", 0, text))
+            self._outbox.send_nowait(message)
         except trio.WouldBlock:
             # A client that does not read would see a broken conversation: let it go.
             self._gone.set()
@@ -314,7 +331,7 @@ class WebSocketTransport(Transport):
                 self._reading.cancel()
 
     def _queue_event(self, event: dict[str, Any]) -> None:
-        self._queue_text(json.dumps(event, separators=(",", ":")))
+        self._queue_now(("text", 0, json.dumps(event, separators=(",", ":"))))
 
     async def _send_messages(self) -> None:
         try:
