@@ -212,7 +212,7 @@ async function start() {
     };
   } catch (error) {
     setPill("connection", "error", "not connected");
-    showError(error.message || String(error));
+    showError(`could not start the call: ${error.message || error}`);
     setInCall(false);
     stopAudio();
   }
