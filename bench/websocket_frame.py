@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -110,7 +111,15 @@ async def phase(port: int, clients: int, seconds: float, send: bool, pid: int) -
 def run_phase(name: str, args: argparse.Namespace, *, speak: bool, send: bool, port: int) -> dict[str, float]:
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)] + (["--speak"] if speak else []))
     try:
-        time.sleep(3.0)
+        deadline = time.monotonic() + 60
+        while True:  # until the server listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         result = trio.run(phase, port, args.clients, args.seconds, send, child.pid)
     finally:
         child.terminate()

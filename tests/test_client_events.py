@@ -168,6 +168,44 @@ async def test_the_agents_words_appear_as_the_client_plays_them(autojump_clock, 
     assert session.history.items[-1].content == REPLY
 
 
+async def test_without_word_timings_the_words_follow_the_pacing_estimate(autojump_clock):
+    import re
+
+    from voxtrio.testing import ScriptedTTS, TTSResponse
+
+    speeches = [UserSpeech(start=0.5, end=1.5, transcript="Weather in Lisbon?")]
+    connection = MemoryConnection()
+    transport = WebSocketTransport(connection)
+    session = voxtrio.AgentSession(
+        vad=ScriptedVAD(speeches), stt=ScriptedSTT(speeches),
+        llm=ScriptedLLM([LLMResponse(input="Weather in Lisbon?", content=REPLY)]),
+        tts=ScriptedTTS([TTSResponse(input=REPLY, audio_duration=4.0)]), min_endpointing_delay=0.5,
+    )
+    client = PlayingClient(connection, lag=0.0)
+    client.origin = trio.current_time()
+
+    async def hang_up() -> None:
+        await trio.sleep(10.0)
+        await session.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.read)
+        async with trio.open_nursery() as sending:
+            for task in (client.send_frames, client.report, hang_up):
+                sending.start_soon(task)
+            await transport.run(session, voxtrio.Agent(instructions="Answer."))
+            sending.cancel_scope.cancel()
+    shown = [e for e in client.events if e["type"] == "agent_transcript"]
+    first_audio = next(e["at"] for e in client.events if e["type"] == "agent_state" and e["state"] == "speaking")
+    ends = [m.end() for m in re.finditer(r"\S+", REPLY)]
+    # The last word ends with the audio: the final event says it.
+    assert [e["text"] for e in shown if not e["final"]] == [REPLY[:end] for end in ends[:-1]]
+    for event, end in zip(shown, ends):
+        # Speech time taken as proportional to characters, over the 4 s of audio.
+        assert event["at"] == pytest.approx(first_audio + 4.0 * end / len(REPLY), abs=0.002)
+    assert shown[-1]["final"] and shown[-1]["text"] == REPLY
+
+
 async def test_an_interruption_records_the_words_the_client_played(autojump_clock):
     speeches = [
         UserSpeech(start=0.5, end=1.5, transcript="Weather in Lisbon?"),

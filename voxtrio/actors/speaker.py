@@ -586,7 +586,9 @@ class Speaker:
             while not scope.cancel_called:  # (the playout ends before a start_soon task first runs)
                 position = self._heard_position(trio.current_time())
                 text, next_end, exact = self._words_heard(segment, position)
-                if text != shown:
+                if segment.synthesis_done and position >= segment.synthesized - 1e-9:
+                    return  # all of it played: the final text comes now
+                if text != shown and not shown.startswith(text):  # estimates may wobble: never unsay
                     shown = text
                     segment.captioned = True
                     self._publish_text(speech_id, text, final=False)
@@ -614,7 +616,7 @@ class Speaker:
             total = max(total, len(text) / NOMINAL_CHARS_PER_SECOND)
         if total <= 0 or not text:
             return "", None, exact
-        heard = heard_prefix(text, position / total)
+        heard = heard_prefix(text, (position + 1e-9) / total)
         following = _WORD.search(text, len(heard))
         return heard, (None if following is None else following.end() / len(text) * total), exact
 
