@@ -27,10 +27,8 @@ import os
 import secrets
 from importlib import resources
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import parse_qs
-
-import trio
 
 from ..transports.base import TransportDisconnected
 from ..transports.websocket import WebSocketLimits, WebSocketTransport
@@ -131,7 +129,6 @@ class VoiceServer:
         """The last sessions that ended (their history and transcript are kept)."""
         self.refused: collections.Counter[str] = collections.Counter()
         """WebSocket handshakes refused, by reason."""
-        self.changed = trio.Event()  # set (and renewed) whenever a session starts or ends
 
     def access_url(self, base: str) -> str:
         return f"{base.rstrip('/')}/?key={self.access_key}"
@@ -143,10 +140,6 @@ class VoiceServer:
             await self._http(scope, receive, send)
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -241,13 +234,11 @@ class VoiceServer:
             transcript_path=None if self.record_dir is None else self.record_dir / f"{session_id}.json",
         )
         self.live[session_id] = transport
-        self._notify()
         try:
             await transport.run(session, agent)
         finally:
             del self.live[session_id]
             self.finished.append(transport)
-            self._notify()
 
 
 def _header(scope: dict, name: bytes) -> str | None:
@@ -258,7 +249,7 @@ def _header(scope: dict, name: bytes) -> str | None:
 
 
 async def _respond(
-    send: Callable, status: int, body: bytes, kind: str, headers: list[tuple[bytes, bytes]] = ()  # type: ignore[assignment]
+    send: Callable, status: int, body: bytes, kind: str, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     await send(
         {
