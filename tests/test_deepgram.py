@@ -34,22 +34,25 @@ def audio(*parts):
 
 async def transcribe(stt, samples, *, conn_options=APIConnectOptions(), gaps=(), flush_at=()):
     """Stream ``samples`` in 20 ms frames at real-time pace; ``gaps`` are
-    (audio time, seconds) pauses with no frames at all, ``flush_at`` audio
-    times after which an empty frame asks for a flush. Returns the items
-    the stream sent, with the trio time they came at."""
+    (offset in ``samples``, seconds) pauses with no frames at all (the input
+    turned off: the audio clock runs on, so later frames are stamped later),
+    ``flush_at`` offsets after which an empty frame asks for a flush.
+    Returns the items the stream sent, with the trio time they came at."""
     frames_send, frames_receive = trio.open_memory_channel(10_000)
 
     async def produce():
         async with frames_send:
-            clock = trio.current_time()
+            start = trio.current_time()
+            paused = 0.0  # seconds of gaps so far
             pending_gaps = sorted(gaps)
             pending_flushes = sorted(flush_at)
             for offset in range(0, len(samples), 320):
                 at = offset / 16_000
                 while pending_gaps and pending_gaps[0][0] <= at + 1e-9:
-                    clock += pending_gaps.pop(0)[1]
-                await trio.sleep_until(clock + at + 0.02)
-                await frames_send.send(AudioFrame(samples[offset : offset + 320], 16_000, timestamp=at))
+                    paused += pending_gaps.pop(0)[1]
+                await trio.sleep_until(start + paused + at + 0.02)
+                frame = AudioFrame(samples[offset : offset + 320], 16_000, timestamp=paused + at)
+                await frames_send.send(frame)
                 while pending_flushes and pending_flushes[0] <= at + 0.02 + 1e-9:
                     pending_flushes.pop(0)
                     await frames_send.send(AudioFrame(np.zeros(0, np.int16), 16_000))
@@ -62,7 +65,7 @@ def stt_events(items, *kinds):
 
 
 def finals(items):
-    return [(e.text, e.start_time, e.end_time) for e in stt_events(items, "final") if e.text]
+    return [(e.text, round(e.start_time, 3), round(e.end_time, 3)) for e in stt_events(items, "final") if e.text]
 
 
 def reconnections(items):
@@ -151,8 +154,21 @@ async def test_keepalive_holds_the_connection_while_no_audio_flows(autojump_cloc
         )
     [connection] = server.connections
     assert connection.types().count("KeepAlive") == 2  # every 5 s of the 12
-    assert finals(items) == [("Hello there friend.", 0.5, 1.5), ("How are you?", 2.5, 3.5)]
+    # on the session's audio clock: the second utterance came after the 12 s
+    assert finals(items) == [("Hello there friend.", 0.5, 1.5), ("How are you?", 14.5, 15.5)]
     assert not reconnections(items)
+
+
+async def test_times_map_onto_the_audio_clock_across_a_gap(autojump_clock):
+    # The first utterance ends exactly where the input pauses: its end belongs
+    # before the gap, the second utterance's start after it. Deepgram's own
+    # clock knows no gap (it counts the audio it got).
+    server = FakeDeepgram(TRANSCRIPTS, silence_final_every=0.5)
+    async with server.running():
+        items = await transcribe(
+            make_stt(server), audio((0, 0.5), (HELLO, 1.0), (2000, 1.0), (0, 1.0)), gaps=[(1.5, 3.0)]
+        )
+    assert finals(items) == [("Hello there friend.", 0.5, 1.5), ("How are you?", 4.5, 5.5)]
 
 
 async def test_a_flush_sends_finalize_and_its_result_is_final(autojump_clock):

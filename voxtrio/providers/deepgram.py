@@ -218,11 +218,16 @@ class _Connection:
         self.sent_at.append((self.sent, now))
         self.last_sent = now
 
-    def audio_time(self, deepgram_time: float) -> float:
-        """Deepgram's time on this connection as audio time of the session."""
+    def audio_time(self, deepgram_time: float, *, end: bool = False) -> float:
+        """Deepgram's time on this connection as audio time of the session.
+
+        Where a gap in the audio joins two runs, a start belongs to the run
+        after it and an ``end`` to the run before (within a microsecond: both
+        clocks are sums of frame durations)."""
         if not self.runs:
             return deepgram_time
-        index = max(0, bisect.bisect_right(self.runs, (deepgram_time, math.inf)) - 1)
+        key = deepgram_time - 1e-6 if end else deepgram_time + 1e-6
+        index = max(0, bisect.bisect_right(self.runs, (key, math.inf)) - 1)
         offset, audio_start = self.runs[index]
         return audio_start + (deepgram_time - offset)
 
@@ -460,7 +465,7 @@ class _LiveStream:
                 await self._start_of_speech(connection.audio_time(timestamp))
             elif kind == "UtteranceEnd":
                 last = data.get("last_word_end")
-                end = connection.audio_time(float(last)) if last is not None and last >= 0 else self._last_word_end
+                end = connection.audio_time(float(last), end=True) if last is not None and last >= 0 else self._last_word_end
                 await self._end_of_speech(end)
             elif kind == "Metadata":
                 connection.request_id = str(data.get("request_id") or connection.request_id or "") or None
@@ -484,7 +489,7 @@ class _LiveStream:
         if connection.request_id is None:
             connection.request_id = (data.get("metadata") or {}).get("request_id")
         start_time = connection.audio_time(float(words[0]["start"]) if words else start)
-        end_time = connection.audio_time(float(words[-1]["end"]) if words else span_end)
+        end_time = connection.audio_time(float(words[-1]["end"]) if words else span_end, end=True)
         if text:
             self._last_word_end = end_time
             await self._start_of_speech(start_time)
@@ -495,7 +500,7 @@ class _LiveStream:
                     start_time=start_time, end_time=end_time,
                 ))
             return
-        self._acknowledge(connection.audio_time(span_end), connection)
+        self._acknowledge(connection.audio_time(span_end, end=True), connection)
         sent_at = connection.sent_time_of(span_end)
         if text or data.get("from_finalize"):
             # An empty final answers a flush: the Turn waits for one.
