@@ -10,13 +10,16 @@ import math
 import pytest
 import trio
 
-import fake_openai
-import voxtrio
-from loopback_http import Reply, Stream, sse
-from voxtrio.chat import AgentHandoff, ChatContext, FunctionCall, FunctionCallOutput
-from voxtrio.providers import openai
-from voxtrio.providers.base import ToolCallChunk, UsageChunk
-from voxtrio.testing import ScriptedSTT, ScriptedTTS, ScriptedTransport, ScriptedVAD, UserSpeech, running
+pytest.importorskip("httpx2")
+pytest.importorskip("h11")
+
+import fake_openai  # noqa: E402
+import voxtrio  # noqa: E402
+from loopback_http import Reply, Stream, sse  # noqa: E402
+from voxtrio.chat import AgentHandoff, ChatContext, FunctionCall, FunctionCallOutput  # noqa: E402
+from voxtrio.providers import openai  # noqa: E402
+from voxtrio.providers.base import ToolCallChunk, UsageChunk  # noqa: E402
+from voxtrio.testing import ScriptedSTT, ScriptedTTS, ScriptedTransport, ScriptedVAD, UserSpeech, running  # noqa: E402
 
 PATH = "/chat/completions"
 

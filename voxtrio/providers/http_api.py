@@ -91,7 +91,11 @@ def status_error(response: httpx2.Response, content: bytes, *, vendor: str, key_
         retryable = False
     if status in (401, 403):
         message = f"{message} (check {key_env} or the api_key argument)"
-    request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+    request_id = (
+        response.headers.get("x-request-id")
+        or response.headers.get("request-id")
+        or (body.get("request_id") if isinstance(body, dict) else None)
+    )
     if request_id:
         message = f"{message} [request {request_id}]"
     return APIStatusError(
