@@ -192,16 +192,10 @@ class _Providers(Generic[P]):
         raise error
 
 
-async def _discard(receive: trio.MemoryReceiveChannel[Any]) -> None:
-    async for _ in receive:
-        pass
-
-
 async def _drained(produce: Callable[[trio.MemorySendChannel[Any]], Awaitable[None]]) -> None:
-    """Run a request and throw its output away (a probe)."""
+    """Run a request and throw its output away (a probe: one reply's worth)."""
     send, receive = trio.open_memory_channel[Any](math.inf)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_discard, receive)
+    with receive:
         async with send:
             await produce(send)
 
