@@ -34,6 +34,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     received_at: float
+    connection: int  # which TCP connection it came on (1, 2...)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -101,6 +102,7 @@ class LoopbackServer:
         self.requests: list[Request] = []
         self.disconnects: list[Disconnect] = []
         self.url = ""
+        self._connections = 0
         self._nursery: trio.Nursery | None = None
 
     def script(self, path: str, *responses: Response) -> None:
@@ -132,9 +134,11 @@ class LoopbackServer:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         connection = h11.Connection(h11.SERVER)
+        self._connections += 1
+        number = self._connections
         try:
             while True:
-                request = await self._read_request(stream, connection)
+                request = await self._read_request(stream, connection, number)
                 if request is None:
                     return
                 self.requests.append(request)
@@ -149,7 +153,9 @@ class LoopbackServer:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _read_request(self, stream: trio.SocketStream, connection: h11.Connection) -> Request | None:
+    async def _read_request(
+        self, stream: trio.SocketStream, connection: h11.Connection, number: int
+    ) -> Request | None:
         head: h11.Request | None = None
         body = b""
         while True:
@@ -166,7 +172,7 @@ class LoopbackServer:
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
                 headers = {k.decode().lower(): v.decode() for k, v in head.headers}
-                return Request(head.method.decode(), head.target.decode(), headers, body, trio.current_time())
+                return Request(head.method.decode(), head.target.decode(), headers, body, trio.current_time(), number)
             else:  # ConnectionClosed, or a pipelined request we do not expect
                 return None
 

@@ -222,6 +222,7 @@ async def test_a_whole_tool_call_turn_through_the_session(autojump_clock, server
     ]
     assert second["messages"][-2]["content"][-1]["type"] == "tool_use"
     assert metrics[-1]["prompt_tokens"] == 90 and metrics[-1]["prompt_cached_tokens"] == 40
+    assert [r.connection for r in server.requests_to(PATH)] == [1, 1]  # kept alive between the steps
 
 
 async def test_barge_in_closes_the_streaming_request_at_once(autojump_clock, server):

@@ -69,6 +69,22 @@ def test_a_missing_key_is_a_typed_error_naming_the_variable(monkeypatch):
     assert openai.LLM()._http._headers["Authorization"] == "Bearer from-env"
 
 
+def test_connections_are_kept_within_a_run_and_new_in_the_next(monkeypatch):
+    llm = openai.LLM(api_key=fake_openai.KEY, base_url="http://127.0.0.1:1")
+
+    async def two_requests():
+        async with fake_openai.server() as server:
+            server.script(PATH, Stream(fake_openai.completion(["Hi."])))
+            llm._http.base_url = server.url
+            llm._http._client = None  # the port changed; the run is what this test is about
+            assert await collect(llm) == await collect(llm)
+            return [r.connection for r in server.requests]
+
+    assert trio.run(two_requests) == [1, 1]  # the second request reused the connection
+    pool = llm._http._client
+    assert trio.run(two_requests) == [1, 1] and llm._http._client is not pool
+
+
 def test_the_request_carries_the_conversation_tools_and_only_the_options_set():
     llm = openai.LLM(api_key="k", temperature=0.3, max_completion_tokens=50, extra_body={"top_k": 5})
     ctx = ChatContext()

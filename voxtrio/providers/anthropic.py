@@ -32,7 +32,7 @@ from .base import (
     ToolChoice,
     UsageChunk,
 )
-from .http_api import HTTPClient, decode_event, events, protocol_error
+from .http_api import END_OF_BODY_WAIT, HTTPClient, decode_event, events, protocol_error
 from .http_api import api_key as api_key_of
 
 if TYPE_CHECKING:
@@ -145,15 +145,16 @@ class LLM(BaseLLM):
         async with self._http.request(
             "POST", "/v1/messages", json=body, conn_options=conn_options
         ) as response, events(response) as stream:
-            async for event in stream:
-                if event.event == "ping":
-                    continue
-                data = decode_event(event, VENDOR)
-                try:
-                    if await reader.read(data):
-                        break
-                except (KeyError, TypeError, AttributeError, ValueError):
-                    raise protocol_error(VENDOR, f"a malformed {event.event} event: {event.data[:200]!r}", data) from None
+            with trio.CancelScope() as rest_of_body:
+                async for event in stream:
+                    if reader.stopped or event.event == "ping":
+                        continue  # after message_stop: read to the end, to keep the connection
+                    data = decode_event(event, VENDOR)
+                    try:
+                        if await reader.read(data):
+                            rest_of_body.deadline = trio.current_time() + END_OF_BODY_WAIT
+                    except (KeyError, TypeError, AttributeError, ValueError):
+                        raise protocol_error(VENDOR, f"a malformed {event.event} event: {event.data[:200]!r}", data) from None
         if not reader.stopped:
             raise protocol_error(VENDOR, "a stream that ended before message_stop")
 

@@ -20,6 +20,7 @@ import email.utils
 import json
 import math
 import os
+import ssl
 import time
 from typing import Any, AsyncIterator, Mapping
 
@@ -32,6 +33,11 @@ from ..options import APIConnectOptions
 # A provider asking for a longer wait than this is treated as unavailable for
 # now (not retryable): a voice turn cannot wait that long.
 MAX_RETRY_AFTER = 60.0
+
+# After a stream's end marker, how long to wait for the end of the body: a
+# connection read to its end goes back to the pool, saving the next turn a
+# TCP and TLS handshake; a server that keeps it open past this loses it.
+END_OF_BODY_WAIT = 1.0
 
 
 def api_key(given: str | None, env_var: str, provider: str) -> str:
@@ -113,6 +119,18 @@ def protocol_error(vendor: str, what: str, body: object = None) -> APIError:
     return APIError(f"{vendor} sent {what}", retryable=True, body=body)
 
 
+_TLS: list[ssl.SSLContext] = []
+
+
+def _shared_tls() -> ssl.SSLContext:
+    """One TLS context for every pool. Building one loads the CA certificates:
+    70-400 ms that would otherwise stall the event loop at a run's first
+    request; it is done when the first provider is built instead."""
+    if not _TLS:
+        _TLS.append(httpx2.create_ssl_context())
+    return _TLS[0]
+
+
 class HTTPClient:
     """A vendor's base URL, headers and connection pool.
 
@@ -122,6 +140,7 @@ class HTTPClient:
     """
 
     def __init__(self, *, base_url: str, headers: Mapping[str, str], vendor: str, key_env: str) -> None:
+        _shared_tls()
         self.base_url = base_url.rstrip("/")
         self.vendor = vendor
         self.key_env = key_env
@@ -132,7 +151,7 @@ class HTTPClient:
     def _pool(self) -> httpx2.AsyncClient:
         run = trio.lowlevel.current_trio_token()
         if self._client is None or self._run is not run:
-            self._client = httpx2.AsyncClient(base_url=self.base_url, headers=self._headers)
+            self._client = httpx2.AsyncClient(base_url=self.base_url, headers=self._headers, verify=_shared_tls())
             self._run = run
         return self._client
 

@@ -25,7 +25,7 @@ from ..base import (
     ToolChoice,
     UsageChunk,
 )
-from ..http_api import decode_event, events, protocol_error
+from ..http_api import END_OF_BODY_WAIT, decode_event, events, protocol_error
 from .connection import VENDOR, openai_client
 
 if TYPE_CHECKING:
@@ -130,17 +130,21 @@ class LLM(BaseLLM):
         async with self._http.request(
             "POST", "/chat/completions", json=body, conn_options=conn_options
         ) as response, events(response) as stream:
-            async for event in stream:
-                if event.data.startswith("[DONE]"):
-                    done = True
-                    break
-                chunk = decode_event(event, VENDOR)
-                try:
-                    finished = await _read_chunk(chunk, calls, output) or finished
-                except (KeyError, TypeError, AttributeError, ValueError):
-                    raise protocol_error(VENDOR, f"a malformed chunk: {event.data[:200]!r}", chunk) from None
-                if finished:
-                    await _send_calls(calls, output)  # complete: the tools can start
+            with trio.CancelScope() as rest_of_body:
+                async for event in stream:
+                    if done:
+                        continue  # read to the end, so that the connection is kept for the next turn
+                    if event.data.startswith("[DONE]"):
+                        done = True
+                        rest_of_body.deadline = trio.current_time() + END_OF_BODY_WAIT
+                        continue
+                    chunk = decode_event(event, VENDOR)
+                    try:
+                        finished = await _read_chunk(chunk, calls, output) or finished
+                    except (KeyError, TypeError, AttributeError, ValueError):
+                        raise protocol_error(VENDOR, f"a malformed chunk: {event.data[:200]!r}", chunk) from None
+                    if finished:
+                        await _send_calls(calls, output)  # complete: the tools can start
         if not (done or finished):
             raise protocol_error(VENDOR, "a stream that ended before its last chunk")
         await _send_calls(calls, output)
