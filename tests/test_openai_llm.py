@@ -171,7 +171,7 @@ async def test_a_rejected_key_is_not_retryable_and_names_the_variable(autojump_c
     "stream, error_type, message",
     [
         (Stream((sse(fake_openai.chunk({"content": "Hi"})), b"data: {not json\n\n")), voxtrio.APIError, "malformed"),
-        (Stream((sse(fake_openai.chunk({"tool_calls": [{"function": {}}]})),)), voxtrio.APIError, "malformed chunk"),
+        (Stream((sse(fake_openai.chunk({"tool_calls": [{"function": {}}]})),)), voxtrio.APIError, "malformed message event"),
         (Stream((sse(fake_openai.chunk({"content": "Hi"})),), then="drop"), voxtrio.APIConnectionError, "OpenAI"),
         (Stream((sse(fake_openai.chunk({"content": "Hi"})),)), voxtrio.APIError, "ended before its last chunk"),
         (Stream((sse({"error": {"message": "model overloaded", "type": "server_error"}}),)), voxtrio.APIError, "overloaded"),

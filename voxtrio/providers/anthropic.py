@@ -32,7 +32,7 @@ from .base import (
     ToolChoice,
     UsageChunk,
 )
-from .http_api import END_OF_BODY_WAIT, HTTPClient, decode_event, events, protocol_error
+from .http_api import HTTPClient, decode_event, protocol_error, set_options
 from .http_api import api_key as api_key_of
 
 if TYPE_CHECKING:
@@ -90,14 +90,14 @@ class LLM(BaseLLM):
         )
         self._tool_choice = tool_choice
         self._parallel_tool_calls = parallel_tool_calls
-        options = {
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "stop_sequences": list(stop_sequences) if stop_sequences else None,
-        }
-        self._options = {k: v for k, v in options.items() if v is not None} | dict(extra_body or {})
+        self._options = set_options(
+            extra_body,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop_sequences=list(stop_sequences) if stop_sequences else None,
+        )
 
     def __repr__(self) -> str:
         return f"anthropic.LLM({self.model!r} at {self._http.base_url})"
@@ -140,22 +140,13 @@ class LLM(BaseLLM):
         output: trio.MemorySendChannel[LLMChunk],
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
-        body = self.request_body(chat_ctx, tools, tool_choice)
         reader = _StreamReader(output)
-        async with self._http.request(
-            "POST", "/v1/messages", json=body, conn_options=conn_options
-        ) as response, events(response) as stream:
-            with trio.CancelScope() as rest_of_body:
-                async for event in stream:
-                    if reader.stopped or event.event == "ping":
-                        continue  # after message_stop: read to the end, to keep the connection
-                    data = decode_event(event, VENDOR)
-                    try:
-                        if await reader.read(data):
-                            rest_of_body.deadline = trio.current_time() + END_OF_BODY_WAIT
-                    except (KeyError, TypeError, AttributeError, ValueError):
-                        raise protocol_error(VENDOR, f"a malformed {event.event} event: {event.data[:200]!r}", data) from None
-        if not reader.stopped:
+
+        async def on_event(event: Any) -> bool:
+            return event.event != "ping" and await reader.read(decode_event(event, VENDOR))
+
+        body = self.request_body(chat_ctx, tools, tool_choice)
+        if not await self._http.post_stream("/v1/messages", body, conn_options=conn_options, on_event=on_event):
             raise protocol_error(VENDOR, "a stream that ended before message_stop")
 
 
@@ -166,7 +157,6 @@ class _StreamReader:
         self._output = output
         self._tools: dict[int, dict[str, str]] = {}  # index -> id, name, input so far
         self._usage: dict[str, int] = {}
-        self.stopped = False
 
     async def read(self, data: Any) -> bool:
         """Act on one event; True when the message is complete."""
@@ -203,7 +193,6 @@ class _StreamReader:
                     prompt_cached_tokens=cached,
                 )
             )
-            self.stopped = True
             return True
         elif kind == "error":
             raise stream_error(data.get("error") or {})

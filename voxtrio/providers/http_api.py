@@ -22,7 +22,7 @@ import math
 import os
 import ssl
 import time
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx2
 import trio
@@ -177,17 +177,52 @@ class HTTPClient:
         except httpx2.TransportError as error:
             raise APIConnectionError(f"{self.vendor}: {type(error).__name__}: {error}") from None
 
+    async def post_stream(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        conn_options: APIConnectOptions,
+        on_event: Callable[[httpx2.ServerSentEvent], Awaitable[bool]],
+    ) -> bool:
+        """POST ``body`` and hand each server-sent event of the answer to
+        ``on_event`` until it returns True (the vendor's end marker); whether
+        the end marker came. An event whose structure is not what ``on_event``
+        expects (a missing key, a wrong type) is a protocol error."""
+        ended = False
+        async with self.request("POST", path, json=body, conn_options=conn_options) as response, _events(
+            response
+        ) as stream:
+            with trio.CancelScope() as rest_of_body:
+                async for event in stream:
+                    if ended:
+                        continue  # read to the end, so that the connection is kept for the next turn
+                    try:
+                        ended = await on_event(event)
+                    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+                        raise protocol_error(
+                            self.vendor, f"a malformed {event.event} event: {event.data[:200]!r}", event.data
+                        ) from None
+                    if ended:
+                        rest_of_body.deadline = trio.current_time() + END_OF_BODY_WAIT
+        return ended
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
 
-def events(response: httpx2.Response) -> contextlib.aclosing[AsyncIterator[httpx2.ServerSentEvent]]:
+def _events(response: httpx2.Response) -> contextlib.aclosing[AsyncIterator[httpx2.ServerSentEvent]]:
     """The server-sent events of a streaming response, as they arrive
-    (``async with events(response) as stream: async for event in stream``:
-    leaving early closes the iterator there and then)."""
+    (leaving the ``async with`` early closes the iterator there and then)."""
     return contextlib.aclosing(httpx2.EventSource(response).__aiter__())  # type: ignore[type-var]
+
+
+def set_options(extra_body: Mapping[str, Any] | None, **options: Any) -> dict[str, Any]:
+    """The request options that were given (None: not sent, so a server that
+    does not know one is not asked for it), then ``extra_body`` as it is."""
+    return {k: v for k, v in options.items() if v is not None} | dict(extra_body or {})
 
 
 def decode_event(event: httpx2.ServerSentEvent, vendor: str) -> Any:

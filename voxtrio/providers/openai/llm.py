@@ -25,7 +25,7 @@ from ..base import (
     ToolChoice,
     UsageChunk,
 )
-from ..http_api import END_OF_BODY_WAIT, decode_event, events, protocol_error
+from ..http_api import decode_event, protocol_error, set_options
 from .connection import VENDOR, openai_client
 
 if TYPE_CHECKING:
@@ -78,19 +78,19 @@ class LLM(BaseLLM):
             api_key_arg=api_key, base_url=base_url, extra_headers=extra_headers, provider="openai.LLM"
         )
         self._tool_choice = tool_choice
-        options = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_completion_tokens": max_completion_tokens,
-            "parallel_tool_calls": parallel_tool_calls,
-            "seed": seed,
-            "stop": list(stop) if isinstance(stop, (list, tuple)) else stop,
-            "presence_penalty": presence_penalty,
-            "frequency_penalty": frequency_penalty,
-            "reasoning_effort": reasoning_effort,
-            "user": user,
-        }
-        self._options = {k: v for k, v in options.items() if v is not None} | dict(extra_body or {})
+        self._options = set_options(
+            extra_body,
+            temperature=temperature,
+            top_p=top_p,
+            max_completion_tokens=max_completion_tokens,
+            parallel_tool_calls=parallel_tool_calls,
+            seed=seed,
+            stop=list(stop) if isinstance(stop, (list, tuple)) else stop,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            reasoning_effort=reasoning_effort,
+            user=user,
+        )
 
     def __repr__(self) -> str:
         return f"openai.LLM({self.model!r} at {self._http.base_url})"
@@ -124,27 +124,20 @@ class LLM(BaseLLM):
         output: trio.MemorySendChannel[LLMChunk],
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
-        body = self.request_body(chat_ctx, tools, tool_choice)
         calls: dict[int, _PartialCall] = {}
-        finished = done = False
-        async with self._http.request(
-            "POST", "/chat/completions", json=body, conn_options=conn_options
-        ) as response, events(response) as stream:
-            with trio.CancelScope() as rest_of_body:
-                async for event in stream:
-                    if done:
-                        continue  # read to the end, so that the connection is kept for the next turn
-                    if event.data.startswith("[DONE]"):
-                        done = True
-                        rest_of_body.deadline = trio.current_time() + END_OF_BODY_WAIT
-                        continue
-                    chunk = decode_event(event, VENDOR)
-                    try:
-                        finished = await _read_chunk(chunk, calls, output) or finished
-                    except (KeyError, TypeError, AttributeError, ValueError):
-                        raise protocol_error(VENDOR, f"a malformed chunk: {event.data[:200]!r}", chunk) from None
-                    if finished:
-                        await _send_calls(calls, output)  # complete: the tools can start
+        finished = False
+
+        async def on_event(event: Any) -> bool:
+            nonlocal finished
+            if event.data.startswith("[DONE]"):
+                return True
+            finished = await _read_chunk(decode_event(event, VENDOR), calls, output) or finished
+            if finished:
+                await _send_calls(calls, output)  # complete: the tools can start
+            return False
+
+        body = self.request_body(chat_ctx, tools, tool_choice)
+        done = await self._http.post_stream("/chat/completions", body, conn_options=conn_options, on_event=on_event)
         if not (done or finished):
             raise protocol_error(VENDOR, "a stream that ended before its last chunk")
         await _send_calls(calls, output)
