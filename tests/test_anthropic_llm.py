@@ -1,8 +1,6 @@
 """anthropic.LLM against a loopback server that speaks the Messages API's
 streaming events. MockClock throughout (see test_openai_llm.py)."""
 
-import math
-
 import pytest
 import trio
 
@@ -15,7 +13,7 @@ from loopback_http import Reply, Stream, sse  # noqa: E402
 from voxtrio.chat import ChatContext, FunctionCall, FunctionCallOutput  # noqa: E402
 from voxtrio.providers import anthropic  # noqa: E402
 from voxtrio.providers.base import ToolCallChunk, UsageChunk  # noqa: E402
-from voxtrio.testing import ScriptedSTT, ScriptedTTS, ScriptedTransport, ScriptedVAD, UserSpeech, running  # noqa: E402
+from provider_calls import INTERRUPTED_AT, WeatherAgent, collect, get_weather, interrupted_call, text_session, text_turn  # noqa: E402
 
 PATH = "/v1/messages"
 event = fake_anthropic.event
@@ -29,24 +27,6 @@ async def server():
 
 def llm_for(server, **options):
     return anthropic.LLM(model="claude-test", api_key=fake_anthropic.KEY, base_url=server.url, **options)
-
-
-async def collect(llm, text="hi", tools=(), timeout=10.0):
-    ctx = ChatContext()
-    ctx.add_message(role="user", content=text)
-    send, receive = trio.open_memory_channel(math.inf)
-    async with send:
-        await llm.chat(
-            chat_ctx=ctx, tools=list(tools), tool_choice=None, output=send,
-            conn_options=voxtrio.APIConnectOptions(timeout=timeout),
-        )
-    return [chunk async for chunk in receive]
-
-
-@voxtrio.function_tool
-async def get_weather(city: str) -> str:
-    """The weather in a city."""
-    return f"sunny in {city}"
 
 
 def test_a_missing_key_is_a_typed_error_naming_the_variable(monkeypatch):
@@ -178,11 +158,10 @@ async def test_an_overloaded_error_event_is_retried_by_the_session(autojump_cloc
         Stream(fake_anthropic.message()[:2] + (event("error", error={"type": "overloaded_error", "message": "Overloaded"}),)),
         Stream(fake_anthropic.message(["Hello!"])),
     )
-    session = voxtrio.AgentSession(llm=llm_for(server), tts=ScriptedTTS([], default_chars_per_second=20.0))
+    session = text_session(llm_for(server))
     errors = []
     session.on("error", errors.append)
-    async with running(session, voxtrio.Agent(), ScriptedTransport(input_audio=False)):
-        result = await session.run(user_input="hi")
+    result = await text_turn(session)
     result.expect.next_event().is_message(role="assistant").contains("Hello!")
     assert [(e.source, e.recoverable, e.error.status_code) for e in errors] == [("llm", True, 529)]
 
@@ -195,22 +174,16 @@ async def test_a_stalled_stream_ends_on_the_progress_deadline(autojump_clock, se
     assert trio.current_time() - started == pytest.approx(2.5)
 
 
-class WeatherAgent(voxtrio.Agent):
-    def __init__(self):
-        super().__init__(instructions="You tell the weather.", tools=[get_weather])
-
-
 async def test_a_whole_tool_call_turn_through_the_session(autojump_clock, server):
     server.script(
         PATH,
         Stream(fake_anthropic.message(["Let me check."], tool_uses=[("toolu_1", "get_weather", ['{"ci', 'ty": "Paris"}'])]), interval=0.02),
         Stream(fake_anthropic.message(["It is sunny in Paris."], usage=(50, 8, 40, 0)), interval=0.02),
     )
-    session = voxtrio.AgentSession(llm=llm_for(server), tts=ScriptedTTS([], default_chars_per_second=20.0))
+    session = text_session(llm_for(server))
     metrics = []
     session.on("metrics_collected", lambda e: metrics.append(e.metrics) if e.kind == "llm" else None)
-    async with running(session, WeatherAgent(), ScriptedTransport(input_audio=False)):
-        result = await session.run(user_input="Weather in Paris?")
+    result = await text_turn(session, "Weather in Paris?", WeatherAgent())
     result.expect.next_event().is_message(role="assistant").contains("Let me check.")
     result.expect.next_event().is_function_call(name="get_weather", arguments={"city": "Paris"})
     result.expect.next_event().is_function_call_output(output="sunny in Paris")
@@ -228,17 +201,7 @@ async def test_a_whole_tool_call_turn_through_the_session(autojump_clock, server
 async def test_barge_in_closes_the_streaming_request_at_once(autojump_clock, server):
     pieces = [f"Sentence number {i}. " for i in range(200)]
     server.script(PATH, Stream(fake_anthropic.message(pieces), interval=0.05))
-    speeches = [UserSpeech(start=0.5, end=1.5, transcript="Tell me a story."), UserSpeech(start=4.0, end=5.5, transcript="Stop.")]
-    session = voxtrio.AgentSession(
-        vad=ScriptedVAD(speeches),
-        stt=ScriptedSTT(speeches),
-        llm=llm_for(server),
-        tts=ScriptedTTS([], default_chars_per_second=15.0),
-    )
-    async with running(session, voxtrio.Agent(), ScriptedTransport()):
-        await trio.sleep(8.0)
+    await interrupted_call(llm_for(server))  # the reply is still being written: no audio yet
     disconnect = server.disconnects[0]
     assert disconnect.chunks_sent < len(pieces)
-    # The second speech starts at 4.0 s (the VAD hears it 0.05 s in); the
-    # interruption needs 0.5 s of it; the stream closes in the same instant.
-    assert disconnect.at == pytest.approx(4.0 + 0.05 + 0.5, abs=0.021)
+    assert disconnect.at == pytest.approx(INTERRUPTED_AT)  # the same instant

@@ -18,6 +18,7 @@ from loopback_http import Reply, Stream, sse  # noqa: E402
 from voxtrio.messages import STTEvent  # noqa: E402
 from voxtrio.providers import anthropic, openai  # noqa: E402
 from voxtrio.providers.base import STT, STTCapabilities  # noqa: E402
+from provider_calls import text_session, text_turn  # noqa: E402
 from voxtrio.testing import ScriptedTTS, ScriptedTransport, ScriptedVAD, UserSpeech, running  # noqa: E402
 
 CHAT = "/chat/completions"
@@ -48,7 +49,7 @@ async def test_the_next_llm_takes_over_and_the_failed_one_is_probed_back(autojum
             [openai_llm(primary), anthropic.LLM(api_key=fake_anthropic.KEY, base_url=secondary.url)],
             probe_interval=2.0,
         )
-        session = voxtrio.AgentSession(llm=llm, tts=ScriptedTTS([], default_chars_per_second=20.0))
+        session = text_session(llm)
         seen = changes(session)
         errors = []
         session.on("error", errors.append)
@@ -73,11 +74,10 @@ async def test_a_stalled_llm_is_left_after_attempt_timeout(autojump_clock):
         primary.script(CHAT, Stream((), then="stall"))
         secondary.script(CHAT, Stream(fake_openai.completion(["Quick answer."])))
         llm = voxtrio.FallbackLLM([openai_llm(primary), openai_llm(secondary)], attempt_timeout=1.5, probe_interval=60)
-        session = voxtrio.AgentSession(llm=llm, tts=ScriptedTTS([], default_chars_per_second=20.0))
+        session = text_session(llm)
         seen = changes(session)
-        async with running(session, voxtrio.Agent(), ScriptedTransport(input_audio=False)):
-            started = trio.current_time()
-            result = await session.run(user_input="hi")
+        started = trio.current_time()
+        result = await text_turn(session)
         result.expect.next_event().is_message(role="assistant").contains("Quick answer.")
         assert secondary.requests[0].received_at - started == pytest.approx(1.5)
         assert "APITimeoutError" in seen[0][3]
@@ -89,7 +89,7 @@ async def test_text_already_spoken_is_not_repeated_by_the_next_llm(autojump_cloc
         primary.script(CHAT, Stream((sse(fake_openai.chunk({"content": "Hello, I "})),), then="drop"))
         secondary.script(CHAT, Stream(fake_openai.completion(["Hello from two."])))
         llm = voxtrio.FallbackLLM([openai_llm(primary), openai_llm(secondary)], probe_interval=60)
-        session = voxtrio.AgentSession(llm=llm, tts=ScriptedTTS([], default_chars_per_second=20.0))
+        session = text_session(llm)
         errors = []
         session.on("error", errors.append)
         async with running(session, voxtrio.Agent(), ScriptedTransport(input_audio=False)):
@@ -107,13 +107,8 @@ async def test_when_every_llm_is_down_each_is_tried_again_in_order(autojump_cloc
         secondary.script(CHAT, UNAVAILABLE, UNAVAILABLE, Stream(fake_openai.completion(["Finally."])))
         llm = voxtrio.FallbackLLM([openai_llm(primary), openai_llm(secondary)], probe_interval=60)
         options = voxtrio.APIConnectOptions(max_retry=2, retry_interval=0.5)
-        session = voxtrio.AgentSession(
-            llm=llm,
-            tts=ScriptedTTS([], default_chars_per_second=20.0),
-            conn_options=voxtrio.SessionConnectOptions(llm_conn_options=options),
-        )
-        async with running(session, voxtrio.Agent(), ScriptedTransport(input_audio=False)):
-            result = await session.run(user_input="hi")
+        session = text_session(llm, conn_options=voxtrio.SessionConnectOptions(llm_conn_options=options))
+        result = await text_turn(session)
         # Each of the session's attempts tries both (0.1 s, then 0.5 s apart).
         assert (len(primary.requests), len(secondary.requests)) == (3, 3)
         result.expect.next_event().is_message(role="assistant").contains("Finally.")

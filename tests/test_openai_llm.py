@@ -5,8 +5,6 @@ run, on 127.0.0.1, so its scripted pauses, stalls and Retry-After waits are
 virtual time, and real loopback I/O completes within the scheduler's pass.
 """
 
-import math
-
 import pytest
 import trio
 
@@ -19,7 +17,8 @@ from loopback_http import Reply, Stream, sse  # noqa: E402
 from voxtrio.chat import AgentHandoff, ChatContext, FunctionCall, FunctionCallOutput  # noqa: E402
 from voxtrio.providers import openai  # noqa: E402
 from voxtrio.providers.base import ToolCallChunk, UsageChunk  # noqa: E402
-from voxtrio.testing import ScriptedSTT, ScriptedTTS, ScriptedTransport, ScriptedVAD, UserSpeech, running  # noqa: E402
+from provider_calls import WeatherAgent, collect, get_weather, interrupted_call, text_session, text_turn  # noqa: E402
+from voxtrio.testing import ScriptedTransport  # noqa: E402
 
 PATH = "/chat/completions"
 
@@ -32,27 +31,6 @@ async def server():
 
 def llm_for(server, **options):
     return openai.LLM(model="gpt-test", api_key=fake_openai.KEY, base_url=server.url, **options)
-
-
-async def collect(llm, text="hi", tools=(), tool_choice=None, timeout=10.0):
-    ctx = ChatContext()
-    ctx.add_message(role="user", content=text)
-    send, receive = trio.open_memory_channel(math.inf)
-    async with send:
-        await llm.chat(
-            chat_ctx=ctx,
-            tools=list(tools),
-            tool_choice=tool_choice,
-            output=send,
-            conn_options=voxtrio.APIConnectOptions(timeout=timeout),
-        )
-    return [chunk async for chunk in receive]
-
-
-@voxtrio.function_tool
-async def get_weather(city: str) -> str:
-    """The weather in a city."""
-    return f"sunny in {city}"
 
 
 @voxtrio.function_tool
@@ -195,22 +173,16 @@ async def test_a_stalled_stream_times_out_on_the_progress_deadline(autojump_cloc
 # -- through AgentSession -------------------------------------------------------------
 
 
-class WeatherAgent(voxtrio.Agent):
-    def __init__(self):
-        super().__init__(instructions="You tell the weather.", tools=[get_weather])
-
-
 async def test_a_whole_tool_call_turn_through_the_session(autojump_clock, server):
     server.script(
         PATH,
         Stream(fake_openai.completion(tool_calls=[("call_1", "get_weather", ['{"ci', 'ty":', ' "Par', 'is"}'])]), interval=0.02),
         Stream(fake_openai.completion(["It is sunny ", "in Paris."], usage=(80, 6, 64)), interval=0.02),
     )
-    session = voxtrio.AgentSession(llm=llm_for(server), tts=ScriptedTTS([], default_chars_per_second=20.0))
+    session = text_session(llm_for(server))
     metrics = []
     session.on("metrics_collected", lambda e: metrics.append(e.metrics) if e.kind == "llm" else None)
-    async with running(session, WeatherAgent(), ScriptedTransport(input_audio=False)):
-        result = await session.run(user_input="Weather in Paris?")
+    result = await text_turn(session, "Weather in Paris?", WeatherAgent())
     result.expect.next_event().is_function_call(name="get_weather", arguments={"city": "Paris"})
     result.expect.next_event().is_function_call_output(output="sunny in Paris")
     result.expect.next_event().is_message(role="assistant").contains("sunny in Paris")
@@ -229,9 +201,7 @@ async def test_bad_json_in_tool_arguments_reaches_the_model_as_a_tool_error(auto
         Stream(fake_openai.completion(tool_calls=[("call_1", "get_weather", ['{"city": "Par'])])),
         Stream(fake_openai.completion(["Sorry, let me retry."])),
     )
-    session = voxtrio.AgentSession(llm=llm_for(server), tts=ScriptedTTS([], default_chars_per_second=20.0))
-    async with running(session, WeatherAgent(), ScriptedTransport(input_audio=False)):
-        result = await session.run(user_input="Weather in Paris?")
+    result = await text_turn(text_session(llm_for(server)), "Weather in Paris?", WeatherAgent())
     result.expect.next_event().is_function_call(name="get_weather")
     output = result.expect.next_event().is_function_call_output().event().item
     assert output.is_error and "not valid JSON" in output.output
@@ -245,11 +215,10 @@ async def test_429_retry_after_is_honoured_by_the_session_retry(autojump_clock, 
         Reply.json(fake_openai.error_body("Rate limit reached", "rate_limit_error"), 429, [("retry-after", "2")]),
         Stream(fake_openai.completion(["Hello there."])),
     )
-    session = voxtrio.AgentSession(llm=llm_for(server), tts=ScriptedTTS([], default_chars_per_second=20.0))
+    session = text_session(llm_for(server))
     errors = []
     session.on("error", errors.append)
-    async with running(session, voxtrio.Agent(), ScriptedTransport(input_audio=False)):
-        result = await session.run(user_input="hi")
+    result = await text_turn(session)
     result.expect.next_event().is_message(role="assistant").contains("Hello there")
     first, second = server.requests_to(PATH)
     assert second.received_at - first.received_at == pytest.approx(2.0)  # not the 0.1 s first retry
@@ -257,9 +226,8 @@ async def test_429_retry_after_is_honoured_by_the_session_retry(autojump_clock, 
 
 
 async def test_a_rejected_key_is_unrecoverable_and_closes_the_session_past_the_limit(autojump_clock, server):
-    session = voxtrio.AgentSession(
-        llm=openai.LLM(api_key="wrong", base_url=server.url),
-        tts=ScriptedTTS([], default_chars_per_second=20.0),
+    session = text_session(
+        openai.LLM(api_key="wrong", base_url=server.url),
         conn_options=voxtrio.SessionConnectOptions(max_unrecoverable_errors=0),
     )
     errors = []
@@ -281,15 +249,10 @@ async def test_a_stall_and_a_dropped_connection_are_retried_within_the_budget(au
         Stream(fake_openai.completion(["Back again."])),
     )
     options = voxtrio.APIConnectOptions(max_retry=2, retry_interval=0.5, timeout=2.0)
-    session = voxtrio.AgentSession(
-        llm=llm_for(server),
-        tts=ScriptedTTS([], default_chars_per_second=20.0),
-        conn_options=voxtrio.SessionConnectOptions(llm_conn_options=options),
-    )
+    session = text_session(llm_for(server), conn_options=voxtrio.SessionConnectOptions(llm_conn_options=options))
     errors = []
     session.on("error", errors.append)
-    async with running(session, voxtrio.Agent(), ScriptedTransport(input_audio=False)):
-        result = await session.run(user_input="hi")
+    result = await text_turn(session)
     result.expect.next_event().is_message(role="assistant").contains("Back again")
     assert [type(e.error) for e in errors] == [voxtrio.APITimeoutError, voxtrio.APIConnectionError]
     assert len(server.disconnects) == 1  # the stalled stream's connection was closed by the client
@@ -299,20 +262,7 @@ async def test_barge_in_closes_the_streaming_request_at_once(autojump_clock, ser
     pieces = [f"Sentence number {i}. " for i in range(200)]
     server.script(PATH, Stream(fake_openai.completion(pieces), interval=0.05))  # 10 s of streaming
     server.script("/audio/speech", fake_openai.speech(1.0))
-    speeches = [
-        UserSpeech(start=0.5, end=1.5, transcript="Tell me a story."),
-        UserSpeech(start=4.0, end=5.5, transcript="Stop."),
-    ]
-    session = voxtrio.AgentSession(
-        vad=ScriptedVAD(speeches),
-        stt=ScriptedSTT(speeches),
-        llm=llm_for(server),
-        tts=openai.TTS(api_key=fake_openai.KEY, base_url=server.url),
-    )
-    interrupted = []
-    session.on("playback_finished", lambda e: interrupted.append(trio.current_time()) if e.interrupted else None)
-    async with running(session, voxtrio.Agent(), ScriptedTransport()):
-        await trio.sleep(8.0)
+    interrupted = await interrupted_call(llm_for(server), openai.TTS(api_key=fake_openai.KEY, base_url=server.url))
     assert interrupted, "the user's second speech interrupted the reply"
     disconnect = server.disconnects[0]  # the reply to "Stop." is cut by the close
     assert disconnect.path == PATH
