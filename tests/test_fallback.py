@@ -201,3 +201,37 @@ async def test_a_streaming_stt_fails_over_mid_stream_on_the_same_audio(autojump_
     assert repr(stt.active) == "b"
     with pytest.raises(ValueError, match="all stream"):
         voxtrio.FallbackSTT([_StreamingSTT("a"), openai.STT(api_key="k")])
+
+
+class _FlakyStreamingTTS(ScriptedTTS):
+    """Fails its first ``failures`` requests from inside a nursery (the error
+    arrives wrapped in an exception group), then speaks."""
+
+    def __init__(self, failures):
+        super().__init__([], default_chars_per_second=10.0)
+        self.failures = failures
+
+    async def stream(self, text, audio, *, conn_options=None):
+        if self.failures:
+            self.failures -= 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 0)
+                raise voxtrio.APIConnectionError("flaky")
+        await super().stream(text, audio)
+
+
+async def test_streaming_tts_fails_over_and_a_wrapped_probe_failure_keeps_it_down(autojump_clock):
+    primary, secondary = _FlakyStreamingTTS(failures=2), ScriptedTTS([], default_chars_per_second=10.0)
+    tts = voxtrio.FallbackTTS([primary, secondary], probe_interval=1.0)
+    assert tts.capabilities.streaming
+    session = voxtrio.AgentSession(tts=tts)
+    seen = changes(session)
+    transport = ScriptedTransport(input_audio=False)
+    async with running(session, voxtrio.Agent(), transport):
+        await session.say("Hello you.")  # primary fails; secondary speaks; probe 1 fails (wrapped)
+        await trio.sleep(3.0)  # probe 2 succeeds
+        await session.say("Again now.")
+    assert secondary.requests == ["Hello you."]
+    assert primary.requests[-1] == "Again now."
+    assert [(source, active) for _, source, active, _ in seen] == [("tts", "1"), ("tts", "0")]
+    assert session.last_close.reason == "user_initiated"

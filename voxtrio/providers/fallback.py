@@ -35,7 +35,7 @@ from ..errors import APIError
 from ..events import ActiveProviderChanged, Event, logger
 from ..messages import STTEvent
 from ..options import APIConnectOptions
-from ..retry import stream_attempt
+from ..retry import stream_attempt, unwrap
 from .base import (
     DEFAULT_CONN_OPTIONS,
     LLM,
@@ -145,7 +145,8 @@ class _Providers(Generic[P]):
                 try:
                     with trio.fail_after(self.attempt_timeout):
                         await probe()
-                except (APIError, trio.TooSlowError):
+                except Exception as raised:  # any failure, however wrapped: still down
+                    logger.debug("fallback %s: probe of %s failed: %r", self.source, self.label(index), unwrap(raised))
                     continue
                 self.succeeded(index)
         finally:
@@ -393,7 +394,10 @@ class FallbackSTT(STT):
             stt = providers.providers[index]
             try:
                 await stt.stream(frames, events, language=language, conn_options=conn_options)
-            except APIError as failure:
+            except Exception as raised:
+                failure = unwrap(raised)  # a provider may use nurseries
+                if not isinstance(failure, APIError):
+                    raise
                 providers.failed(index, failure, lambda stt=stt: _probe_stream(stt, language, conn_options))
                 error = failure
                 continue
