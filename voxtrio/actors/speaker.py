@@ -120,6 +120,10 @@ class _ReplayableText:
         self._closed = True
         self._notify()
 
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
@@ -368,6 +372,7 @@ class Speaker:
                         "ttfb": timing["first_audio"] - (anchor or request_started),
                         "duration": finished - (anchor or request_started),
                         "audio_duration": segment.synthesized,
+                        "characters": text.characters,
                     },
                 )
             )
