@@ -1,60 +1,83 @@
-"""The WebSocket providers against the real services.
+"""The HTTP providers against the real services: skipped unless the key is set.
 
-Each test runs only when its vendor's key is in the environment
-(``DEEPGRAM_API_KEY``, ``ELEVEN_API_KEY``, ``CARTESIA_API_KEY``); the voices
-can be chosen with ``ELEVEN_VOICE_ID`` and ``CARTESIA_VOICE_ID``. They run
-on the real clock: the audio is paced in real time, the network is real.
+    OPENAI_API_KEY=... ANTHROPIC_API_KEY=... .venv/bin/pytest tests/test_live_providers.py
+
+Real network and the real clock: these tests never run in CI (no key there).
 """
 
+import math
 import os
 
-import numpy as np
 import pytest
-import soxr
+import trio
 
-from voxtrio.providers import cartesia, deepgram, elevenlabs
+pytest.importorskip("httpx2")
 
-from test_deepgram import finals, stt_events, transcribe
-from tts_loopback import audio_of, seconds_of, synthesize, words_of
+import voxtrio  # noqa: E402
+from voxtrio.chat import ChatContext  # noqa: E402
 
-
-def needs(variable):
-    return pytest.mark.skipif(not os.environ.get(variable), reason=f"{variable} is not set")
-
-
-SENTENCE = "What is the weather in Paris today?"
+needs_openai = pytest.mark.skipif(not os.environ.get("OPENAI_API_KEY"), reason="OPENAI_API_KEY is not set")
+needs_anthropic = pytest.mark.skipif(not os.environ.get("ANTHROPIC_API_KEY"), reason="ANTHROPIC_API_KEY is not set")
 
 
-@needs("DEEPGRAM_API_KEY")
-async def test_deepgram_transcribes_speech_and_marks_its_boundaries():
-    espeak_tts = pytest.importorskip("voxtrio.providers.espeak_tts", reason="needs voxtrio[local] for the speech")
-    tts = espeak_tts.EspeakTTS()
-    samples, _ = tts.render(SENTENCE)
-    speech = soxr.resample(samples, tts.sample_rate, 16_000).astype(np.int16)
-    audio = np.concatenate([np.zeros(8_000, np.int16), speech, np.zeros(40_000, np.int16)])
-    items = await transcribe(deepgram.STT(), audio)
-    heard = " ".join(text for text, _, _ in finals(items)).lower()
-    assert "paris" in heard and "weather" in heard
-    kinds = [event.kind for event in stt_events(items)]
-    assert "start_of_speech" in kinds and "end_of_speech" in kinds and "interim" in kinds
+@voxtrio.function_tool
+async def get_weather(city: str) -> str:
+    """The current weather in a city."""
+    return f"sunny in {city}"
 
 
-async def _synthesized(tts):
-    items = await synthesize(tts, ["Hello there. ", "The weather in Paris is sunny today."])
-    assert seconds_of(items) > 1.0
-    assert all(item.frame.sample_rate == tts.sample_rate for item in audio_of(items) if item.frame.samples_per_channel)
-    words = words_of(items)
-    assert [w for w, _, _ in words][:2] == ["Hello", "there."]
-    assert all(start <= end for _, start, end in words)
-    assert [start for _, start, _ in words] == sorted(start for _, start, _ in words)
-    assert words[-1][2] <= seconds_of(items) + 0.05
+async def chat(llm, text, tools=()):
+    ctx = ChatContext()
+    ctx.add_message(role="user", content=text)
+    send, receive = trio.open_memory_channel(math.inf)
+    async with send:
+        with trio.fail_after(60):
+            await llm.chat(chat_ctx=ctx, tools=list(tools), tool_choice=None, output=send)
+    return [chunk async for chunk in receive]
 
 
-@needs("ELEVEN_API_KEY")
-async def test_elevenlabs_streams_pcm_with_word_timings():
-    await _synthesized(elevenlabs.TTS(voice_id=os.environ.get("ELEVEN_VOICE_ID", "21m00Tcm4TlvDq8ikWAM")))
+def calls_and_usage(chunks):
+    from voxtrio.providers.base import ToolCallChunk, UsageChunk
+
+    calls = [c for c in chunks if isinstance(c, ToolCallChunk)]
+    usage = [c for c in chunks if isinstance(c, UsageChunk)]
+    return calls, usage
 
 
-@needs("CARTESIA_API_KEY")
-async def test_cartesia_streams_pcm_with_word_timestamps():
-    await _synthesized(cartesia.TTS(voice=os.environ.get("CARTESIA_VOICE_ID", "a0e99841-438c-4a64-b679-ae501e7d6091")))
+@needs_openai
+async def test_openai_llm_calls_a_tool_and_reports_usage():
+    from voxtrio.providers import openai
+
+    chunks = await chat(openai.LLM(), "What's the weather in Paris? Use the tool.", [get_weather])
+    calls, usage = calls_and_usage(chunks)
+    assert calls and calls[0].name == "get_weather" and "Paris" in calls[0].arguments
+    assert usage and usage[0].prompt_tokens > 0
+
+
+@needs_openai
+async def test_openai_tts_then_stt_round_trip():
+    from voxtrio.providers import openai
+
+    send, receive = trio.open_memory_channel(math.inf)
+    async with send:
+        with trio.fail_after(60):
+            await openai.TTS().synthesize("Hello from voxtrio.", send)
+    import numpy as np
+    import soxr
+
+    audio = np.concatenate([item.frame.data async for item in receive])
+    assert len(audio) > 24_000 * 0.5
+    pcm16k = soxr.resample(audio, 24_000, 16_000).astype(np.int16)
+    with trio.fail_after(60):
+        event = await openai.STT().recognize(voxtrio.AudioFrame(pcm16k, 16_000), language="en")
+    assert "hello" in event.text.lower()
+
+
+@needs_anthropic
+async def test_anthropic_llm_calls_a_tool_and_reports_usage():
+    from voxtrio.providers import anthropic
+
+    chunks = await chat(anthropic.LLM(), "What's the weather in Paris? Use the tool.", [get_weather])
+    calls, usage = calls_and_usage(chunks)
+    assert calls and calls[0].name == "get_weather" and "Paris" in calls[0].arguments
+    assert usage and usage[0].completion_tokens > 0

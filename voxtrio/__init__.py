@@ -20,6 +20,7 @@ from .errors import (
     VoxtrioError,
 )
 from .events import (
+    ActiveProviderChanged,
     AgentFalseInterruption,
     AgentStateChanged,
     CloseEvent,
@@ -35,6 +36,7 @@ from .events import (
     UserStateChanged,
 )
 from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
+from .providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from .session import AgentSession
 from .speech import SpeechHandle
 from .tools import FunctionTool, RunContext, ToolArgumentsError, Toolset, function_tool
@@ -46,6 +48,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "ActiveProviderChanged",
     "Agent",
     "AgentFalseInterruption",
     "AgentHandoff",
@@ -61,6 +64,9 @@ __all__ = [
     "ConversationItemAdded",
     "ErrorEvent",
     "Event",
+    "FallbackLLM",
+    "FallbackSTT",
+    "FallbackTTS",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",

@@ -17,13 +17,22 @@ class AudioFormatError(VoxtrioError, ValueError):
 
 
 class APIError(VoxtrioError):
-    """A provider failed. ``retryable`` says whether another attempt can succeed."""
+    """A provider failed. ``retryable`` says whether another attempt can succeed;
+    ``retry_after`` is how long the provider asked us to wait first (seconds)."""
 
-    def __init__(self, message: str, *, retryable: bool = True, body: object = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.body = body
+        self.retry_after = retry_after
 
 
 class APIConnectionError(APIError):
@@ -35,11 +44,7 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(APIError):
-    """The provider answered with an error status (HTTP or protocol level).
-
-    ``retry_after`` is the wait, in seconds, the provider asked for (a
-    ``Retry-After`` header), when it asked for one.
-    """
+    """The provider answered with an error status (HTTP or protocol level)."""
 
     def __init__(
         self,
@@ -52,15 +57,13 @@ class APIStatusError(APIError):
     ) -> None:
         if retryable is None:
             retryable = status_code == 429 or status_code >= 500
-        super().__init__(message, retryable=retryable, body=body)
+        super().__init__(message, retryable=retryable, body=body, retry_after=retry_after)
         self.status_code = status_code
-        self.retry_after = retry_after
 
 
 class MissingAPIKeyError(VoxtrioError, ValueError):
-    """A network provider was built without an API key: none was passed and its
-    environment variable is unset. Raised at construction, so a misconfigured
-    agent fails before its first call rather than in the middle of one."""
+    """A provider was built without an API key: neither the argument nor its
+    environment variable (named in the message) was set."""
 
 
 class ToolError(VoxtrioError):

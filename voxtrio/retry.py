@@ -5,8 +5,8 @@ deadline on every chunk (``timeout`` bounds the wait for *progress*, so a long
 answer is fine and a stalled one is not) and re-raises the provider's own error
 unwrapped. :func:`retrying` repeats an attempt while the error is retryable,
 the budget allows it and no output was delivered yet (audio already played or
-text already spoken cannot be taken back), waiting at least what the
-provider's ``Retry-After`` asked for.
+text already spoken cannot be taken back), waiting at least as long as the
+provider's ``Retry-After`` asked.
 """
 
 from __future__ import annotations
@@ -104,6 +104,5 @@ async def retrying(
             on_error(error, again)
             if not again:
                 raise
-            # A provider that said when to come back (Retry-After) is not asked sooner.
-            await trio.sleep(max(conn_options.retry_delay(retries), getattr(error, "retry_after", None) or 0.0))
+            await trio.sleep(max(conn_options.retry_delay(retries), error.retry_after or 0.0))
             retries += 1

@@ -124,6 +124,10 @@ class _ReplayableText:
         self._closed = True
         self._notify()
 
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()

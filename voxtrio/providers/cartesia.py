@@ -45,6 +45,7 @@ from ..errors import APIStatusError
 from ..options import APIConnectOptions
 from ..text import SentenceSplitter
 from . import base
+from .api_common import api_key as api_key_of
 from .base import DEFAULT_CONN_OPTIONS, SynthesizedAudio, TimedWord, TTSCapabilities
 from .streamed_audio import PCMStream, with_words
 from .vendor_websocket import (
@@ -54,7 +55,6 @@ from .vendor_websocket import (
     connect,
     json_object,
     protocol_error,
-    resolve_api_key,
     run_beside,
     websocket_url,
 )
@@ -98,7 +98,7 @@ class TTS(base.TTS):
         self.model = model
         self.sample_rate = sample_rate
         self.capabilities = TTSCapabilities(streaming=True, aligned_transcript=True)
-        self._api_key = resolve_api_key(api_key, KEY_VARIABLE, VENDOR)
+        self._api_key = api_key_of(api_key, KEY_VARIABLE, VENDOR)
         self._api_version = api_version
         self._url = websocket_url(base_url, "/tts/websocket", {"cartesia_version": api_version})
         request: dict[str, Any] = {

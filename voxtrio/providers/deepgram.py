@@ -58,6 +58,7 @@ from ..messages import STTEvent
 from ..options import APIConnectOptions
 from ..retry import unwrap
 from . import base
+from .api_common import api_key as api_key_of
 from .base import DEFAULT_CONN_OPTIONS, STTCapabilities, STTReconnected, STTStreamItem, STTUsage
 from .vendor_websocket import (
     ConnectionClosed,
@@ -66,7 +67,6 @@ from .vendor_websocket import (
     connect,
     json_object,
     protocol_error,
-    resolve_api_key,
     run_beside,
     websocket_url,
 )
@@ -128,7 +128,7 @@ class STT(base.STT):
             raise ValueError("keepalive_interval must be between 0 and 10 s (Deepgram closes after 10 s)")
         self.model = model
         self.language = language
-        self._api_key = resolve_api_key(api_key, KEY_VARIABLE, VENDOR)
+        self._api_key = api_key_of(api_key, KEY_VARIABLE, VENDOR)
         self._base_url = base_url
         self._query: dict[str, Any] = {
             "model": model,
@@ -334,7 +334,7 @@ class _LiveStream:
                 if not error.retryable or failures >= self._options.max_retry:
                     error.retryable = False  # within this stream, no retry is left
                     raise error from None
-                delay = max(self._options.retry_delay(failures), getattr(error, "retry_after", None) or 0.0)
+                delay = max(self._options.retry_delay(failures), error.retry_after or 0.0)
                 failures += 1
                 await self._events.send(STTReconnected(error))
                 await trio.sleep(delay)

@@ -39,6 +39,7 @@ from ..actors.speaker import TTS_REQUEST_STARTED
 from ..options import APIConnectOptions
 from ..text import SentenceSplitter
 from . import base
+from .api_common import api_key as api_key_of
 from .base import DEFAULT_CONN_OPTIONS, SynthesizedAudio, TTSCapabilities
 from .streamed_audio import CharacterAligner, PCMStream, with_words
 from .vendor_websocket import (
@@ -49,7 +50,6 @@ from .vendor_websocket import (
     connect,
     json_object,
     protocol_error,
-    resolve_api_key,
     run_beside,
     websocket_url,
 )
@@ -92,7 +92,7 @@ class TTS(base.TTS):
         self.model = model
         self.sample_rate = sample_rate
         self.capabilities = TTSCapabilities(streaming=True, aligned_transcript=True)
-        self._api_key = resolve_api_key(api_key, KEY_VARIABLE, VENDOR)
+        self._api_key = api_key_of(api_key, KEY_VARIABLE, VENDOR)
         self._alignment_key = "alignment" if alignment == "original" else "normalizedAlignment"
         self._url = websocket_url(
             base_url,

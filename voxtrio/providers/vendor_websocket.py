@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import ssl
 import urllib.parse
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
@@ -35,7 +34,8 @@ except ImportError as missing:  # pragma: no cover - depends on the install
         "pip install 'voxtrio[deepgram]' (or [elevenlabs], [cartesia])"
     ) from missing
 
-from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, MissingAPIKeyError
+from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError
+from .api_common import retry_after
 
 # Waiting for the vendor's answer to our close frame once we are done with a
 # connection: what we needed has arrived, so this only bounds the courtesy.
@@ -48,16 +48,6 @@ MAX_MESSAGE_SIZE = 8 * 2**20
 # failed or is overloaded. Protocol, data and policy errors (1002, 1003,
 # 1007, 1008, 1009, 1010) would fail again.
 _RETRYABLE_CLOSE_CODES = frozenset({1000, 1001, 1005, 1006, 1011, 1012, 1013, 1014})
-
-
-def resolve_api_key(api_key: str | None, variable: str, vendor: str) -> str:
-    """The key given, else the environment's; a missing one is an error now."""
-    key = api_key if api_key is not None else os.environ.get(variable)
-    if not key:
-        raise MissingAPIKeyError(
-            f"{vendor} needs an API key: set the {variable} environment variable or pass api_key=..."
-        )
-    return key
 
 
 def websocket_url(base_url: str, path: str = "", query: Mapping[str, Any] | None = None) -> str:
@@ -89,16 +79,6 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = _header(headers, "retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare for these APIs, and the backoff still applies
-
-
 def rejected_error(rejected: ConnectionRejected, *, vendor: str, key_variable: str) -> APIStatusError:
     """A refused handshake: 401/403 name the key variable and are final,
     429 and 5xx may be retried (after ``Retry-After`` when given)."""
@@ -118,7 +98,7 @@ def rejected_error(rejected: ConnectionRejected, *, vendor: str, key_variable: s
         f"{vendor} refused the connection with HTTP {status}{suffix}",
         status_code=status,
         body=body or None,
-        retry_after=_retry_after(rejected.headers),
+        retry_after=retry_after({k.decode('latin-1').lower(): v.decode('latin-1') for k, v in rejected.headers or ()}),
     )
 
 
