@@ -27,7 +27,7 @@ from .tokens import TokenSigner
 
 def load_agent(spec: str | None) -> tuple[type, Any]:
     """``FILE.py[:Class]``: the agent class (by default the first Agent the file
-    defines) and its module."""
+    exports in ``__all__``, else the first it defines) and its module."""
     from ..agent import Agent
 
     path_text, _, name = (spec or "").partition(":")
@@ -37,8 +37,11 @@ def load_agent(spec: str | None) -> tuple[type, Any]:
         if not (isinstance(agent, type) and issubclass(agent, Agent)):
             raise LookupError(f"{module.__file__} has no Agent class {name!r}")
         return agent, module
-    for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, Agent) and value.__module__ == module.__name__:
+    # The first Agent the file exports (its __all__), else the first it defines.
+    exported = [getattr(module, name, None) for name in getattr(module, "__all__", ())]
+    defined = [value for value in vars(module).values() if getattr(value, "__module__", None) == module.__name__]
+    for value in exported + defined:
+        if isinstance(value, type) and issubclass(value, Agent):
             return value, module
     raise LookupError(f"{module.__file__} defines no voxtrio.Agent subclass")
 
@@ -67,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         agent_class, module = load_agent(args.agent)
-        pipeline = scripted_pipeline() if args.scripted else build_pipeline(getattr(module, "ROUTES", ()))
+        if args.scripted:
+            pipeline = scripted_pipeline()
+        elif callable(getattr(module, "pipeline", None)):  # the agent file builds its own providers
+            pipeline = module.pipeline()
+        else:
+            pipeline = build_pipeline(getattr(module, "ROUTES", ()))
     except MissingLocalPackage as error:
         print(f"\nerror: {error}\n(without the models: voxtrio serve --scripted)", file=sys.stderr)
         return 1
