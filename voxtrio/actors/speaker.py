@@ -11,7 +11,8 @@ which cancels the playout scope from ``SpeechHandle.interrupt()`` directly,
 leaves at most that much audio in the device, and ``clear()`` drops it. The
 result of a playout says what was heard: the position, and the words up to
 it (from TTS word timings when the provider gives them, else the pacing
-estimate of :func:`voxtrio.text.heard_prefix`).
+estimate of :func:`voxtrio.text.heard_prefix`). A device that knows its play
+head better than the timeline (``AudioOutput.queued``) is believed.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ _STALLED = object()
 # A TTS provider may send this before its first audio to say when it started
 # working on the text (time-to-first-byte is measured from there).
 TTS_REQUEST_STARTED = "tts-request-started"
+
+# How long a playout waits, after the timeline says it has played, for a
+# device that reports it is still playing.
+DEVICE_LAG_LIMIT = 1.0
 
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.
@@ -429,8 +434,8 @@ class Speaker:
         if not segment.text_only:
             assert self._output is not None
             if interrupted:
+                position = self._heard_position(now)  # before clear(): it empties the device
                 self._output.clear()
-                position = self._timeline.position(now)
             else:
                 position = self._timeline.pushed
             self._timeline.reset()
@@ -527,9 +532,31 @@ class Speaker:
                 continue
             end = self._timeline.end_time(trio.current_time())
             if end <= trio.current_time() + 1e-9:
-                return
+                break
             with trio.move_on_at(end):
                 await self._paused.wait_value(True)
+        # A device that reports its play head may still be playing what the
+        # timeline says has played (a network and a jitter buffer behind).
+        give_up = trio.current_time() + DEVICE_LAG_LIMIT
+        while True:
+            queued = self._output.queued() if self._output is not None else None
+            now = trio.current_time()
+            if queued is None or queued <= 1e-3 or now >= give_up:
+                return
+            if self._paused:
+                await self._paused.wait_value(False)
+                continue
+            with trio.move_on_at(min(give_up, now + queued)):
+                await self._paused.wait_value(True)
+
+    def _heard_position(self, now: float) -> float:
+        """Seconds of the playing segment heard so far (the device's word for it
+        when it has one)."""
+        assert self._output is not None
+        queued = self._output.queued()
+        if queued is None:
+            return self._timeline.position(now)
+        return min(self._timeline.pushed, max(0.0, self._timeline.pushed - queued))
 
     def _heard_text(self, segment: _Segment, position: float, interrupted: bool) -> str:
         if not interrupted:

@@ -53,6 +53,17 @@ class AudioOutput(abc.ABC):
     def segment_done(self) -> None:
         """The current utterance has no more audio (a device may flush)."""
 
+    def queued(self) -> float | None:
+        """Seconds of the audio written so far that the listener has not heard yet.
+
+        A device that plays somewhere the Speaker cannot see (a browser behind
+        a network and a jitter buffer) reports its true play head here, so an
+        interruption records what was really heard and the agent's transcript
+        keeps step with the sound. None (the default): the device plays as it
+        is written, and the Speaker's own timeline is the truth.
+        """
+        return None
+
 
 class Transport(abc.ABC):
     """The session's connection to the user."""
