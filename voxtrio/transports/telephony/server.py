@@ -292,6 +292,8 @@ class TelephonyServer:
                 **self.call_options,
             )
             dialed = self._dialing.pop(str(claims.get("r", "")), None)
+            if dialed is not None and not call.call_id:
+                call.call_id = dialed.call_id  # Vonage's stream does not say which call it is
             entrypoint = dialed.entrypoint if dialed is not None and dialed.entrypoint else self.entrypoint
             nursery.start_soon(transport.run, connection, first)
             self.calls.add(call)

@@ -447,6 +447,8 @@ class TelephonyTransport(Transport):
                 self._audio_send.send_nowait(event.samples)
             except trio.WouldBlock:
                 self.stats.inbound_dropped += 1
+            except trio.ClosedResourceError:
+                pass  # the call is ending: nobody listens any more
         elif isinstance(event, MarkPlayed):
             self.audio_output.mark_played(event.name)
         elif isinstance(event, DtmfPressed):
