@@ -164,6 +164,8 @@ class Wire(abc.ABC):
     rate = 8000
     returns_cleared_marks = False
     """Twilio returns the marks still pending when it clears; Plivo does not."""
+    honours_clear = True
+    """False: the clear is received and ignored (what a provider without one does)."""
 
     def __init__(self, *, call_id: str | None = None, from_number: str = "+15550001111", to_number: str = "+15550002222") -> None:
         self.call_id = call_id or f"call-{secrets.token_hex(8)}"
@@ -403,7 +405,7 @@ class VonageWire(Wire):
     def __init__(self, signature_secret: str, *, honours_clear: bool = True, **options: Any) -> None:
         super().__init__(**options)
         self.signature_secret = signature_secret
-        self.honours_clear = honours_clear
+        self.honours_clear = honours_clear  # Vonage's own guide does not document the clear
         self.headers: dict[str, str] = {}
 
     def token(self, body: bytes = b"") -> str:
@@ -439,7 +441,7 @@ class VonageWire(Wire):
             return [Play(np.frombuffer(message, "<i2").astype(np.int16))]
         data = json.loads(message)
         if data.get("action") == "clear":
-            return [Clear()] if self.honours_clear else []
+            return [Clear()]
         if data.get("action") == "notify":
             return [Mark(json.dumps(data.get("payload", {})))]
         raise AssertionError(f"Vonage takes no {data!r} message")
@@ -483,6 +485,8 @@ class FakeCaller:
         """The ticks at which the caller's own voice (not silence) was sent."""
         self.clears: list[int] = []
         """For each clear, the number of heard samples when it took effect."""
+        self.ignored_clears: list[int] = []
+        """For each clear received and ignored (``Wire.honours_clear`` false), the same."""
         self.clear_times: list[float] = []
         self.silence_times: list[float] = []
         """When the first silent frame played after each clear."""
@@ -575,6 +579,9 @@ class FakeCaller:
             self._hung_up.set()
 
     def _clear(self) -> None:
+        if not self.wire.honours_clear:
+            self.ignored_clears.append(sum(len(f) for f in self.heard_frames))
+            return
         self.clears.append(sum(len(f) for f in self.heard_frames))
         self.clear_times.append(trio.current_time())
         pending = [item for item in self._queue if isinstance(item, str)]

@@ -126,6 +126,9 @@ class IVRDetector:
             self._user_state = event.new_state
         else:
             self._agent_state = event.new_state
+        self._update()
+
+    def _update(self) -> None:
         quiet = self._user_state in ("listening", "away") and self._agent_state == "listening"
         if not quiet:
             self._quiet_since = None
@@ -148,6 +151,9 @@ class IVRDetector:
         session.on("user_input_transcribed", self._on_transcript)
         session.on("user_state_changed", self._on_state)
         session.on("agent_state_changed", self._on_state)
+        if session.running:  # the states so far (their events came before this watcher)
+            self._user_state, self._agent_state = session.user_state, session.agent_state
+            self._update()
         try:
             while True:
                 quiet_since = self._quiet_since
