@@ -157,6 +157,8 @@ class Clear:
 
 # -- each provider's side of the wire -------------------------------------------------------
 
+_PAYLOADS: dict[bytes, str] = {}
+
 
 class Wire(abc.ABC):
     """One provider's side of a call: its webhook, its messages."""
@@ -216,7 +218,14 @@ class Wire(abc.ABC):
         return None
 
     def encode_ulaw(self, samples: np.ndarray) -> str:
-        return base64.b64encode(ulaw_encode(samples)).decode("ascii")
+        # A caller says the same frames (its lines, silence): encode each once.
+        key = samples.tobytes()
+        payload = _PAYLOADS.get(key)
+        if payload is None:
+            payload = base64.b64encode(ulaw_encode(samples)).decode("ascii")
+            if len(_PAYLOADS) < 50_000:
+                _PAYLOADS[key] = payload
+        return payload
 
 
 def _xml_stream(markup: bytes) -> ElementTree.Element:
@@ -471,8 +480,9 @@ def _tls() -> Any:
 class FakeCaller:
     """One call from (or answered by) a fake of the provider (see the module docstring)."""
 
-    def __init__(self, wire: Wire, script: Sequence[Step], *, timeout: float = 60.0) -> None:
+    def __init__(self, wire: Wire, script: Sequence[Step], *, timeout: float = 60.0, detect_dtmf: bool = True) -> None:
         self.wire = wire
+        self.detect_dtmf = detect_dtmf
         self.script = list(script)
         self.timeout = timeout
         self.frame_samples = int(wire.rate * FRAME)
@@ -491,6 +501,10 @@ class FakeCaller:
         self.silence_times: list[float] = []
         """When the first silent frame played after each clear."""
         self.marks_returned: list[str] = []
+        self.monotonic_offset = 0.0
+        """``time.monotonic()`` minus trio's clock (trio's clock has a random offset)."""
+        self.late: list[float] = []
+        """How late each tick ran (seconds): a load generator that falls behind shows here."""
         self.messages_received = 0
         self.answer_status: int | None = None
         self.media_url: str | None = None
@@ -532,13 +546,18 @@ class FakeCaller:
         import trio_websocket
 
         self.media_url = url
+        self.monotonic_offset = time.monotonic() - trio.current_time()
         with trio.move_on_after(self.timeout):
             try:
                 async with trio_websocket.open_websocket_url(url, extra_headers=[
                     (k.encode(), v.encode()) for k, v in self.wire.ws_headers(url)
                 ]) as ws:
-                    for message in self.wire.opening():
-                        await ws.send_message(message)
+                    try:
+                        for message in self.wire.opening():
+                            await ws.send_message(message)
+                    except trio_websocket.ConnectionClosed:
+                        self.ended_by = "agent"
+                        return
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._receive, ws, nursery.cancel_scope)
                         nursery.start_soon(self._tick, ws)
@@ -646,7 +665,9 @@ class FakeCaller:
                 self._voiced_frames += 1
                 self._last_voice_tick = self._ticks
             self.heard_frames.append(frame)
-            self.dtmf.push(frame)
+            if self.detect_dtmf:
+                self.dtmf.push(frame)
+            self.late.append(trio.current_time() - (start + self._ticks * FRAME))
             while self._outbox:
                 await ws.send_message(self._outbox.popleft())
 

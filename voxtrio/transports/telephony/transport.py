@@ -60,7 +60,7 @@ INBOUND_CAPACITY = 50
 class TelephonyStats:
     inbound_frames: int = 0
     inbound_dropped: int = 0
-    """Caller frames dropped because nobody read them (before the session starts)."""
+    """Caller frames dropped because no session read them (before it started, after it ended)."""
     bad_messages: int = 0
     """Messages from the provider that its protocol does not allow (reported as errors)."""
     messages_sent: int = 0
@@ -395,14 +395,19 @@ class TelephonyTransport(Transport):
         self.end_reason: str | None = None
         self._audio_send, self._audio_receive = trio.open_memory_channel[np.ndarray](INBOUND_CAPACITY)
         self._connection: trio_websocket.WebSocketConnection | None = None
+        self._reading = False  # a session reads the caller's audio
 
     def attach(self, session: AgentSession) -> None:
         self.session = session
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
         rate = self.serializer.sample_rate
-        async for samples in self._audio_receive:
-            await frames.send(AudioFrame(samples, rate))
+        self._reading = True
+        try:
+            async for samples in self._audio_receive:
+                await frames.send(AudioFrame(samples, rate))
+        finally:
+            self._reading = False
         raise TransportDisconnected(f"the call ended ({self.end_reason or 'stream closed'})")
 
     async def run(self, connection: trio_websocket.WebSocketConnection, first: Sequence[Any] = ()) -> None:
@@ -419,7 +424,7 @@ class TelephonyTransport(Transport):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.audio_output.run_sender, send)
                 for event in first:
-                    self._handle(event)
+                    await self._handle(event)
                 while not self.ended.is_set():
                     try:
                         message = await connection.get_message()
@@ -433,21 +438,24 @@ class TelephonyTransport(Transport):
                         self._report(str(error))
                         continue
                     for event in events:
-                        self._handle(event)
+                        await self._handle(event)
                 nursery.cancel_scope.cancel()
         except trio_websocket.ConnectionClosed:
             self._end("the stream closed")
         finally:
             self._end("the stream closed")
 
-    def _handle(self, event: Any) -> None:
+    async def _handle(self, event: Any) -> None:
         if isinstance(event, InboundAudio):
             self.stats.inbound_frames += 1
             try:
-                self._audio_send.send_nowait(event.samples)
+                if self._reading:  # a slow session slows the stream down, losing nothing
+                    await self._audio_send.send(event.samples)
+                else:
+                    self._audio_send.send_nowait(event.samples)
             except trio.WouldBlock:
                 self.stats.inbound_dropped += 1
-            except trio.ClosedResourceError:
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass  # the call is ending: nobody listens any more
         elif isinstance(event, MarkPlayed):
             self.audio_output.mark_played(event.name)
