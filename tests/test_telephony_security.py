@@ -5,7 +5,7 @@ import base64
 import json
 import time
 
-import httpx
+import httpx2
 import pytest
 import trio
 import trio_websocket
@@ -148,7 +148,7 @@ async def nobody(call):
 async def test_the_answer_webhook_is_refused_unless_signed_and_fresh(provider):
     credentials = Credentials()
     with trio.fail_after(20):
-        async with running_server(nobody, credentials.providers()) as server, httpx.AsyncClient() as client:
+        async with running_server(nobody, credentials.providers()) as server, httpx2.AsyncClient() as client:
             wire = credentials.wire(provider)
             method, url, headers, body = wire.answer_request(server.public_url)
             answered = await client.request(method, url, headers=headers, content=body)
@@ -175,7 +175,7 @@ async def test_the_answer_webhook_is_refused_unless_signed_and_fresh(provider):
 async def test_stale_signed_webhooks_are_refused():
     credentials = Credentials()
     with trio.fail_after(20):
-        async with running_server(nobody, credentials.providers()) as server, httpx.AsyncClient() as client:
+        async with running_server(nobody, credentials.providers()) as server, httpx2.AsyncClient() as client:
             old = str(int(time.time()) - 600)
             body = b"CallSid=v3%3Aabc&From=%2B1555&To=%2B1666"
             signature = credentials.telnyx_private.sign(signed_payload(old, body))
@@ -191,7 +191,7 @@ async def test_stale_signed_webhooks_are_refused():
 
 async def test_a_vonage_body_must_match_its_payload_hash():
     with trio.fail_after(20):
-        async with running_server(nobody, Credentials().providers()) as server, httpx.AsyncClient() as client:
+        async with running_server(nobody, Credentials().providers()) as server, httpx2.AsyncClient() as client:
             body = json.dumps({"uuid": "u1", "status": "answered"}).encode()
             wire = Credentials().wire("vonage")
             ok = await client.post(f"{server.public_url}/vonage/events", content=body,
@@ -216,7 +216,7 @@ async def test_a_stream_token_opens_one_stream_and_only_for_its_provider(provide
         await call.transport.close()
 
     with trio.fail_after(20):
-        async with running_server(entrypoint, credentials.providers()) as server, httpx.AsyncClient() as client:
+        async with running_server(entrypoint, credentials.providers()) as server, httpx2.AsyncClient() as client:
             wire = credentials.wire(provider)
             method, url, headers, body = wire.answer_request(server.public_url)
             media_url = wire.media_url((await client.request(method, url, headers=headers, content=body)).content)

@@ -13,12 +13,14 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     AudioFormatError,
+    MissingAPIKeyError,
     SessionClosedError,
     StopResponse,
     ToolError,
     VoxtrioError,
 )
 from .events import (
+    ActiveProviderChanged,
     AgentFalseInterruption,
     AgentStateChanged,
     CloseEvent,
@@ -37,6 +39,7 @@ from .events import (
     UserStateChanged,
 )
 from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
+from .providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from .session import AgentSession
 from .speech import SpeechHandle
 from .tools import FunctionTool, RunContext, ToolArgumentsError, Toolset, function_tool
@@ -48,6 +51,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "ActiveProviderChanged",
     "Agent",
     "AgentFalseInterruption",
     "AgentHandoff",
@@ -64,6 +68,9 @@ __all__ = [
     "DTMFReceived",
     "ErrorEvent",
     "Event",
+    "FallbackLLM",
+    "FallbackSTT",
+    "FallbackTTS",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
@@ -71,6 +78,7 @@ __all__ = [
     "IVRLoopDetected",
     "LineSilenceDetected",
     "MetricsCollected",
+    "MissingAPIKeyError",
     "PlaybackFinished",
     "PlaybackStarted",
     "RunContext",

@@ -531,10 +531,10 @@ class FakeCaller:
 
     async def dial_in(self, base_url: str, *, client: Any = None) -> None:
         """Call the server: its answer webhook, then the media stream; returns when the call is over."""
-        import httpx
+        import httpx2
 
         method, url, headers, body = self.wire.answer_request(base_url)
-        async with httpx.AsyncClient(timeout=10.0, verify=_tls()) as own:
+        async with httpx2.AsyncClient(timeout=10.0, verify=_tls()) as own:
             response = await (client or own).request(method, url, headers=headers, content=body)
         self.answer_status = response.status_code
         if response.status_code != 200:
@@ -778,12 +778,12 @@ class FakeProviderAPI:
             if url is not None:
                 await caller.connect(url)
             elif answer_url is not None:
-                import httpx
+                import httpx2
 
                 wire = caller.wire
                 assert isinstance(wire, PlivoWire)
                 method, _, headers, body = wire.answer_request("", url=answer_url, direction="outbound")
-                async with httpx.AsyncClient(timeout=10.0, verify=_tls()) as client:
+                async with httpx2.AsyncClient(timeout=10.0, verify=_tls()) as client:
                     response = await client.request(method, answer_url, headers=headers, content=body)
                 caller.answer_status = response.status_code
                 if response.status_code == 200:

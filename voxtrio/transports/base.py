@@ -83,7 +83,15 @@ class Transport(abc.ABC):
         """
 
     def publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
-        """Show the agent's words as they are spoken (optional)."""
+        """Show the agent's words as they are heard (optional).
+
+        The Speaker calls it while a reply plays: ``text`` is what has been
+        heard so far of the current utterance (a speech has one per LLM step),
+        growing word by word in step with the audio (TTS word timings when the
+        provider gives them, the pacing estimate otherwise); ``final`` closes
+        the utterance with the words heard in the end, cut where an
+        interruption cut the audio (the text the history records).
+        """
 
     async def aclose(self) -> None:
         pass

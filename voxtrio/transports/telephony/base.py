@@ -26,7 +26,7 @@ import numpy as np
 from ...errors import VoxtrioError
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
     from .http import HTTPRequest, HTTPResponse
 
@@ -243,7 +243,7 @@ class Provider(abc.ABC):
         return False
 
     async def dial(
-        self, client: httpx.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
+        self, client: httpx2.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
     ) -> str:
         """Ask the provider to call ``to``; returns the provider's call id.
 
@@ -253,12 +253,12 @@ class Provider(abc.ABC):
         """
         raise ProviderSetupError(f"{self.name}: no REST credentials to dial with")
 
-    async def hang_up(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def hang_up(self, client: httpx2.AsyncClient, call_id: str) -> None:
         """End the call through the REST API."""
         raise ProviderSetupError(f"{self.name}: no REST credentials to hang up with")
 
 
-def check_response(response: httpx.Response, what: str) -> Any:
+def check_response(response: httpx2.Response, what: str) -> Any:
     """The JSON of a successful REST response, or ProviderAPIError."""
     if response.status_code >= 400:
         raise ProviderAPIError(

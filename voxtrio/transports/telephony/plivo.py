@@ -52,7 +52,7 @@ from .g711 import ulaw_decode, ulaw_encode
 from .http import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 API_BASE = "https://api.plivo.com"
 SIGNATURE_HEADER = "x-plivo-signature-v3"
@@ -213,7 +213,7 @@ class Plivo(Provider):
         return self.auth_id is not None
 
     async def dial(
-        self, client: httpx.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
+        self, client: httpx2.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
     ) -> str:
         if self.auth_id is None:
             return await super().dial(client, to=to, from_=from_, media_url=media_url, answer_url=answer_url)
@@ -226,7 +226,7 @@ class Plivo(Provider):
         uuid = answer.get("request_uuid")
         return str(uuid[0] if isinstance(uuid, list) else uuid)
 
-    async def hang_up(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def hang_up(self, client: httpx2.AsyncClient, call_id: str) -> None:
         if self.auth_id is None:
             return await super().hang_up(client, call_id)
         response = await client.delete(

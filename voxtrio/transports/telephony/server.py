@@ -53,7 +53,7 @@ from .tokens import InvalidStreamToken, StreamTokens
 from .transport import TelephonyTransport
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 logger = logging.getLogger("voxtrio.telephony")
 
@@ -123,7 +123,7 @@ class TelephonyServer:
         replay_window: float = 600.0,
         call_options: Mapping[str, Any] | None = None,
         output_options: Mapping[str, Any] | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         if public_url is not None and not public_url.startswith(("https://", "http://")):
             raise ValueError(f"public_url must be the http(s) address the provider reaches, got {public_url!r}")
@@ -165,9 +165,9 @@ class TelephonyServer:
         self, *, host: str = "127.0.0.1", port: int = 0, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until cancelled; ``task_status.started`` gets the port."""
-        import httpx
+        import httpx2
 
-        async with httpx.AsyncClient(timeout=10.0) as own_client:
+        async with httpx2.AsyncClient(timeout=10.0) as own_client:
             if self._http is None:
                 self._http = own_client
 

@@ -58,7 +58,7 @@ from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .http import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 API_BASE = "https://api.telnyx.com"
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
@@ -274,7 +274,7 @@ class Telnyx(Provider):
         return {"Authorization": f"Bearer {self.api_key}"}
 
     async def dial(
-        self, client: httpx.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
+        self, client: httpx2.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
     ) -> str:
         if self.api_key is None or self.connection_id is None:
             raise ProviderSetupError("Telnyx: dialling out needs api_key and connection_id")
@@ -292,7 +292,7 @@ class Telnyx(Provider):
         response = await client.post(f"{self.api_base}/v2/calls", json=body, headers=self._headers())
         return str(check_response(response, "Telnyx: dialling")["data"]["call_control_id"])
 
-    async def hang_up(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def hang_up(self, client: httpx2.AsyncClient, call_id: str) -> None:
         if self.api_key is None:
             return await super().hang_up(client, call_id)
         response = await client.post(

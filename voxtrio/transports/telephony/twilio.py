@@ -52,7 +52,7 @@ from .g711 import ulaw_decode, ulaw_encode
 from .http import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 API_BASE = "https://api.twilio.com"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -215,7 +215,7 @@ class Twilio(Provider):
         return self.api_key or (self.account_sid, self.auth_token)
 
     async def dial(
-        self, client: httpx.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
+        self, client: httpx2.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
     ) -> str:
         if self.account_sid is None:
             return await super().dial(client, to=to, from_=from_, media_url=media_url, answer_url=answer_url)
@@ -226,7 +226,7 @@ class Twilio(Provider):
         )
         return str(check_response(response, "Twilio: creating the call")["sid"])
 
-    async def hang_up(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def hang_up(self, client: httpx2.AsyncClient, call_id: str) -> None:
         if self.account_sid is None:
             return await super().hang_up(client, call_id)
         response = await client.post(

@@ -66,7 +66,7 @@ from .base import (
 from .http import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx2
 
 API_BASE = "https://api.nexmo.com"
 RATES = (8000, 16_000)
@@ -272,7 +272,7 @@ class Vonage(Provider):
         return {"Authorization": f"Bearer {application_jwt(self.application_id, self.private_key, now=self._clock())}"}
 
     async def dial(
-        self, client: httpx.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
+        self, client: httpx2.AsyncClient, *, to: str, from_: str, media_url: str, answer_url: str
     ) -> str:
         body = {
             "to": [{"type": "phone", "number": to}],
@@ -282,7 +282,7 @@ class Vonage(Provider):
         response = await client.post(f"{self.api_base}/v1/calls", json=body, headers=self._headers())
         return str(check_response(response, "Vonage: creating the call")["uuid"])
 
-    async def hang_up(self, client: httpx.AsyncClient, call_id: str) -> None:
+    async def hang_up(self, client: httpx2.AsyncClient, call_id: str) -> None:
         response = await client.put(
             f"{self.api_base}/v1/calls/{call_id}", json={"action": "hangup"}, headers=self._headers()
         )
