@@ -76,7 +76,8 @@ def run_server(args: argparse.Namespace) -> None:
     from telephony_helpers import INTERRUPTION, QUESTION, TWILIO_TOKEN
     from voxtrio.providers.energy_vad import EnergyVAD
     from voxtrio.testing import LLMResponse, ScriptedLLM
-    from voxtrio.testing.phone import LinesSTT, WordTonesTTS
+    from voxtrio.testing.model_free import ToneTTS
+    from voxtrio.testing.phone import LinesSTT
     from voxtrio.transports.telephony import TelephonyServer, Twilio
     from voxtrio.transports.telephony.transport import TelephonyAudioOutput
 
@@ -95,7 +96,7 @@ def run_server(args: argparse.Namespace) -> None:
     async def entrypoint(call) -> None:  # type: ignore[no-untyped-def]
         llm = ScriptedLLM([LLMResponse(input=QUESTION, content=LONG_ANSWER), LLMResponse(input=INTERRUPTION, content=SECOND_ANSWER)])
         session = voxtrio.AgentSession(
-            vad=EnergyVAD(), stt=LinesSTT([QUESTION, INTERRUPTION] * args.rounds), llm=llm, tts=WordTonesTTS(),
+            vad=EnergyVAD(), stt=LinesSTT([QUESTION, INTERRUPTION] * args.rounds), llm=llm, tts=ToneTTS(),
             min_endpointing_delay=0.3, min_interruption_duration=0.3,
         )
         begin = time.monotonic()

@@ -12,7 +12,8 @@ import trio
 import voxtrio
 from voxtrio.providers.energy_vad import EnergyVAD
 from voxtrio.testing import LLMResponse, ScriptedLLM
-from voxtrio.testing.phone import LinesSTT, PlivoWire, TelnyxWire, TwilioWire, VonageWire, WordTonesTTS
+from voxtrio.testing.model_free import ToneTTS
+from voxtrio.testing.phone import LinesSTT, PlivoWire, TelnyxWire, TwilioWire, VonageWire
 from voxtrio.transports.telephony import Plivo, TelephonyServer, Telnyx, Twilio, Vonage
 from voxtrio.wav import read_wav
 
@@ -80,10 +81,10 @@ def fixture_audio(name: str) -> np.ndarray:
 
 
 def weather_session(**options: Any) -> voxtrio.AgentSession:
-    """The scripted pipeline: an energy VAD, the caller's lines, a scripted LLM, word tones."""
+    """The scripted pipeline: an energy VAD, the caller's lines, a scripted LLM, a tone per word."""
     llm = ScriptedLLM([LLMResponse(input=QUESTION, content=ANSWER), LLMResponse(input=INTERRUPTION, content=SECOND_ANSWER)])
     options.setdefault("min_endpointing_delay", 0.3)
     options.setdefault("min_interruption_duration", 0.3)
     return voxtrio.AgentSession(
-        vad=EnergyVAD(), stt=LinesSTT([QUESTION, INTERRUPTION]), llm=llm, tts=WordTonesTTS(), **options
+        vad=EnergyVAD(), stt=LinesSTT([QUESTION, INTERRUPTION]), llm=llm, tts=ToneTTS(), **options
     )

@@ -42,8 +42,8 @@ from voxtrio.testing.phone import (
     Press,
     Say,
     WaitForAgent,
-    WordTonesTTS,
 )
+from voxtrio.testing.model_free import ToneTTS
 from voxtrio.transports.telephony import current_call, end_call, send_dtmf
 
 DEADLINE = 60.0
@@ -55,7 +55,7 @@ def voiced_seconds(samples: np.ndarray, rate: int = 8000) -> float:
 
 
 def spoken(text: str) -> float:
-    return sum(w.end - w.start for w in WordTonesTTS().words(text))
+    return sum(w.end - w.start for w in ToneTTS().render(text)[1])
 
 
 def messages(session: voxtrio.AgentSession) -> list[tuple[str, str, bool]]:
@@ -133,7 +133,7 @@ async def test_each_provider_answers_and_a_barge_in_cuts_the_reply_where_the_cal
         # and at most the word playing when the clear came less.
         heard_of_answer = (clear_at - answer_start) / rate
         assert cut[0] == "assistant" and cut[2] is True and heard_of_answer >= 0.6, where
-        said = [w.text for w in WordTonesTTS().words(ANSWER) if w.end <= heard_of_answer + 1e-9]
+        said = [w.text for w in ToneTTS().render(ANSWER)[1] if w.end <= heard_of_answer + 1e-9]
         recorded = cut[1].split()
         assert recorded == said[: len(recorded)] and len(said) - len(recorded) <= 1, (where, recorded, said)
 
@@ -150,7 +150,7 @@ async def test_keys_the_caller_presses_are_events_and_text_for_the_agent():
 
     def session():
         llm = ScriptedLLM([LLMResponse(input="<dtmf>42</dtmf>", content="You pressed four two.")])
-        return voxtrio.AgentSession(llm=llm, tts=WordTonesTTS())
+        return voxtrio.AgentSession(llm=llm, tts=ToneTTS())
 
     callers = await call_in(credentials, calls.entrypoint(session, lambda: voxtrio.Agent(instructions="keys")),
                             [Pause(0.3), Press("42#"), WaitForAgent(speech=0.5, silence=0.4)])
@@ -176,14 +176,14 @@ class PinDesk(voxtrio.Agent):
 
 async def test_digits_are_collected_with_a_timeout_and_the_others_go_to_on_dtmf():
     credentials, calls = Credentials(), Calls()
-    callers = await call_in(credentials, calls.entrypoint(lambda: voxtrio.AgentSession(tts=WordTonesTTS()), PinDesk),
+    callers = await call_in(credentials, calls.entrypoint(lambda: voxtrio.AgentSession(tts=ToneTTS()), PinDesk),
                             [Pause(0.3), Press("12345"), WaitForAgent(speech=0.3, silence=0.4)], providers=("twilio",))
     agent = calls.agents[callers["twilio"].wire.call_id]
     assert agent.pin == "1234" and agent.keys == ["5"]
 
 
 def one_turn_session(llm: ScriptedLLM) -> voxtrio.AgentSession:
-    return voxtrio.AgentSession(vad=EnergyVAD(), stt=LinesSTT([QUESTION]), llm=llm, tts=WordTonesTTS(), min_endpointing_delay=0.3)
+    return voxtrio.AgentSession(vad=EnergyVAD(), stt=LinesSTT([QUESTION]), llm=llm, tts=ToneTTS(), min_endpointing_delay=0.3)
 
 
 async def test_the_agent_presses_keys_the_other_end_hears():
@@ -283,7 +283,7 @@ async def test_dialling_out_bridges_the_answered_call_into_a_session(vonage_key)
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             await nursery.start(api.serve)
-            entrypoint = calls.entrypoint(lambda: voxtrio.AgentSession(tts=WordTonesTTS()), Greeter)
+            entrypoint = calls.entrypoint(lambda: voxtrio.AgentSession(tts=ToneTTS()), Greeter)
             async with running_server(entrypoint, with_rest(credentials, api, vonage_key)) as server:
                 for provider in PROVIDERS:
                     dialled[provider] = await server.dial(provider, to="+15557654321", from_="+15550000000",
@@ -300,3 +300,47 @@ async def test_dialling_out_bridges_the_answered_call_into_a_session(vonage_key)
         assert call.parameters["campaign"] == "spring", provider
         assert callees[provider].heard_seconds() >= 0.9 * spoken(greeting), provider
         assert callees[provider].ended_by == "caller", provider
+
+
+async def test_voxtrio_serve_answers_phone_calls_on_its_telephony_port():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "voxtrio", "serve", "--scripted", "--port", "0", "--telephony", "twilio",
+         "--telephony-port", "0"],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "VOXTRIO_SECRET": "a secret of sixteen bytes or more"},
+    )
+    caller = FakeCaller(Credentials().wire("twilio"), [WaitForAgent(speech=0.5), HangUp()])
+    try:
+        output = b""
+        with trio.fail_after(30):
+            while b"/twilio/answer" not in output or not output.endswith(b"\n"):
+                output += await process.stdout.receive_some(4096)
+        answer_url = next(line.split(" at ")[1].strip() for line in output.decode().splitlines() if "/twilio/answer" in line)
+        with trio.fail_after(DEADLINE):
+            await caller.dial_in(answer_url.removesuffix("/twilio/answer"))
+    finally:
+        process.send_signal(signal.SIGINT)
+        with trio.move_on_after(10):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+    assert caller.answer_status == 200 and caller.heard_seconds() >= 0.5  # the example agent's greeting
+    assert process.returncode == 0
+
+
+def test_voxtrio_serve_names_the_missing_secret():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PLIVO_AUTH_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "voxtrio", "serve", "--scripted", "--telephony", "plivo"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "PLIVO_AUTH_TOKEN" in done.stderr

@@ -14,10 +14,10 @@ in a :class:`Wire` per provider.
 :class:`FakeProviderAPI` is the providers' REST API (dialling out and
 hanging up) on loopback: a dialled call is answered by a FakeCaller.
 
-:class:`LinesSTT` and :class:`WordTonesTTS` are the scripted pipeline for
-calls whose models are not what is tested: the recognizer hears the lines
-of a list, one per VAD segment, and the TTS speaks every word as a tone
-burst with exact word timings.
+:class:`LinesSTT` is the recognizer of calls whose models are not what is
+tested: it hears the lines of a list, one per VAD segment (with
+:class:`~voxtrio.testing.model_free.ToneTTS` speaking, a tone per word with
+exact word timings).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import trio
 from ..audio import AudioFrame
 from ..messages import STTEvent
 from ..options import APIConnectOptions
-from ..providers.base import STT, TTS, STTCapabilities, SynthesizedAudio, TimedWord, TTSCapabilities
+from ..providers.base import STT, STTCapabilities
 from ..transports.telephony import plivo, telnyx, twilio, vonage
 from ..transports.telephony.dtmf import DTMFDetector
 from ..transports.telephony.g711 import ulaw_decode, ulaw_encode
@@ -67,38 +67,6 @@ class LinesSTT(STT):
         self.segments.append(audio.duration)
         text = self.lines.popleft() if self.lines else ""
         return STTEvent(kind="final", text=text)
-
-
-class WordTonesTTS(TTS):
-    """Speaks each word as a tone burst (``0.06 s`` a letter, ``+0.1 s``),
-    ``gap`` seconds apart, at 16 kHz, with exact word timings."""
-
-    capabilities = TTSCapabilities(streaming=True, aligned_transcript=True)
-    sample_rate = 16_000
-
-    def __init__(self, *, per_letter: float = 0.06, base: float = 0.1, gap: float = 0.06) -> None:
-        self.per_letter, self.base, self.gap = per_letter, base, gap
-
-    def words(self, text: str) -> list[TimedWord]:
-        """When each word of ``text`` ends and starts, in seconds of its audio."""
-        words, at = [], 0.0
-        for word in text.split():
-            length = self.base + self.per_letter * len(word)
-            words.append(TimedWord(text=word, start=at, end=at + length))
-            at += length + self.gap
-        return words
-
-    async def stream(self, text: Any, audio: Any, *, conn_options: APIConnectOptions = APIConnectOptions()) -> None:
-        full = "".join([chunk async for chunk in text])
-        rate, chunk = self.sample_rate, self.sample_rate // 50
-        for index, word in enumerate(self.words(full)):
-            length = int(round((word.end - word.start) * rate))
-            t = np.arange(length) / rate
-            samples = (6000 * np.sin(2 * np.pi * (400 + 40 * (index % 8)) * t)).astype(np.int16)
-            samples = np.concatenate([samples, np.zeros(int(round(self.gap * rate)), np.int16)])
-            for offset in range(0, len(samples), chunk):
-                words = (TimedWord(text=word.text, start=0.0, end=word.end - word.start),) if offset == 0 else ()
-                await audio.send(SynthesizedAudio(frame=AudioFrame(samples[offset : offset + chunk], rate), words=words))
 
 
 # -- what a caller does --------------------------------------------------------------------
