@@ -85,6 +85,11 @@ class HTTPResponse:
     def text(cls, status: int, text: str) -> HTTPResponse:
         return cls(status, text.encode("utf-8"))
 
+    @classmethod
+    def xml(cls, markup: str) -> HTTPResponse:
+        """A 200 with an XML document (TwiML, TeXML, Plivo XML)."""
+        return cls(200, markup.encode("utf-8"), "text/xml; charset=utf-8")
+
 
 class ReplayedStream(trio.abc.HalfCloseableStream):
     """A stream that first returns bytes already read from it."""

@@ -31,6 +31,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from .base import (
+    AudioCleared,
     CallInfo,
     DtmfPressed,
     InboundAudio,
@@ -46,7 +47,6 @@ from .base import (
     check_response,
     field,
     load_json,
-    AudioCleared,
 )
 from .g711 import ulaw_decode, ulaw_encode
 from .http import HTTPRequest, HTTPResponse
@@ -204,7 +204,7 @@ class Plivo(Provider):
             f'<Stream bidirectional="true" keepCallAlive="true" contentType={quoteattr(CONTENT_TYPE)}>'
             f"{escape(media_url)}</Stream></Response>"
         )
-        return HTTPResponse(200, xml.encode(), "text/xml; charset=utf-8")
+        return HTTPResponse.xml(xml)
 
     # -- REST ----------------------------------------------------------------------------
 

@@ -262,7 +262,7 @@ class Telnyx(Provider):
             f' bidirectionalCodec={quoteattr(self.codec)}/>'
             f'</Start><Pause length="{PAUSE_SECONDS}"/></Response>'
         )
-        return HTTPResponse(200, texml.encode(), "text/xml; charset=utf-8")
+        return HTTPResponse.xml(texml)
 
     # -- REST (Call Control) -------------------------------------------------------------
 

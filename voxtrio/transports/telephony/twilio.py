@@ -202,7 +202,7 @@ class Twilio(Provider):
         )
 
     def answer(self, media_url: str, call: CallInfo) -> HTTPResponse:
-        return HTTPResponse(200, twiml(media_url, call.parameters).encode(), "text/xml; charset=utf-8")
+        return HTTPResponse.xml(twiml(media_url, call.parameters))
 
     # -- REST ----------------------------------------------------------------------------
 
