@@ -171,3 +171,19 @@ async def test_the_callers_audio_reaches_the_session_and_the_end_of_the_stream_e
                 await transport.read_audio(send)
     assert [(f.sample_rate, len(f.data)) for f in received] == [(8000, 160)] * 3
     assert transport.stats.bad_messages == 1
+
+
+async def test_a_caller_gone_while_the_agent_speaks_ends_the_stream_quietly(autojump_clock):
+    class Hung(Connection):
+        async def send_message(self, message):
+            raise trio_websocket.ConnectionClosed(None)
+
+    transport, connection = twilio_transport(), Hung()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.run, connection)
+        for frame in frames(0.2):
+            await transport.audio_output.write(frame)
+        with trio.fail_after(5):
+            await transport.ended.wait()
+        connection.say(json.dumps({"event": "stop", "streamSid": "MZ1"}))  # the run ends without an error
+    assert transport.end_reason == "the stream closed"

@@ -15,6 +15,7 @@ providers open a connection per webhook, and the media streams are long.
 from __future__ import annotations
 
 import http
+import logging
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,6 +24,8 @@ import h11
 import trio
 
 from ...errors import VoxtrioError
+
+logger = logging.getLogger("voxtrio.telephony")
 
 # A request head larger than this, or a body, is refused (413): webhooks are small.
 MAX_HEAD_BYTES = 16 * 1024
@@ -226,7 +229,10 @@ async def serve_http(
     """Listen on ``host:port`` until cancelled; ``task_status.started`` gets the listeners."""
 
     async def handler(stream: trio.SocketStream) -> None:
-        await serve_connection(stream, on_request, on_upgrade)
+        try:
+            await serve_connection(stream, on_request, on_upgrade)
+        except Exception:  # one connection's failure must not end the others
+            logger.exception("a connection failed")
 
     listeners = await trio.open_tcp_listeners(port, host=host)
     async with trio.open_nursery() as nursery:

@@ -417,8 +417,13 @@ class TelephonyTransport(Transport):
         self._connection = connection
 
         async def send(message: str | bytes) -> None:
+            if self.ended.is_set():
+                return
             self.stats.messages_sent += 1
-            await connection.send_message(message)
+            try:
+                await connection.send_message(message)
+            except trio_websocket.ConnectionClosed:
+                self._end("the stream closed")  # the reader hears it too, and ends the run
 
         try:
             async with trio.open_nursery() as nursery:
