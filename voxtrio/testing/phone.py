@@ -164,8 +164,8 @@ class Wire(abc.ABC):
         """The messages the provider sends first."""
 
     @abc.abstractmethod
-    def media(self, samples: np.ndarray) -> str | bytes:
-        """One frame of the caller's voice."""
+    def media(self, samples: np.ndarray) -> list[str | bytes]:
+        """The messages for one frame of the caller's voice (usually one)."""
 
     @abc.abstractmethod
     def dtmf(self, digit: str) -> str:
@@ -238,10 +238,10 @@ class TwilioWire(Wire):
                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
         return [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}), self._message("start", start=start)]
 
-    def media(self, samples: np.ndarray) -> str:
+    def media(self, samples: np.ndarray) -> list[str | bytes]:
         self.chunk += 1
         media = {"track": "inbound", "chunk": str(self.chunk), "timestamp": str(self.chunk * 20), "payload": self.encode_ulaw(samples)}
-        return self._message("media", media=media)
+        return [self._message("media", media=media)]
 
     def dtmf(self, digit: str) -> str:
         return self._message("dtmf", dtmf={"track": "inbound_track", "digit": digit})
@@ -269,7 +269,7 @@ class TelnyxWire(Wire):
         super().__init__(**options)
         self.private_key = private_key
         self.call_id = options.get("call_id") or "v3:" + secrets.token_urlsafe(24)
-        self.shuffle = shuffle
+        self.shuffle = shuffle  # send media frames in swapped pairs (Telnyx does not promise order)
         self._held: str | None = None
 
     def sign(self, body: bytes) -> dict[str, str]:
@@ -296,10 +296,17 @@ class TelnyxWire(Wire):
                  "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1}}
         return [json.dumps({"event": "connected", "version": "1.0.0"}), self._message("start", start=start)]
 
-    def media(self, samples: np.ndarray) -> str:
+    def media(self, samples: np.ndarray) -> list[str | bytes]:
         self.chunk += 1
         media = {"track": "inbound", "chunk": str(self.chunk), "timestamp": str(self.chunk * 20), "payload": self.encode_ulaw(samples)}
-        return self._message("media", media=media)
+        message = self._message("media", media=media)
+        if not self.shuffle:
+            return [message]
+        if self._held is None:
+            self._held = message
+            return []
+        held, self._held = self._held, None
+        return [message, held]
 
     def dtmf(self, digit: str) -> str:
         return self._message("dtmf", occurred_at="2026-01-01T00:00:00Z", dtmf={"digit": digit})
@@ -348,11 +355,11 @@ class PlivoWire(Wire):
                  "tracks": ["inbound"], "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000}}
         return [json.dumps({"sequenceNumber": 0, "event": "start", "start": start, "extra_headers": "{}"})]
 
-    def media(self, samples: np.ndarray) -> str:
+    def media(self, samples: np.ndarray) -> list[str | bytes]:
         self.chunk += 1
         media = {"track": "inbound", "timestamp": str(self.chunk * 20), "chunk": self.chunk, "payload": self.encode_ulaw(samples)}
-        return json.dumps({"sequenceNumber": self.next_sequence(), "streamId": self.stream_id, "event": "media",
-                           "media": media, "extra_headers": "{}"})
+        return [json.dumps({"sequenceNumber": self.next_sequence(), "streamId": self.stream_id, "event": "media",
+                            "media": media, "extra_headers": "{}"})]
 
     def dtmf(self, digit: str) -> str:
         return json.dumps({"event": "dtmf", "streamId": self.stream_id, "dtmf": {"digit": digit}})
@@ -406,8 +413,8 @@ class VonageWire(Wire):
     def opening(self) -> list[str]:
         return [json.dumps({"event": "websocket:connected", "content-type": f"audio/l16;rate={self.rate}", **self.headers})]
 
-    def media(self, samples: np.ndarray) -> bytes:
-        return np.ascontiguousarray(samples, "<i2").tobytes()
+    def media(self, samples: np.ndarray) -> list[str | bytes]:
+        return [np.ascontiguousarray(samples, "<i2").tobytes()]
 
     def dtmf(self, digit: str) -> str:
         return json.dumps({"event": "websocket:dtmf", "digit": digit, "duration": 260})
@@ -625,7 +632,8 @@ class FakeCaller:
             voice = self._speech.popleft() if self._speech else silence
             if voice is not silence:
                 self.speaking_ticks.append(self._ticks)
-            await ws.send_message(self.wire.media(voice))
+            for message in self.wire.media(voice):
+                await ws.send_message(message)
             frame = self._play_frame()
             if self.clears and len(self.silence_times) < len(self.clears) and not frame.any():
                 self.silence_times.append(trio.current_time())

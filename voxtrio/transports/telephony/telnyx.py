@@ -9,7 +9,8 @@ Twilio-like but snake_case. Telnyx sends ``connected``, ``start``
 media frames may arrive out of order: they are put back in ``chunk`` order
 here, waiting at most ``reorder_window`` frames for a missing one (then it
 is counted lost and replaced by silence, so the caller's audio keeps its
-timing). Encodings: PCMU, PCMA (8 kHz) and L16 (16-bit linear PCM in network
+timing; the stream's first frame waits for its second, which may come
+first). Encodings: PCMU, PCMA (8 kHz) and L16 (16-bit linear PCM in network
 byte order, the RTP payload format). With bidirectional RTP mode on, we send
 ``media`` (20 ms to 30 s of audio a message), ``mark`` and ``clear``.
 
@@ -151,12 +152,20 @@ class TelnyxSerializer(MediaSerializer):
     def _in_order(self, chunk: int, samples: np.ndarray) -> list[np.ndarray]:
         """The media chunks that can be played now, in chunk order."""
         self._frame_samples = len(samples)
-        if self._next_chunk is None:
-            self._next_chunk = chunk
+        if self._next_chunk is None:  # the first frames may come swapped too: start from the lower
+            self._held[chunk] = samples
+            if len(self._held) < 2:
+                return []
+            self._next_chunk = min(self._held)
+            return self._release()
         if chunk < self._next_chunk or chunk in self._held:
             self.frames_late += 1
             return []
         self._held[chunk] = samples
+        return self._release()
+
+    def _release(self) -> list[np.ndarray]:
+        assert self._next_chunk is not None
         ready: list[np.ndarray] = []
         while self._held:
             if self._next_chunk in self._held:

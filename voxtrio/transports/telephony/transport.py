@@ -185,7 +185,6 @@ class TelephonyAudioOutput(AudioOutput):
         self._last_mark: str | None = None
         self._clear_requested = False
         self._wake = trio.Event()
-        self._played_waiters: list[tuple[float, trio.Event]] = []
 
     # -- what the Speaker calls ---------------------------------------------------------
 
@@ -236,7 +235,6 @@ class TelephonyAudioOutput(AudioOutput):
         self._last_mark = None
         self._clear_requested = True
         self._notify()
-        self._release_waiters(now, everyone=True)
 
     def queued(self) -> float | None:
         """Seconds of the audio written that the caller has not heard yet."""
@@ -251,31 +249,13 @@ class TelephonyAudioOutput(AudioOutput):
     async def wait_played(self, position: float) -> None:
         """Until the caller has heard up to ``position`` (or it was cleared)."""
         generation = self._generation
-        while self._generation == generation and self.heard() + 1e-6 < position:
-            done = trio.Event()
-            self._played_waiters.append((position, done))
-            estimate = self._head.position(trio.current_time())
-            with trio.move_on_after(max(0.02, position - estimate)):
-                await done.wait()
+        while self._generation == generation and (heard := self.heard()) + 1e-6 < position:
+            await trio.sleep(max(0.02, position - heard))
 
     def mark_played(self, name: str) -> None:
-        now = trio.current_time()
-        if self._head.mark_played(name, now):
+        if self._head.mark_played(name, trio.current_time()):
             self._transport.stats.marks_played += 1
-        self._release_waiters(now)
         self._notify()
-
-    def _release_waiters(self, now: float, *, everyone: bool = False) -> None:
-        if not self._played_waiters:
-            return
-        position = self._head.position(now)
-        keep = []
-        for target, event in self._played_waiters:
-            if everyone or target <= position + 1e-6:
-                event.set()
-            else:
-                keep.append((target, event))
-        self._played_waiters = keep
 
     def _queue(self, samples: np.ndarray) -> None:
         if len(samples):
