@@ -6,8 +6,10 @@
 Each run starts two processes: the TelephonyServer (Twilio, the scripted
 pipeline of the tests: energy VAD on the caller's real audio, a line per VAD
 segment, a scripted LLM, word tones) pinned to core 0 with ``taskset``, and
-the load generator, N fake Twilio callers (``voxtrio.testing.phone``), pinned
-to core 1. Every caller asks (an espeak WAV as 20 ms μ-law frames), lets the
+the load generator, N Twilio callers, pinned to core 1 (raw-socket callers
+as cheap as possible: the signed webhook, the TwiML's stream URL, prebuilt
+media frames, marks returned and clears honoured as Twilio does; the tests'
+``voxtrio.testing.phone.FakeCaller`` does the same at several times the cost). Every caller asks (an espeak WAV as 20 ms μ-law frames), lets the
 agent's six-second answer play for a second, barges in, waits for the second
 answer and the silence after it, ``--rounds`` times, then hangs up; the
 callers start ``--stagger`` seconds apart.
@@ -139,43 +141,206 @@ def run_server(args: argparse.Namespace) -> None:
 
 # -- the load generator process ----------------------------------------------------------
 
+TICK = 0.02
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client WebSocket frame (masked, as clients must, with a zero key: XOR
+    with zeros leaves the payload as it is, so frames can be built once)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, 0x80 | size])
+    elif size < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+class RawCaller:
+    """A Twilio caller as cheap as can be: media frames built once and sent
+    raw, the agent's audio "played" by counting its samples (not decoding
+    them), marks returned and clears honoured as Twilio does. The tests'
+    FakeCaller does all of this properly and costs several times more a call;
+    here the load generator must stay far cheaper than the server it loads."""
+
+    def __init__(self, url: str, stream_sid: str, speech: list[list[bytes]], rounds: int) -> None:
+        self.url, self.sid, self.speech, self.rounds = url, stream_sid, speech, rounds
+        self.queue: list[int | str] = []  # samples to play, and mark names
+        self.played = 0  # agent samples played
+        self.clears: list[float] = []
+        self.silence_at: list[float] = []
+        self.replies = 0
+        self.late: list[float] = []
+        self.status = 0
+        self._idle_ticks = 99
+
+    def mark(self, name: str) -> bytes:
+        return ws_frame(json.dumps({"event": "mark", "sequenceNumber": "0", "streamSid": self.sid, "mark": {"name": name}}).encode())
+
+    async def run(self) -> None:
+        import trio
+
+        host, _, port = self.url.removeprefix("ws://").split("/", 1)[0].partition(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        path = "/" + self.url.removeprefix("ws://").split("/", 1)[1]
+        await stream.send_all((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive_some(4096)
+        self.status = int(head.split()[1])
+        if self.status != 101:
+            return
+        buffer = head.split(b"\r\n\r\n", 1)[1]
+        start = {"event": "start", "sequenceNumber": "1", "streamSid": self.sid,
+                 "start": {"streamSid": self.sid, "callSid": "CA" + self.sid[2:], "tracks": ["inbound"], "customParameters": {},
+                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}
+        await stream.send_all(ws_frame(b'{"event":"connected","protocol":"Call","version":"1.0.0"}') + ws_frame(json.dumps(start).encode()))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive, stream, buffer)
+            await self._talk(stream)
+            await stream.send_all(ws_frame(json.dumps({"event": "stop", "streamSid": self.sid}).encode()))
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+
+    async def _receive(self, stream, buffer: bytes) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            while len(buffer) >= 2:
+                size, offset = buffer[1] & 0x7F, 2
+                if size == 126:
+                    size, offset = int.from_bytes(buffer[2:4], "big"), 4
+                elif size == 127:
+                    size, offset = int.from_bytes(buffer[2:10], "big"), 10
+                if len(buffer) < offset + size:
+                    break
+                payload, buffer = buffer[offset : offset + size], buffer[offset + size :]
+                self._message(payload)
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            buffer += data
+
+    def _message(self, payload: bytes) -> None:
+        if payload.startswith(b'{"event":"media"'):
+            self.queue.append(len(payload.rsplit(b'"payload":"', 1)[1].rstrip(b'"}')) * 3 // 4)
+        elif payload.startswith(b'{"event":"mark"'):
+            self.queue.append(json.loads(payload)["mark"]["name"])
+        elif payload.startswith(b'{"event":"clear"'):
+            self.clears.append(time.monotonic())
+            self.queue = [item for item in self.queue if isinstance(item, str)]  # Twilio returns them at once
+
+    async def _tick(self, stream, frame: bytes, start: float, tick: int) -> bool:  # type: ignore[no-untyped-def]
+        """Send one frame and play one; True if agent audio played."""
+        import trio
+
+        await trio.sleep_until(start + tick * TICK)
+        self.late.append(trio.current_time() - start - tick * TICK)
+        out = [frame]
+        need, played = 160, False
+        while self.queue and (need or isinstance(self.queue[0], str)):
+            head = self.queue[0]
+            if isinstance(head, str):
+                out.append(self.mark(head))
+                self.queue.pop(0)
+            elif head <= need:
+                need -= head
+                self.queue.pop(0)
+                played = True
+            else:
+                self.queue[0] = head - need
+                need, played = 0, True
+        self.played += 160 - need
+        if played:
+            if self._idle_ticks >= 15:
+                self.replies += 1
+            self._idle_ticks = 0
+        else:
+            self._idle_ticks += 1
+            if len(self.silence_at) < len(self.clears):
+                self.silence_at.append(time.monotonic())
+        await stream.send_all(b"".join(out))
+        return played
+
+    async def _talk(self, stream) -> None:  # type: ignore[no-untyped-def]
+        import trio
+
+        question, interruption, silence = self.speech
+        start, tick = trio.current_time(), 0
+        quiet = ws_frame(silence[0])
+
+        async def say(frames: list[bytes]) -> None:
+            nonlocal tick
+            for frame in frames:
+                tick += 1
+                await self._tick(stream, frame, start, tick)
+
+        async def until(condition) -> None:  # type: ignore[no-untyped-def]
+            nonlocal tick
+            give_up = tick + int(60 / TICK)
+            while not condition() and tick < give_up:
+                tick += 1
+                await self._tick(stream, quiet, start, tick)
+
+        await say([quiet] * 15)
+        for _ in range(self.rounds):
+            await say([ws_frame(f) for f in question])
+            heard = self.played
+            await until(lambda: self.played - heard >= 8000)  # a second of the answer
+            await say([ws_frame(f) for f in interruption])
+            heard = self.played
+            await until(lambda: self.played - heard >= 4000 and self._idle_ticks * TICK >= 0.6)
+
 
 def run_load(args: argparse.Namespace) -> None:
+    import base64
+    import secrets
+
+    import httpx2
     import trio
 
-    from telephony_helpers import Credentials, fixture_audio
-    from voxtrio.testing.phone import FakeCaller, HangUp, Pause, Say, WaitForAgent
+    from telephony_helpers import TWILIO_TOKEN, fixture_audio
+    from voxtrio.transports.telephony import twilio
+    from voxtrio.transports.telephony.g711 import ulaw_encode
+    from voxtrio.testing.phone import _xml_stream
 
-    credentials = Credentials()
+    def frames(samples, sid: str) -> list[bytes]:  # type: ignore[no-untyped-def]
+        out = []
+        for chunk, offset in enumerate(range(0, len(samples), 160), start=1):
+            piece = samples[offset : offset + 160]
+            payload = base64.b64encode(ulaw_encode(np.pad(piece, (0, 160 - len(piece))))).decode()
+            out.append(json.dumps({"event": "media", "sequenceNumber": str(chunk + 1), "streamSid": sid,
+                                   "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20),
+                                             "payload": payload}}).encode())
+        return out
+
+    import numpy as np
+
     question, interruption = fixture_audio("question"), fixture_audio("interruption")
-    script = [Pause(0.3)]
-    for _ in range(args.rounds):
-        script += [Say(question), WaitForAgent(speech=1.0), Say(interruption), WaitForAgent(speech=0.5, silence=0.6)]
-    script.append(HangUp())
-    callers = [FakeCaller(credentials.wire("twilio"), script, timeout=600, detect_dtmf=False) for _ in range(args.calls)]
+    callers = []
+
+    async def one(index: int) -> None:
+        sid = "MZ" + secrets.token_hex(16)
+        params = {"CallSid": "CA" + sid[2:], "From": f"+1555{index:07d}", "To": "+15550000000", "Direction": "inbound"}
+        url = f"{args.url}/twilio/answer"
+        async with httpx2.AsyncClient(timeout=30.0) as client:
+            answer = await client.post(url, data=params, headers={
+                "X-Twilio-Signature": twilio.compute_signature(TWILIO_TOKEN, url, params.items())})
+        caller = RawCaller(str(_xml_stream(answer.content).get("url")), sid,
+                           [frames(question, sid), frames(interruption, sid), frames(np.zeros(160, np.int16), sid)], args.rounds)
+        callers.append(caller)
+        await caller.run()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            for index, caller in enumerate(callers):
-                nursery.start_soon(caller.dial_in, args.url)
+            for index in range(args.calls):
+                nursery.start_soon(one, index)
                 await trio.sleep(args.stagger)
 
     trio.run(main)
-    results = []
-    for caller in callers:
-        # What the caller heard, as replies: runs of agent audio at least 0.3 s apart.
-        frames = [bool(f.any()) for f in caller.heard_frames]
-        replies, quiet = 0, 99
-        for voiced in frames:
-            if voiced and quiet >= 15:
-                replies += 1
-            quiet = 0 if voiced else quiet + 1
-        silences = [(s - c) for s, c in zip(caller.silence_times, caller.clear_times)]
-        results.append({
-            "stream": caller.wire.stream_id, "status": caller.answer_status, "ended_by": caller.ended_by,
-            "replies": replies, "silence_at": [t + caller.monotonic_offset for t in caller.silence_times], "late_p99": percentile(caller.late, 0.99), "local_clear_to_silence": silences,
-        })
-    print(json.dumps(results), flush=True)
+    print(json.dumps([{"stream": c.sid, "status": 200 if c.status == 101 else c.status, "replies": c.replies,
+                       "silence_at": c.silence_at, "late_p99": percentile(c.late, 0.99)} for c in callers]), flush=True)
 
 
 # -- the orchestrator ---------------------------------------------------------------------
