@@ -264,3 +264,29 @@ async def test_a_twilio_media_handshake_with_a_wrong_signature_is_refused():
                 await open_stream(url, [("X-Twilio-Signature", bad)])
             assert refused.value.status_code == 403
             assert server.stats.streams_refused == {"bad_signature": 1}
+
+
+async def test_streams_past_max_calls_are_refused_as_busy():
+    credentials, gate = Credentials(), trio.Event()
+
+    async def entrypoint(call):
+        await gate.wait()
+        await call.transport.close()
+
+    with trio.fail_after(20):
+        async with running_server(entrypoint, credentials.providers(), max_calls=1) as server, httpx2.AsyncClient() as client:
+            async with trio.open_nursery() as nursery:
+                first = credentials.wire("twilio")
+                method, url, headers, body = first.answer_request(server.public_url)
+                first_url = first.media_url((await client.request(method, url, headers=headers, content=body)).content)
+                nursery.start_soon(FakeCaller(first, [Pause(10)]).connect, first_url)
+                while not server.calls:
+                    await trio.sleep(0.01)
+                second = credentials.wire("twilio")
+                method, url, headers, body = second.answer_request(server.public_url)
+                second_url = second.media_url((await client.request(method, url, headers=headers, content=body)).content)
+                with pytest.raises(trio_websocket.ConnectionRejected) as busy:
+                    await open_stream(second_url)
+                assert busy.value.status_code == 503
+                gate.set()
+            assert server.stats.streams_refused == {"busy": 1}

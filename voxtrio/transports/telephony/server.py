@@ -223,6 +223,9 @@ class TelephonyServer:
         provider = self.providers.get(parts[0]) if parts else None
         if provider is None or len(parts) != 3 or parts[1] != "media":
             return HTTPResponse.text(404, "no such media endpoint")
+        if self.stats.calls_active >= self.max_calls:
+            self.stats.streams_refused["busy"] += 1
+            return HTTPResponse.text(503, "too many calls")
         try:
             claims = self.tokens.check(parts[2])
             if claims.get("p") != provider.name:
@@ -235,9 +238,6 @@ class TelephonyServer:
         except WebhookRejected as error:
             self.stats.streams_refused[error.reason] += 1
             return HTTPResponse.text(403, str(error))
-        if self.stats.calls_active >= self.max_calls:
-            self.stats.streams_refused["busy"] += 1
-            return HTTPResponse.text(503, "too many calls")
         self.stats.streams_accepted += 1
         self.stats.calls_active += 1
         try:
