@@ -4,7 +4,7 @@ import trio
 
 import voxtrio
 from telephony_helpers import ANSWER, QUESTION, Credentials, fixture_audio, running_server, weather_session
-from voxtrio.testing.phone import FakeCaller, HangUp, Pause, Say, WaitForAgent
+from voxtrio.testing.phone import FakeCaller, HangUp, Say, WaitForAgent
 
 CALLS = 50
 

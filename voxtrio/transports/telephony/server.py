@@ -39,7 +39,6 @@ import trio
 
 from ...errors import VoxtrioError
 from .base import (
-    CallInfo,
     MediaProtocolError,
     Provider,
     ProviderSetupError,

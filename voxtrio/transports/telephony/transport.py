@@ -26,7 +26,6 @@ here) and forgets the marks still out.
 from __future__ import annotations
 
 import collections
-import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import attrs
