@@ -6,8 +6,9 @@ The server runs ``entrypoint(call)`` once per accepted media stream::
         session = voxtrio.AgentSession(stt=..., llm=..., tts=..., vad=...)
         await call.run(session, Receptionist(call.from_number))
 
-Who called whom and the custom parameters (the markup's ``<Parameter>``s,
-Vonage's headers, what ``dial(parameters=...)`` was given) are on the call:
+Who called whom and the custom parameters (what ``dial(parameters=...)`` was
+given, and what the start message carries: Twilio's ``customParameters``,
+Vonage's headers) are on the call:
 ``call.from_number``, ``call.to_number``, ``call.call_id``,
 ``call.parameters``. Inside the session (tools, hooks) the call is
 ``current_call()``, so ``session.userdata`` stays the application's own.
