@@ -6,7 +6,9 @@ default, the model-free one of :mod:`voxtrio.testing.model_free` with
 hypercorn's trio worker; every browser connection is a session of its own,
 all in this one trio process. The secret that signs session tokens comes from
 ``VOXTRIO_SECRET``, or is made up at start; either way the server prints the
-access link that lets a browser in.
+access link that lets a browser in. ``--telephony twilio`` (and the other
+providers) also answers phone calls, on a port of its own
+(:mod:`voxtrio.transports.telephony.command`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("error: voxtrio serve needs hypercorn: pip install 'voxtrio[serve]'", file=sys.stderr)
         return 1
+    telephony = getattr(args, "telephony", [])
+    if telephony:
+        from ..transports.telephony.base import ProviderSetupError
+        from ..transports.telephony.command import providers_from_environment
+
+        try:
+            phone_providers = providers_from_environment(telephony)
+        except (ProviderSetupError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         agent_class, module = load_agent(args.agent)
         if args.scripted:
@@ -91,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     signer = TokenSigner(secret.encode()) if secret else TokenSigner.generate()
     if args.record:
         Path(args.record).mkdir(parents=True, exist_ok=True)
+    def new_session() -> tuple[Any, Any]:
+        return AgentSession(min_endpointing_delay=0.5, **pipeline), agent_class()
+
     server = VoiceServer(
-        lambda: (AgentSession(min_endpointing_delay=0.5, **pipeline), agent_class()),
+        new_session,
         signer=signer,
         max_sessions=args.max_sessions,
         record_dir=args.record,
@@ -115,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
             if secret is None:
                 print("(the key changes at every start; set VOXTRIO_SECRET to keep it)", flush=True)
             print(f"pages from other origins need --origin (allowed: {', '.join(sorted(server.allowed_origins))})")
+            if telephony:
+                from ..transports.telephony.command import serve_calls
+
+                await nursery.start(serve_calls, new_session, phone_providers, args)
             print("Ctrl-C stops the server.", flush=True)
 
     try:
