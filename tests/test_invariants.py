@@ -5,6 +5,7 @@ method) breaks it on a small conversation, and the check names it. (A check that
 import json
 import pathlib
 
+import attrs
 import pytest
 import trio
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from voxtrio.testing.invariants import (
     check_invariants,
     check_main_returns,
     check_no_audio_over_user,
+    check_no_resume_over_user,
     check_speaking_means_audio,
     check_speech_handles,
     check_state_transitions,
@@ -160,6 +162,23 @@ def test_no_audio_over_user_catches_an_ignored_barge_in(monkeypatch):
     inject(monkeypatch, "ignore_barge_in")
     found = assert_only(check_no_audio_over_user, scenario("barge_in"), "no_audio_over_user")
     assert "played" in str(found[0]) and "over the user speaking 5-6 s" in str(found[0])
+
+
+def test_no_resume_over_user_catches_a_paused_reply_resuming_over_the_user():
+    # The timer of a false interruption that the user's second noise (7.0-7.45 s)
+    # did not cancel: the reply resumes at 7.3, in the middle of the noise.
+    observation = observe(scenario("false_interruption_waits_for_the_last_sound"))
+    assert check_no_resume_over_user(observation) == []
+    [resumed] = observation.of("agent_false_interruption")
+    early = attrs.evolve(resumed, created_at=observation.origin + 7.3)
+    observation.events[observation.events.index(resumed)] = early
+    found = check_no_resume_over_user(observation)
+    assert [str(v) for v in found] == [
+        "[no_resume_over_user] the paused speech resumed at t=7.3 while the user was making sound (7-7.45 s)"
+    ]
+    # A resume the user could not have caused: the VAD had no update to hear them yet.
+    observation.events[observation.events.index(early)] = attrs.evolve(resumed, created_at=observation.origin + 7.02)
+    assert check_no_resume_over_user(observation) == []
 
 
 def test_speech_handles_catch_a_cut_speech_recorded_as_heard_in_full(monkeypatch):
