@@ -253,6 +253,50 @@ async def test_an_unlikely_end_of_turn_waits_for_the_max_delay(autojump_clock):
     assert metrics["end_of_turn_probability"] == 0.01
 
 
+class SlowDetector(EndOfTurnDetector):
+    """Answers ``probability`` after ``thinking`` seconds (never, if None)."""
+
+    def __init__(self, thinking, probability=0.01):
+        self.thinking = thinking
+        self.probability = probability
+        self.asked = []
+
+    async def predict_end_of_turn(self, chat_ctx, transcript):
+        self.asked.append((round(trio.current_time(), 3), transcript))
+        if self.thinking is None:
+            await trio.sleep_forever()
+        await trio.sleep(self.thinking)
+        return self.probability
+
+
+@pytest.mark.parametrize(
+    "thinking, commit_at, delay",
+    [
+        # asked at the VAD's end of speech (1.8); the speech ended at 1.5
+        (0.9, 3.5, 2.0),  # answered in time: unlikely, so the max delay (1.5 + 2.0)
+        (1.1, 2.8, 0.5),  # too late: the turn goes on after PREDICTION_TIMEOUT (1.8 + 1.0)
+        (None, 2.8, 0.5),  # never: the same, and the agent still answers
+    ],
+)
+async def test_an_end_of_turn_detector_gets_one_second_to_answer(autojump_clock, thinking, commit_at, delay):
+    detector = SlowDetector(thinking)
+    session = speech_session(
+        EndpointSTT(delay=0.2), turn_detection=detector, min_endpointing_delay=0.5, max_endpointing_delay=2.0
+    )
+    seen = []
+    session.on("*", lambda e: seen.append((round(trio.current_time(), 3), e.type, e.payload())))
+    audio = np.concatenate([silence(0.5), tone(1.0), silence(4.0)])
+    await run_until(session, ArrayTransport(audio), 5.0)
+    assert detector.asked == [(1.8, "hello there")]
+    [commit] = [t for t, k, p in seen if k == "conversation_item_added" and p["item"].get("role") == "user"]
+    assert commit == commit_at
+    [eou] = [p for t, k, p in seen if k == "metrics_collected" and p["kind"] == "eou"]
+    assert eou["endpointing_delay"] == delay
+    assert ("end_of_turn_probability" in eou) == (thinking == 0.9)
+    replies = [p["item"]["content"] for t, k, p in seen if k == "conversation_item_added" and p["item"].get("role") == "assistant"]
+    assert replies == ["hi"]
+
+
 async def test_protected_speech_sends_silence_to_the_recognizer(autojump_clock):
     stt = EndpointSTT(texts=())
     session = speech_session(stt, discard_audio_if_uninterruptible=True)
