@@ -260,5 +260,22 @@ def test_shrinking_keeps_only_what_the_failure_needs():
 @settings(max_examples=25)
 @given(conversations())
 def test_generated_conversations_are_valid_scenarios(conversation):
-    scenario_ = load_scenario(json.loads(json.dumps(conversation)))
-    assert scenario_.name == "generated"
+    # plain JSON, as a scenario file would hold it, and accepted by the loader
+    assert json.loads(json.dumps(conversation)) == conversation
+    loaded = load_scenario(conversation)
+    assert loaded.name == "generated"
+    # what was generated is what will be played
+    options = dict(conversation.get("options", {}))
+    assert set(loaded.options) == set(options)
+    options.pop("conn_options", None)  # (loaded as ConnOptions)
+    assert {k: loaded.options[k] for k in options} == options
+    assert [(s.start, s.end, s.transcript) for s in loaded.user] == [
+        (s["start"], s["end"], s["transcript"]) for s in conversation.get("user", [])
+    ]
+    assert len(loaded.llm) == len(conversation.get("llm", []))
+    assert len(loaded.actions) == len(conversation.get("actions", []))
+    # the user's speeches come one after another, never overlapping
+    assert all(a.end <= b.start for a, b in zip(loaded.user, loaded.user[1:]))
+    # every tool an agent names is defined
+    for agent in loaded.agents.values():
+        assert set(agent.get("tools", [])) <= set(loaded.tools)
