@@ -126,6 +126,9 @@ def pytest_collection_modifyitems(config, items):
             if "slow" in item.keywords:
                 item.add_marker(skip)
     for item in items:
+        if "property" in item.keywords and item.get_closest_marker("timeout") is None:
+            # Two seconds an example, so the deep profile is not cut off.
+            item.add_marker(pytest.mark.timeout(max(300, 2 * settings.default.max_examples)))
         function = getattr(item, "function", None)
         if function is not None and inspect.iscoroutinefunction(function):
             # Every trio test gets the leak check (sync tests cannot take trio fixtures)
