@@ -5,7 +5,14 @@ import logging
 import pytest
 import trio
 
-from voxtrio.events import EVENT_TYPES, AgentStateChanged, CloseEvent, EventBus, UserStateChanged
+from voxtrio.events import (
+    EVENT_TYPES,
+    AgentStateChanged,
+    CloseEvent,
+    EventBus,
+    UserStateChanged,
+    UserTranscriptionTimeout,
+)
 
 
 def agent_state(old, new):
@@ -51,6 +58,7 @@ async def test_callbacks_run_in_registration_order_named_before_wildcard(autojum
         ("user", 3), ("any", "user_state_changed"),
     ]
     bus.off("agent_state_changed", print)  # not registered: nothing happens
+    EventBus().off("close", print)  # nor for a name nobody listens to
 
 
 async def test_a_failing_callback_is_logged_and_the_others_still_run(autojump_clock, caplog):
@@ -65,7 +73,9 @@ async def test_a_failing_callback_is_logged_and_the_others_still_run(autojump_cl
     with caplog.at_level(logging.ERROR, logger="voxtrio"):
         bus.emit(agent_state("initializing", "listening"))
     assert [e.seq for e in seen] == [1]
-    assert "event callback for 'agent_state_changed' failed" in caplog.text
+    [record] = caplog.records
+    assert record.getMessage() == "event callback for 'agent_state_changed' failed"
+    assert record.exc_info[0] is RuntimeError
 
 
 def test_an_unknown_event_name_is_refused_with_the_known_ones():
@@ -84,6 +94,11 @@ async def test_subscribers_get_every_event_in_order_until_closed(autojump_clock)
     bus.close_subscribers()
     assert [(e.seq, e.type) async for e in first] == [(1, "agent_state_changed"), (2, "close")]
     bus.emit(agent_state("listening", "thinking"))  # after the close: no one left to tell
+
+
+def test_payloads_round_times_to_the_millisecond_and_keep_what_is_unknown():
+    timeout = UserTranscriptionTimeout(speech_duration=1.23456, vad_speech_started_at=None)
+    assert timeout.payload() == {"speech_duration": 1.235, "vad_speech_started_at": None}
 
 
 async def test_the_recorded_log_keeps_the_latest_events(autojump_clock):

@@ -61,6 +61,25 @@ async def test_unclosed_markup_waits_200_characters_at_most(opening):
     assert "".join(pieces) == "".join(chunks).replace("`", "")
 
 
+async def test_each_complete_line_and_word_goes_on_before_the_next_chunk_is_read():
+    log = []
+
+    async def source():
+        for chunk in ["one\ntwo\nthr", "ee"]:
+            log.append(("in", chunk))
+            yield chunk
+
+    async for piece in filter_markdown(source()):
+        log.append(("out", piece))
+    assert log == [("in", "one\ntwo\nthr"), ("out", "one\n"), ("out", "two\n"), ("in", "ee"), ("out", "three")]
+    # a space that starts a chunk after a finished sentence goes on too
+    assert await stream(filter_markdown, ["Do that.", " so", " it"]) == ["Do that.", " ", "so ", "it"]
+
+
+async def test_a_line_that_starts_inside_a_chunk_still_loses_its_header_mark():
+    assert await stream(filter_markdown, ["Intro ", "text\n# Title\nBody "]) == ["Intro ", "text\n", "Title\n", "Body "]
+
+
 # -- resolve_transforms ----------------------------------------------------------------------
 
 
