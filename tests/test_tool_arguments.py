@@ -28,6 +28,7 @@ SCHEMA = {
         "flag": {"type": "boolean"},
         "note": {"type": ["string", "null"]},
         "when": {"type": "string", "format": "date-time"},
+        "ids": {"type": ["array", "string"], "items": {"type": "integer"}},  # items apply to arrays only
         "mail": {"type": "string", "format": "email"},
     },
     "required": ["unit"],
@@ -56,6 +57,8 @@ ACCEPTED = [
     {"unit": "celsius", "note": "ok"},
     # A format is an annotation (JSON Schema's default): it is not checked.
     {"unit": "celsius", "when": "tomorrow", "mail": "not an address"},
+    {"unit": "celsius", "ids": "all"},
+    {"unit": "celsius", "ids": [1, 2]},
 ]
 
 REJECTED = [
@@ -87,6 +90,7 @@ REJECTED = [
     ({"unit": "celsius", "flag": 1}, "field 'flag': expected boolean, got integer"),
     ({"unit": "celsius", "ratio": None}, "field 'ratio': expected number, got null"),
     ({"unit": "celsius", "note": 3}, "field 'note': expected string or null, got integer"),
+    ({"unit": "celsius", "ids": [1, "2"]}, "field 'ids[1]': expected integer, got string"),
 ]
 
 
@@ -128,3 +132,36 @@ def test_no_arguments_at_all_mean_an_empty_object():
     assert free.parse_arguments('{"x": 1}') == {"x": 1}
     with pytest.raises(voxtrio.ToolArgumentsError, match="field 'unit': missing required argument"):
         tool().parse_arguments("")
+
+
+async def test_a_raw_tool_is_described_as_given_and_called_with_keywords():
+    seen = []
+
+    def lookup(city, ctx):
+        seen.append((city, ctx))
+        return f"sunny in {city}"
+
+    raw = voxtrio.FunctionTool.raw(
+        name="lookup", description="Look it up.", parameters=ADDRESS, function=lookup, context_parameter="ctx"
+    )
+    assert raw.schema() == {"name": "lookup", "description": "Look it up.", "parameters": ADDRESS}
+    assert await raw.call(raw.parse_arguments('{"city": "Oslo"}'), "the context") == "sunny in Oslo"
+    assert seen == [("Oslo", "the context")]
+
+
+def test_typed_arguments_name_every_bad_field_by_its_path():
+    import pydantic
+
+    class Leg(pydantic.BaseModel):
+        stops: list[int]
+
+    @voxtrio.function_tool
+    async def plan(Xpos: int, leg: Leg) -> str:
+        return "ok"
+
+    with pytest.raises(voxtrio.ToolArgumentsError) as error:
+        plan.parse_arguments('{"Xpos": "left", "leg": {"stops": [1, "two"]}}')
+    assert str(error.value) == (
+        "field 'Xpos': Input should be a valid integer, unable to parse string as an integer; "
+        "field 'leg.stops[1]': Input should be a valid integer, unable to parse string as an integer"
+    )

@@ -2,6 +2,8 @@
 output the LLM sees, whether it is an error, whether the agent replies, and
 whether the call hands off (README "Tools, hand-offs and tasks")."""
 
+import datetime
+
 import pytest
 
 import voxtrio
@@ -48,6 +50,9 @@ def summary(outcome):
         ((BILLING, {"k": 1}), ('{"k": 1}', False, True, "billing")),
         ((BILLING, "a", "b"), ('["a", "b"]', False, True, "billing")),
         ((BILLING, SUPPORT), ("the tool returned more than one agent", True, True, None)),
+        # what JSON cannot hold is written as text
+        ({"on": datetime.date(2024, 5, 1)}, ('{"on": "2024-05-01"}', False, True, None)),
+        ((BILLING, {"on": datetime.date(2024, 5, 1)}), ('{"on": "2024-05-01"}', False, True, "billing")),
         (object(), ("the tool returned an invalid output", True, True, None)),
     ],
 )
