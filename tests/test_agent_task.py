@@ -71,8 +71,10 @@ async def test_a_task_collects_a_value_over_two_user_turns(autojump_clock):
     contents = [(i.type, getattr(i, "content", getattr(i, "name", None))) for i in registrar.chat_ctx.items]
     assert ("message", "What is your name?") in contents and ("message", "I am Ada") in contents
     assert ("function_call", "record_name") not in contents
-    # and the parent's follow-up LLM step saw it
-    assert "I am Ada" in [i.content for i in llm.requests[-1].items if i.type == "message"]
+    # and the parent's follow-up LLM step saw it, under the parent's own instructions only
+    follow_up = [(i.role, i.content) for i in llm.requests[-1].items if i.type == "message"]
+    assert ("user", "I am Ada") in follow_up
+    assert [content for role, content in follow_up if role == "system"] == ["Register users."]
 
 
 async def test_the_parent_speech_cannot_be_interrupted_while_its_task_runs(autojump_clock):
