@@ -63,3 +63,28 @@ async def test_a_commit_user_turn_cut_off_by_the_close_still_answers(autojump_cl
         await session.aclose()
     with trio.fail_after(1):
         assert await pending == ""
+
+
+async def test_a_drain_cut_off_by_the_close_still_returns(autojump_clock):
+    # Scenario drain_returns_when_the_session_closes, as an application sees it:
+    # the drain waits for an on_exit that never ends, and the close cuts it off.
+    class Stuck(voxtrio.Agent):
+        async def on_exit(self):
+            await trio.sleep_forever()
+
+    session = voxtrio.AgentSession(tts=ScriptedTTS([], default_chars_per_second=10.0), close_timeout=1.0)
+    drained = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, Stuck(), ScriptedTransport(input_audio=False))
+
+        async def drain():
+            await session.drain()
+            drained.append(trio.current_time())
+
+        nursery.start_soon(drain)
+        await trio.sleep(0.5)
+        await session.aclose()
+        with trio.fail_after(1):
+            while not drained:
+                await trio.sleep(0.01)
+    assert session.last_close.cancelled == ("stuck.on_exit",)
