@@ -93,6 +93,7 @@ def test_main_returns_catches_a_session_that_never_closes(monkeypatch):
     assert "did not close" in str(check_main_returns(observation)[0])
 
 
+@pytest.mark.thorough  # 200,000 task steps
 def test_main_returns_catches_a_livelock(monkeypatch):
     # A loop of checkpoints that never sleeps: virtual time stands still, so
     # no time limit would ever end the run.
