@@ -62,7 +62,8 @@ FRONT_LLM = [
     ],
 )
 async def test_carry_history_policy_decides_what_the_new_agent_knows(autojump_clock, carry, expected):
-    async with running(voxtrio.AgentSession(llm=ScriptedLLM(FRONT_LLM)), Front(carry)) as session:
+    llm = ScriptedLLM(FRONT_LLM)
+    async with running(voxtrio.AgentSession(llm=llm), Front(carry)) as session:
         await session.run(user_input="check")
         result = await session.run(user_input="billing")
         billing = session.current_agent
@@ -83,6 +84,8 @@ async def test_carry_history_policy_decides_what_the_new_agent_knows(autojump_cl
         return f"{item.name}()" if item.type == "function_call" else item.output
 
     assert [text(item) for item in billing.chat_ctx.items] == expected
+    # the old agent answers "transferring" with no tools: it is handing off
+    assert llm.tool_choices == [None, "auto", None, "none", None]
     # the session history keeps everything, whatever the policy
     assert [text(item) for item in session.history.items] == [
         "None -> front", "check", "Checking.", "check()", "checked", "All good.", "billing",

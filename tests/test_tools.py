@@ -357,3 +357,20 @@ async def test_toolsets_group_tools_and_session_tools_survive_hand_offs(autojump
     assert offered[:2] == [["hours", "to_billing"], ["hours", "refund"]]
     # the agent's tool of the same name beats the session's
     result.expect.contains_function_call_output(output="billing is open 10 to 4")
+
+
+async def test_a_tool_cut_off_by_the_close_is_reported_once_with_its_output(autojump_clock):
+    @voxtrio.function_tool
+    async def stuck() -> str:
+        await trio.sleep_forever()
+
+    llm = ScriptedLLM([LLMResponse(input="go", tool_calls=calls(("stuck", "{}", "s")))])
+    session = voxtrio.AgentSession(llm=llm, tools=[stuck], close_timeout=1.0)
+    executed = []
+    session.on("function_tools_executed", executed.append)
+    async with running(session, voxtrio.Agent(), voxtrio.testing.ScriptedTransport(input_audio=False)):
+        session.generate_reply(user_input="go")
+        await trio.sleep(0.5)
+    [event] = executed
+    assert event.max_steps_reached is False
+    assert [(o.call_id, o.is_error) for o in event.function_call_outputs] == [("s", True)]
