@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 import threading
 
 import pytest
@@ -112,6 +113,19 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "real_io: waits for another process on the autojumping clock: no virtual deadline"
     )
+
+
+_MODULE_MARKS = re.compile(r"^pytestmark = (\[[^\]]*\]|.*)", re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """--quick does not even import a module whose tests are all thorough (some
+    import a heavy package: mcp, a browser driver)."""
+    if config.getoption("--quick") and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        marks = _MODULE_MARKS.search(collection_path.read_text())
+        if marks is not None and "mark.thorough" in marks.group(1):
+            return True
+    return None
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-trio has marked the trio tests
