@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import re
 import threading
 
@@ -145,9 +146,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(max(300, 2 * settings.default.max_examples)))
         function = getattr(item, "function", None)
         if function is not None and inspect.iscoroutinefunction(function):
-            # Every trio test gets the leak check (sync tests cannot take trio fixtures)
-            # and the deadlines.
+            # Every trio test gets the leak check (sync tests cannot take trio fixtures),
+            # the loopback settling and the deadlines.
             item.fixturenames.append("no_task_outlives_session")
+            item.fixturenames.append("loopback_packets_land")
             run = functools.partial(
                 run_with_deadlines,
                 virtual_deadline=None if "real_io" in item.keywords else VIRTUAL_DEADLINE,
@@ -271,3 +273,31 @@ _CONVERSATION_SETTINGS = dict(
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_CONVERSATION_SETTINGS)
 settings.register_profile("deep", max_examples=2500, **_CONVERSATION_SETTINGS)
 settings.load_profile("ci")
+
+
+
+class _LetLoopbackPacketsLand(trio.abc.Instrument):
+    """Before every I/O poll, give the CPU away for a moment.
+
+    A loopback packet is normally in the peer's socket before ``send()``
+    returns, but a busy machine (other loopback traffic) defers its delivery to
+    the kernel's softirq thread of this CPU. On the autojumping clock, a poll
+    that finds nothing then jumps virtual time past I/O that is merely late: a
+    "stall" that never happened. Yielding the CPU before the poll lets that
+    thread run first (a syscall: microseconds, where a real-time autojump
+    threshold would cost milliseconds for every 20 ms audio frame).
+    """
+
+    def before_io_wait(self, timeout: float) -> None:
+        if timeout == 0:
+            os.sched_yield()
+
+
+@pytest.fixture
+async def loopback_packets_land():
+    instrument = _LetLoopbackPacketsLand()
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        yield
+    finally:
+        trio.lowlevel.remove_instrument(instrument)

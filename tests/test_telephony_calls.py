@@ -46,6 +46,7 @@ from voxtrio.testing.phone import (
 from voxtrio.testing.model_free import ToneTTS
 from voxtrio.transports.telephony import current_call, end_call, send_dtmf
 
+pytestmark = pytest.mark.thorough  # real-time calls: seconds a test
 DEADLINE = 60.0
 
 

@@ -1,11 +1,13 @@
 """Fifty Twilio calls at once, in one process: every caller is heard and answered."""
 
+import pytest
 import trio
 
 import voxtrio
 from telephony_helpers import ANSWER, QUESTION, Credentials, fixture_audio, running_server, weather_session
 from voxtrio.testing.phone import FakeCaller, HangUp, Say, WaitForAgent
 
+pytestmark = pytest.mark.thorough  # fifty real-time calls
 CALLS = 50
 
 
