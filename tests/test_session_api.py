@@ -113,6 +113,34 @@ async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_clo
     assert [i.seq for i in items] == sorted(i.seq for i in items)
 
 
+async def test_an_event_emitted_from_a_callback_comes_after_the_one_being_delivered(autojump_clock):
+    session = make_session()
+    said = []
+
+    def answer_the_user(event):
+        if event.item.type == "message" and event.item.role == "user" and not said:
+            said.append(session.say("one moment"))  # emits speech_created right here
+
+    session.on("conversation_item_added", answer_the_user)
+    seen = []
+    session.on("*", seen.append)  # registered after the callback that emits
+    events = session.events()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
+        session.generate_reply(user_input="hi")
+        await trio.sleep(3)
+        nursery.start_soon(session.aclose)
+        streamed = [event async for event in events]
+    assert said
+    for log in (seen, streamed):
+        seqs = [e.seq for e in log]
+        assert seqs == sorted(set(seqs))
+        added = next(
+            i for i, e in enumerate(log) if e.type == "conversation_item_added" and e.item.type == "message"
+        )
+        assert log[added + 1].type == "speech_created" and log[added + 1].speech_id == said[0].id
+
+
 async def test_a_session_can_run_again_after_it_closed(autojump_clock):
     session = make_session()
     for _ in range(2):
