@@ -393,8 +393,9 @@ class Turn:
         self._committed_since_speech = False
         self._cancel_bounce()
         self._cancel_transcription_timeout()
-        if self._mode != "stt":
-            self._set_user_state("speaking")
+        # The VAD drives the user state in every mode (in "stt" mode the
+        # recognizer's own boundaries move it too).
+        self._set_user_state("speaking")
         self._set_holding(True)
         self._planner.send_nowait(UserActivity(speaking=True, at=event.timestamp))
         if event.speech_duration >= self._options.min_interruption_duration:
@@ -403,8 +404,7 @@ class Turn:
     def _end_of_speech(self, end: float) -> None:
         self._speaking = False
         self._last_voiced = end
-        if self._mode != "stt":
-            self._set_user_state("listening")
+        self._set_user_state("listening")
         self._set_holding(False)
         self._planner.send_nowait(UserActivity(speaking=False, at=end))
 
