@@ -61,9 +61,11 @@ def test_sentence_splitter_joins_short_sentences_and_flushes_the_rest():
     assert splitter.flush() == ["And then"]
 
 
-def test_heard_prefix_counts_whole_words_only():
+def test_heard_prefix_counts_a_whole_word_once_half_of_it_played():
     text = "Here is a long story"
     assert heard_prefix(text, 0.0) == ""
+    assert heard_prefix(text, 0.05) == ""  # one character of "Here"
+    assert heard_prefix(text, 0.1) == "Here"  # two of its four
     assert heard_prefix(text, 0.2) == "Here"
     assert heard_prefix(text, 0.5) == "Here is a"
     assert heard_prefix(text, 1.0) == text

@@ -535,7 +535,8 @@ class Speaker:
         if not interrupted:
             return segment.text
         if segment.words:
-            return " ".join(w.text for w in segment.words if w.end <= position + 1e-9)
+            # The same rule as the pacing estimate: heard once half of it played.
+            return " ".join(w.text for w in segment.words if (w.start + w.end) / 2 <= position + 1e-9)
         if segment.synthesized <= 0:
             return ""
         total = segment.synthesized
