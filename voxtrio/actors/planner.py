@@ -423,7 +423,12 @@ class Planner:
 
     def _on_speech_task_done(self) -> None:
         if self._no_pending_speech() and self._state.agent_state in ("thinking", "speaking"):
-            self._set_agent_state("thinking" if self._background else "listening")
+            self._set_agent_state("thinking" if self._tools_to_answer() else "listening")
+
+    def _tools_to_answer(self) -> bool:
+        """A tool runs whose speech will go on when it returns (not an
+        interrupted one's: its output only joins the history)."""
+        return any(not handle.interrupted for handle in self._background)
 
     # -- activity lifecycle ------------------------------------------------------------
 
@@ -882,7 +887,10 @@ class Planner:
         if had_output and not handle.interrupted:
             self._set_agent_state("thinking")
         elif self._state.agent_state == "speaking":
-            self._set_agent_state("thinking" if tools_pending else "listening")
+            # Another speech's tool still running keeps the agent thinking too
+            # (a filler said from inside a slow tool).
+            busy = tools_pending or self._tools_to_answer()
+            self._set_agent_state("thinking" if busy else "listening")
 
     # -- generate_reply --------------------------------------------------------------------------
 
