@@ -745,7 +745,9 @@ class Planner:
         if self._pause is None:
             self._pause = _Pause(handle=current, state=self._state.agent_state)
             self._speaker.send_nowait(PausePlayout())
-            if self._state.agent_state == "speaking":
+            # Paused while speaking or before it (still thinking), the agent
+            # listens, as it does when the same cut-in interrupts for good.
+            if self._state.agent_state in ("speaking", "thinking"):
                 self._set_agent_state("listening")
 
     # -- false interruptions (A.8): one state machine, owned here ---------------------
@@ -803,8 +805,10 @@ class Planner:
             return
         resumed = not pause.handle.done() and not pause.handle.interrupted
         self._clear_pause()
-        if resumed and pause.state == "speaking":
-            self._set_agent_state("speaking")
+        if resumed and pause.state in ("speaking", "thinking"):
+            # Back to what it was doing: speaking, or preparing a reply that
+            # has not played yet ('speaking' then comes with its first frame).
+            self._set_agent_state(pause.state)
         self._bus.emit(AgentFalseInterruption(resumed=resumed))
 
     def _clear_pause(self) -> None:

@@ -146,6 +146,7 @@ class Speaker:
         self._tts_tickets = itertools.count()
         self._timeline = PlayoutTimeline()
         self._paused = Flag()
+        self._pauses = 0  # pauses applied so far
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -194,6 +195,7 @@ class Speaker:
                 self._output.pause()
                 self._timeline.pause(trio.current_time())
                 self._paused.set()
+                self._pauses += 1
         elif isinstance(message, ResumePlayout):
             if self._paused:
                 assert self._output is not None
@@ -383,6 +385,9 @@ class Speaker:
         started_at: float | None = None
         wrote_any = False
         interrupted = False
+        # Pauses applied before the audio, ready, began to be held back for the
+        # user to be silent (None: it was never held back).
+        held_after: int | None = None
         with trio.CancelScope() as scope:
             handle._bind_scope(scope)
             try:
@@ -402,6 +407,7 @@ class Speaker:
                             break
                         frame = item.frame
                         if not wrote_any and request.hold_while_user_speaks is not None:
+                            held_after = self._pauses - (1 if self._paused else 0)
                             await request.hold_while_user_speaks.wait_value(True)
                         await self._wait_for_room(frame.duration)
                         now = trio.current_time()
@@ -445,7 +451,10 @@ class Speaker:
             heard = "" if started_at is None else segment.text
             if interrupted:
                 segment.scope.cancel()
-        if wrote_any:
+        # Audio that was ready, held back and paused (the agent went to
+        # listening with it parked) and then dropped has an outcome too.
+        parked = held_after is not None and self._pauses > held_after
+        if wrote_any or (interrupted and parked):
             self._bus.emit(PlaybackFinished(speech_id=handle.id, position=position, interrupted=interrupted))
         if not request.started.done():
             request.started.set_result(None)  # nothing was audible
