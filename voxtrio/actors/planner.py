@@ -1360,9 +1360,12 @@ class Planner:
 
     async def _handle_user_turn(self, turn: UserTurnCompleted, generation: int, message: ChatMessage) -> None:
         self._preemptive_attempts = 0
-        background = [h.interrupt() for h in list(self._background) if h.allow_interruptions]
-        for handle in background:
-            await handle._done.wait_value(True)
+        # Speeches that played and wait for their tools: no reply to them any
+        # more. Their tools run on; each output joins the history (with its
+        # call) when it arrives, and the turn does not wait for it.
+        for handle in list(self._background):
+            if handle.allow_interruptions:
+                handle.interrupt()
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
@@ -1379,7 +1382,8 @@ class Planner:
                 return
             current.interrupt()
             self._clear_pause()
-            await current._done.wait_value(True)
+            # What was heard of it goes in first; its tools are not waited for.
+            await current._wait_for_generation()
         if not self._state.accepting_speech:
             if self._state.closing and turn.transcript:
                 self._commit(message)
