@@ -1,4 +1,4 @@
-"""Drain, shutdown, aclose and the error policy (A.16, A.17): bounded, exactly one close."""
+"""Drain, shutdown, aclose and the error policy (docs/behaviour.md): bounded, exactly one close."""
 
 import pytest
 import trio

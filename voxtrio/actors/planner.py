@@ -470,7 +470,7 @@ class Planner:
         bounds the whole wait with its close deadline.
         """
         self._turns_blocked = True
-        # No turn will use a reply prepared ahead any more (A.15: drain cancels it).
+        # No turn will use a reply prepared ahead any more: a drain cancels it.
         self._drop_preemptive()
         if message.interrupt:
             self._interrupt_all(force=True, reply=None)
@@ -723,11 +723,13 @@ class Planner:
                 reply.set_result(None)
 
     def _interrupt_by_user(self, reason: str) -> None:
-        """The user cuts in (A.7 path 1; Turn already applied its gates).
+        """The user cuts in (path 1 of docs/behaviour.md, "Interruption"; Turn
+        already applied its gates).
 
         Audio activity alone may be a false alarm (a cough, a backchannel): when
         the output can pause, the speech is paused and resumes if no words come
-        within ``false_interruption_timeout`` (A.8). Words end it for good.
+        within ``false_interruption_timeout`` (docs/behaviour.md, "False
+        interruption"). Words end it for good.
         """
         current = self._state.current_speech
         if current is None or current.done() or current.interrupted:
@@ -750,7 +752,7 @@ class Planner:
             if self._state.agent_state in ("speaking", "thinking"):
                 self._set_agent_state("listening")
 
-    # -- false interruptions (A.8): one state machine, owned here ---------------------
+    # -- false interruptions: one state machine, owned here ----------------------------
 
     def _pause_enabled(self) -> bool:
         return (
@@ -879,7 +881,7 @@ class Planner:
 
     def _on_playout_stalled(self, message: PlayoutStalled) -> None:
         """The agent is 'speaking' only while its audio plays: while the speech's
-        audio has run out (a stuck TTS) it is 'thinking' (reference problem 1)."""
+        audio has run out (a stuck TTS) it is 'thinking' (the reference's #3418)."""
         if self._state.current_speech is not message.handle or message.handle.done():
             return
         if message.stalled and self._state.agent_state == "speaking":
@@ -950,7 +952,7 @@ class Planner:
         instructions: str | None = None,
         cut_off: SpeechHandle | None = None,
     ) -> None:
-        """One LLM step of a speech (A.13 steps 1-14).
+        """One LLM step of a speech (docs/behaviour.md, "Replies and tool outputs").
 
         ``cut_off`` is a speech interrupted just before this reply was asked for:
         it records what was heard before this reply's user message goes in.
@@ -1414,7 +1416,7 @@ class Planner:
         if preemptive is not None and _same_words(preemptive.transcript, message.content) and (
             preemptive.context == _context_key(turn_ctx)
         ):
-            # The speculative reply answered this very turn: use it (A.9).
+            # The speculative reply answered this very turn: use it.
             handle = preemptive.handle
             preemptive.message.content = message.content
             preemptive.message.metrics = message.metrics
@@ -1441,7 +1443,7 @@ class Planner:
             )
         )
 
-    # -- preemptive generation (A.9) -------------------------------------------------------------
+    # -- preemptive generation (docs/behaviour.md) -------------------------------------------------
 
     def _preempt(self, message: PreemptiveTranscript) -> None:
         """Start the reply to a final transcript before the turn commits.
@@ -1501,7 +1503,7 @@ class _Pause:
 
 @attrs.define
 class _Preemptive:
-    """A reply generated speculatively from a final transcript (A.9)."""
+    """A reply generated speculatively from a final transcript."""
 
     handle: SpeechHandle
     transcript: str

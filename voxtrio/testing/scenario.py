@@ -1,6 +1,6 @@
 """Scenario files: a conversation as data, played on a virtual clock.
 
-``load_scenario`` validates a scenario (``scenario-format.md``): an unknown
+``load_scenario`` validates a scenario (``docs/scenario-format.md``): an unknown
 field or a malformed value raises :class:`ScenarioError` naming the field.
 ``run_scenario`` plays it with the scripted providers under trio's
 ``MockClock`` and returns the timeline, one dict per line of output. The
@@ -619,7 +619,7 @@ def event_line(event: Event, origin: float) -> dict[str, Any]:
     }
 
 
-# The metrics kinds the scenario format's output names; voxtrio's other kinds
+# The metrics kinds docs/scenario-format.md names for the output; voxtrio's other kinds
 # (``preemptive``) are on the events API, and in a timeline only when asked for.
 TIMELINE_METRICS = frozenset({"eou", "llm", "tts", "stt"})
 

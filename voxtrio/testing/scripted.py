@@ -1,7 +1,7 @@
 """Scripted providers: a whole conversation's timing as data, for tests.
 
 These implement voxtrio's provider protocols on a script instead of a model,
-with exactly the semantics of ``scenario-format.md``. They are for testing
+with exactly the semantics of ``docs/scenario-format.md``. They are for testing
 agents and the runtime on trio's ``MockClock``; they are not real providers.
 All times are seconds relative to the first audio frame the provider sees.
 """
