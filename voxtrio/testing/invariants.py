@@ -613,8 +613,8 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
                 state = other.new_state
         return state
 
-    # The hold-off (docs/behaviour.md) ends when the user's pause reaches half the endpointing
-    # delay, even mid-speech for the VAD: starting then is not talking over them.
+    # The hold-off (docs/behaviour.md) ends when the user's pause reaches half the
+    # endpointing delay, even mid-speech for the VAD: starting then is not talking over them.
     options = _options_seen(obs)
     delays = [float(o["min_endpointing_delay"]) for o in options if "min_endpointing_delay" in o]
     if "min_endpointing_delay" not in obs.scenario.options:
