@@ -84,17 +84,23 @@ async def test_nursery_start_returns_once_listening_and_calls_fail_after_close(a
     await session.aclose()  # closing a closed session is a no-op
 
 
-async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_close(autojump_clock):
-    session = make_session()
-    seen = []
-    session.on("*", seen.append)
+async def reply_to_hi_and_close(session, after):
+    """Run ``session``, ask for a reply to "hi", close it ``after`` seconds later;
+    return what ``session.events()`` streamed meanwhile."""
     events = session.events()
     async with trio.open_nursery() as nursery:
         await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
         session.generate_reply(user_input="hi")
-        await trio.sleep(2)
+        await trio.sleep(after)
         nursery.start_soon(session.aclose)
-        streamed = [event async for event in events]
+        return [event async for event in events]
+
+
+async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_close(autojump_clock):
+    session = make_session()
+    seen = []
+    session.on("*", seen.append)
+    streamed = await reply_to_hi_and_close(session, after=2)
     assert [e.seq for e in streamed] == [e.seq for e in seen]
     seqs = [e.seq for e in streamed]
     assert seqs == sorted(set(seqs))
@@ -124,13 +130,7 @@ async def test_an_event_emitted_from_a_callback_comes_after_the_one_being_delive
     session.on("conversation_item_added", answer_the_user)
     seen = []
     session.on("*", seen.append)  # registered after the callback that emits
-    events = session.events()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
-        session.generate_reply(user_input="hi")
-        await trio.sleep(3)
-        nursery.start_soon(session.aclose)
-        streamed = [event async for event in events]
+    streamed = await reply_to_hi_and_close(session, after=3)
     assert said
     for log in (seen, streamed):
         seqs = [e.seq for e in log]
