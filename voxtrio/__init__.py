@@ -13,12 +13,14 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     AudioFormatError,
+    MissingAPIKeyError,
     SessionClosedError,
     StopResponse,
     ToolError,
     VoxtrioError,
 )
 from .events import (
+    ActiveProviderChanged,
     AgentFalseInterruption,
     AgentStateChanged,
     CloseEvent,
@@ -34,6 +36,7 @@ from .events import (
     UserStateChanged,
 )
 from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
+from .providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from .session import AgentSession
 from .speech import SpeechHandle
 from .tools import FunctionTool, RunContext, ToolArgumentsError, Toolset, function_tool
@@ -45,6 +48,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "ActiveProviderChanged",
     "Agent",
     "AgentFalseInterruption",
     "AgentHandoff",
@@ -60,11 +64,15 @@ __all__ = [
     "ConversationItemAdded",
     "ErrorEvent",
     "Event",
+    "FallbackLLM",
+    "FallbackSTT",
+    "FallbackTTS",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
     "FunctionToolsExecuted",
     "MetricsCollected",
+    "MissingAPIKeyError",
     "PlaybackFinished",
     "PlaybackStarted",
     "RunContext",

@@ -4,7 +4,8 @@
 on a virtual clock and prints its timeline (exit 2 for an invalid file, 1 when
 ``--expect`` finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
 ``voxtrio demo`` runs a spoken conversation through the offline pipeline
-(``--scripted``: the model-free one). ``voxtrio start AGENT.py`` serves LiveKit
+(``--scripted``: the model-free one). ``voxtrio serve`` serves a page to talk
+to the agent in a browser. ``voxtrio start AGENT.py`` serves LiveKit
 rooms as an agent worker (``voxtrio dev AGENT.py``: one process, restarted when
 the code changes; both need ``voxtrio[livekit]``).
 """
@@ -91,6 +92,12 @@ def _console(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server.command import run
+
+    return run(args)
+
+
 def _worker(args: argparse.Namespace) -> int:
     import os
 
@@ -146,6 +153,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.add_argument("--no-audio", action="store_true", help="text only, even with a sound device")
     console.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
     console.set_defaults(handler=_console)
+    serve = commands.add_parser("serve", help="talk to the agent in a browser (page and WebSocket on one port)")
+    serve.add_argument(
+        "agent", nargs="?", default=None, help="FILE.py[:AgentClass] (default: examples/weather_agent.py)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--scripted", action="store_true", help="the model-free pipeline instead of the offline models")
+    serve.add_argument(
+        "--origin", action="append", default=[], help="another origin whose pages may open sessions (repeatable)"
+    )
+    serve.add_argument("--max-sessions", type=int, default=20, help="concurrent sessions (default 20)")
+    serve.add_argument("--record", default=None, help="write each session's transcript JSON into this folder")
+    serve.set_defaults(handler=_serve)
     start = commands.add_parser("start", help="serve LiveKit rooms: an agent worker pool (production)")
     start.add_argument("agent", help="the agent file (defines `async def entrypoint(ctx)`)")
     start.add_argument("--processes", type=int, default=None, help="worker processes (default: one per core)")

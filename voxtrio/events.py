@@ -196,6 +196,21 @@ class ErrorEvent(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ActiveProviderChanged(Event):
+    """A fallback adapter (``voxtrio.FallbackLLM``...) moved to another provider:
+    the one it used failed, or a better one it had left is healthy again."""
+
+    type: ClassVar[str] = "active_provider_changed"
+    source: Literal["stt", "llm", "tts"]
+    active: str
+    previous: str
+    reason: str
+
+    def payload(self) -> dict[str, Any]:
+        return {"source": self.source, "active": self.active, "previous": self.previous, "reason": self.reason}
+
+
+@attrs.frozen(kw_only=True)
 class CloseEvent(Event):
     """The session ended. ``cancelled`` names user code cut off by ``close_timeout``."""
 
@@ -226,6 +241,7 @@ EVENT_TYPES = {
         AgentFalseInterruption,
         MetricsCollected,
         ErrorEvent,
+        ActiveProviderChanged,
         CloseEvent,
     )
 }

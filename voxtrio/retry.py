@@ -5,7 +5,8 @@ deadline on every chunk (``timeout`` bounds the wait for *progress*, so a long
 answer is fine and a stalled one is not) and re-raises the provider's own error
 unwrapped. :func:`retrying` repeats an attempt while the error is retryable,
 the budget allows it and no output was delivered yet (audio already played or
-text already spoken cannot be taken back).
+text already spoken cannot be taken back), waiting at least as long as the
+provider's ``Retry-After`` asked.
 """
 
 from __future__ import annotations
@@ -103,5 +104,5 @@ async def retrying(
             on_error(error, again)
             if not again:
                 raise
-            await trio.sleep(conn_options.retry_delay(retries))
+            await trio.sleep(max(conn_options.retry_delay(retries), error.retry_after or 0.0))
             retries += 1

@@ -149,8 +149,9 @@ class AgentSession:
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
+            speaker_tts = agent.override("tts", self.tts)
             speaker = self._speaker = Speaker(
-                tts=agent.override("tts", self.tts),
+                tts=speaker_tts,
                 transport=transport,
                 bus=bus,
                 options=self._options,
@@ -227,6 +228,10 @@ class AgentSession:
                 for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
                     if actor is not None:
                         await actors.start(actor.run)
+                # Providers with work of their own (a fallback adapter's probes) do it here.
+                providers = (self.stt, stt, self.llm, agent.override("llm", self.llm), self.tts, speaker_tts)
+                for provider in {id(p): p for p in providers if hasattr(p, "run_background")}.values():
+                    await actors.start(provider.run_background, bus.emit)
                 state.running = True
                 session_toolsets = await open_toolsets(
                     actors, toolsets_of(self._tools), supervisor.report_toolset_error

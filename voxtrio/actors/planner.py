@@ -1121,6 +1121,7 @@ class Planner:
                 if usage.prompt_tokens or usage.completion_tokens:
                     metrics["prompt_tokens"] = usage.prompt_tokens
                     metrics["completion_tokens"] = usage.completion_tokens
+                    metrics["prompt_cached_tokens"] = usage.prompt_cached_tokens
                 self._bus.emit(MetricsCollected(kind="llm", metrics=metrics))
 
     async def _produce(

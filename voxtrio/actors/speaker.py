@@ -11,7 +11,11 @@ which cancels the playout scope from ``SpeechHandle.interrupt()`` directly,
 leaves at most that much audio in the device, and ``clear()`` drops it. The
 result of a playout says what was heard: the position, and the words up to
 it (from TTS word timings when the provider gives them, else the pacing
-estimate of :func:`voxtrio.text.heard_prefix`).
+estimate of :func:`voxtrio.text.heard_prefix`). A device that knows its play
+head better than the timeline (``AudioOutput.queued``) is believed.
+
+A transport that shows the agent's words (``Transport.publish_text``) gets
+them as they are heard, by the same measure, and the final text at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import re
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator
 
 import attrs
@@ -43,13 +48,16 @@ from ..options import NOT_GIVEN, SessionOptions
 from ..providers.base import TTS, SynthesizedAudio, TimedWord
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
+from ..transports.base import Transport
 
 if TYPE_CHECKING:
-    from ..transports.base import AudioOutput, Transport
+    from ..transports.base import AudioOutput
 
 # Speech pace assumed for text whose audio was never fully synthesized (a TTS
 # failure): about 170 words a minute.
 NOMINAL_CHARS_PER_SECOND = 15.0
+
+_WORD = re.compile(r"\S+")
 
 # What _next_audio returns when the device ran dry waiting for audio.
 _STALLED = object()
@@ -57,6 +65,14 @@ _STALLED = object()
 # A TTS provider may send this before its first audio to say when it started
 # working on the text (time-to-first-byte is measured from there).
 TTS_REQUEST_STARTED = "tts-request-started"
+
+# The longest wait between two looks at what has been heard, when the next
+# word's end is only estimated (its audio is still being synthesized).
+CAPTION_RECHECK = 0.25
+
+# How long a playout waits, after the timeline says it has played, for a
+# device that reports it is still playing.
+DEVICE_LAG_LIMIT = 1.0
 
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.
@@ -79,6 +95,7 @@ class _Segment:
     text_only: bool = False
     tts: Any = None
     ticket: int = -1
+    captioned: bool = False  # some of its words were shown (publish_text)
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
     @property
@@ -102,6 +119,10 @@ class _ReplayableText:
     def close(self) -> None:
         self._closed = True
         self._notify()
+
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -148,6 +169,7 @@ class Speaker:
         self._paused = Flag()
         self._pauses = 0  # pauses applied so far
         self._nursery: trio.Nursery | None = None
+        self._shows_text = transport is not None and type(transport).publish_text is not Transport.publish_text
 
     @property
     def can_pause(self) -> bool:
@@ -352,6 +374,7 @@ class Speaker:
                         "ttfb": timing["first_audio"] - (anchor or request_started),
                         "duration": finished - (anchor or request_started),
                         "audio_duration": segment.synthesized,
+                        "characters": text.characters,
                     },
                 )
             )
@@ -388,6 +411,7 @@ class Speaker:
         # Pauses applied before the audio, ready, began to be held back for the
         # user to be silent (None: it was never held back).
         held_after: int | None = None
+        captions = trio.CancelScope() if self._shows_text else None
         with trio.CancelScope() as scope:
             handle._bind_scope(scope)
             try:
@@ -413,6 +437,9 @@ class Speaker:
                         now = trio.current_time()
                         await self._output.write(frame)
                         self._timeline.write(frame.duration, now)
+                        if not wrote_any and captions is not None:
+                            assert self._nursery is not None
+                            self._nursery.start_soon(self._show_words, segment, handle.id, captions)
                         wrote_any = True
                         if stalled:
                             stalled = False
@@ -427,6 +454,8 @@ class Speaker:
                     await self._wait_until_played()
             finally:
                 handle._unbind_scope(scope)
+                if captions is not None:
+                    captions.cancel()
         interrupted = scope.cancelled_caught or handle.interrupted
         # Synthesis that failed after some audio cut the speech short: the user
         # heard the start of it, as if it had been interrupted there.
@@ -435,8 +464,8 @@ class Speaker:
         if not segment.text_only:
             assert self._output is not None
             if interrupted:
+                position = self._heard_position(now)  # before clear(): it empties the device
                 self._output.clear()
-                position = self._timeline.position(now)
             else:
                 position = self._timeline.pushed
             self._timeline.reset()
@@ -451,6 +480,8 @@ class Speaker:
             heard = "" if started_at is None else segment.text
             if interrupted:
                 segment.scope.cancel()
+        if self._shows_text and (heard or segment.captioned):
+            self._publish_text(handle.id, heard, final=True)
         # Audio that was ready, held back and paused (the agent went to
         # listening with it parked) and then dropped has an outcome too.
         parked = held_after is not None and self._pauses > held_after
@@ -536,16 +567,88 @@ class Speaker:
                 continue
             end = self._timeline.end_time(trio.current_time())
             if end <= trio.current_time() + 1e-9:
-                return
+                break
             with trio.move_on_at(end):
                 await self._paused.wait_value(True)
+        # A device that reports its play head may still be playing what the
+        # timeline says has played (a network and a jitter buffer behind).
+        give_up = trio.current_time() + DEVICE_LAG_LIMIT
+        while True:
+            queued = self._output.queued() if self._output is not None else None
+            now = trio.current_time()
+            if queued is None or queued <= 1e-3 or now >= give_up:
+                return
+            if self._paused:
+                await self._paused.wait_value(False)
+                continue
+            with trio.move_on_at(min(give_up, now + queued)):
+                await self._paused.wait_value(True)
+
+    def _heard_position(self, now: float) -> float:
+        """Seconds of the playing segment heard so far (the device's word for it
+        when it has one)."""
+        assert self._output is not None
+        queued = self._output.queued()
+        if queued is None:
+            return self._timeline.position(now)
+        return min(self._timeline.pushed, max(0.0, self._timeline.pushed - queued))
+
+    async def _show_words(self, segment: _Segment, speech_id: str, scope: trio.CancelScope) -> None:
+        """Publish the segment's words as they are heard, until ``scope`` is cancelled."""
+        with scope:
+            shown = ""
+            while not scope.cancel_called:  # (the playout ends before a start_soon task first runs)
+                position = self._heard_position(trio.current_time())
+                text, next_end, exact = self._words_heard(segment, position)
+                if segment.synthesis_done and position >= segment.synthesized - 1e-9:
+                    return  # all of it played: the final text comes now
+                if text != shown and not shown.startswith(text):  # estimates may wobble: never unsay
+                    shown = text
+                    segment.captioned = True
+                    self._publish_text(speech_id, text, final=False)
+                if self._paused:
+                    await self._paused.wait_value(False)
+                    continue
+                wait = CAPTION_RECHECK if next_end is None else max(next_end - position, 0.02)
+                await trio.sleep(wait if exact else min(wait, CAPTION_RECHECK))
+
+    def _words_heard(self, segment: _Segment, position: float) -> tuple[str, float | None, bool]:
+        """What has been heard at ``position``, where the next word ends (or None),
+        and whether that end is exact (word timings, or all of the audio known)."""
+        timed = segment.tts is not None and segment.tts.capabilities.aligned_transcript
+        if segment.words or (timed and not segment.synthesis_done):
+            heard = [w.text for w in segment.words if w.end <= position + 1e-9]
+            following = [w.end for w in segment.words if w.end > position + 1e-9]
+            if following:
+                return " ".join(heard), following[0], True
+            # The next word's timing has not come yet: it ends after the audio known so far.
+            return " ".join(heard), max(segment.synthesized, position), bool(segment.synthesis_done)
+        text = segment.text
+        exact = bool(segment.synthesis_done)
+        total = segment.synthesized
+        if not exact:
+            total = max(total, len(text) / NOMINAL_CHARS_PER_SECOND)
+        if total <= 0 or not text:
+            return "", None, exact
+        heard = heard_prefix(text, (position + 1e-9) / total)
+        following = _WORD.search(text, len(heard))
+        if following is None:
+            return heard, None, exact
+        # The next word counts as heard once its middle has played (heard_prefix).
+        return heard, (following.start() + following.end()) / 2 / len(text) * total, exact
+
+    def _publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
+        assert self._transport is not None
+        try:
+            self._transport.publish_text(speech_id, text, final=final)
+        except Exception as error:  # showing words must not stop the speech
+            self._bus.emit(ErrorEvent(source="transport", message=str(error), recoverable=True, error=error))
 
     def _heard_text(self, segment: _Segment, position: float, interrupted: bool) -> str:
         if not interrupted:
             return segment.text
         if segment.words:
-            # The same rule as the pacing estimate: heard once half of it played.
-            return " ".join(w.text for w in segment.words if (w.start + w.end) / 2 <= position + 1e-9)
+            return " ".join(w.text for w in segment.words if w.end <= position + 1e-9)
         if segment.synthesized <= 0:
             return ""
         total = segment.synthesized

@@ -141,6 +141,8 @@ class ToolCallChunk:
 class UsageChunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_cached_tokens: int = 0
+    """Of ``prompt_tokens``, those the provider read from its prompt cache."""
 
 
 LLMChunk = Union[str, ToolCallChunk, UsageChunk]

@@ -28,6 +28,7 @@ import trio
 from ..audio import AudioFrame
 from ..errors import SessionClosedError
 from .base import AudioOutput, Transport
+from .client_events import submit_text_input
 
 if TYPE_CHECKING:
     from ..session import AgentSession
@@ -170,13 +171,8 @@ class ConsoleTransport(Transport):
                         return  # the call is ending (a goodbye tool, say): typing is over
 
     def _user_said(self, text: str) -> None:
-        session = self._session
-        if not text or session is None:
-            return
-        current = session.current_speech
-        if current is not None and not current.done() and current.allow_interruptions:
-            session.interrupt()
-        session.generate_reply(user_input=text)
+        if text and self._session is not None:
+            submit_text_input(self._session, text)
 
     async def aclose(self) -> None:
         if isinstance(self.audio_output, SpeakerOutput):

@@ -53,6 +53,7 @@ class LiveKitClientEvents:
         self.done = trio.Event()
         """Set when everything posted before ``close`` has been published."""
         self._streams: dict[str, Any] = {}  # speech id -> open agent transcript stream
+        self._written: dict[str, str] = {}  # speech id -> the text its open stream has had
         self._playout_text = False  # the session calls publish_text
         self._user_segment = 0
         session.on("agent_state_changed", lambda event: self._post("state", event.new_state))
@@ -121,10 +122,14 @@ class LiveKitClientEvents:
                     topic="lk.transcription",
                     attributes={**agent_attributes, ATTRIBUTE_SEGMENT_ID: speech_id, ATTRIBUTE_FINAL: "false"},
                 )
-            if text:
-                await stream.write(text)
+            # publish_text gives the whole text heard so far: the stream takes what is new.
+            written = self._written.get(speech_id, "")
+            if text.startswith(written) and len(text) > len(written):
+                await stream.write(text[len(written) :])
+                self._written[speech_id] = text
             if final:
                 del self._streams[speech_id]
+                self._written.pop(speech_id, None)
                 await stream.aclose(attributes={**agent_attributes, ATTRIBUTE_FINAL: "true"})
         elif kind == "user":
             segment = f"SG_user_{self._user_segment}"
