@@ -39,6 +39,7 @@ from serving import running_server
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 pytestmark = [
+    pytest.mark.thorough,  # a real browser: seconds a test
     pytest.mark.skipif(CHROMIUM is None or not os.path.exists(CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver"),
 ]
 webdriver = pytest.importorskip("selenium.webdriver")

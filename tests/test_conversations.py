@@ -25,7 +25,7 @@ from voxtrio.testing.invariants import (
 )
 from voxtrio.testing.strategies import conversations
 
-from helpers import drop_outputs_of_interrupted_speech
+from helpers import inject
 
 SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
 
@@ -53,25 +53,29 @@ def check_generated(conversation, name):
         event(feature)
 
 
+@pytest.mark.property
 @given(conversations())
 def test_generated_conversations_keep_every_invariant(conversation):
     check_generated(conversation, "generated_conversation")
 
 
+@pytest.mark.property
 @settings(max_examples=max(1, settings.default.max_examples // 2))
 @given(conversations(faults=False, max_turns=3))
 def test_generated_conversations_without_faults_keep_every_invariant(conversation):
     check_generated(conversation, "generated_conversation_without_faults")
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_scenario_file_keeps_every_invariant(path):
     scenario = load_scenario(json.loads(path.read_text()))
     assert [str(v) for v in check_invariants(observe(scenario))] == []
 
 
+@pytest.mark.property
 def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkeypatch, tmp_path):
-    drop_outputs_of_interrupted_speech(monkeypatch)
+    inject(monkeypatch, "drop_outputs_of_interrupted_tools")
     tried = []
 
     # Same settings as the property test above (the active profile).
@@ -104,6 +108,7 @@ def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkey
     assert check_invariants(observe(load_scenario(shrunk))) == []
 
 
+@pytest.mark.property
 def test_the_readme_property_example_runs():
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     section = readme[readme.index("## Property tests"):readme.index("## Scenarios: conversations as data")]

@@ -18,6 +18,7 @@ import pytest
 import trio
 
 pytest.importorskip("livekit.rtc")
+pytestmark = pytest.mark.thorough  # a loopback room bridged to asyncio: seconds a test
 
 import voxtrio  # noqa: E402
 from voxtrio.audio import AudioFrame  # noqa: E402

@@ -61,14 +61,32 @@ def test_sentence_splitter_joins_short_sentences_and_flushes_the_rest():
     assert splitter.flush() == ["And then"]
 
 
-def test_heard_prefix_counts_a_whole_word_once_half_of_it_played():
-    text = "Here is a long story"
-    assert heard_prefix(text, 0.0) == ""
-    assert heard_prefix(text, 0.05) == ""  # one character of "Here"
-    assert heard_prefix(text, 0.1) == "Here"  # two of its four
-    assert heard_prefix(text, 0.2) == "Here"
-    assert heard_prefix(text, 0.5) == "Here is a"
-    assert heard_prefix(text, 1.0) == text
+@pytest.mark.parametrize(
+    "fraction, heard",
+    [
+        # "Here is a long story": 20 characters; a word counts once its middle
+        # has played: "Here" at 2, "is" at 6, "a" at 8.5, "long" at 12, "story" at 17.5
+        (0.0, ""),
+        (0.05, ""),  # one character of "Here"
+        (0.1, "Here"),  # two of its four
+        (0.29, "Here"),  # "is" not half played
+        (0.3, "Here is"),
+        (0.59, "Here is a"),  # "long" just short of its middle
+        (0.6, "Here is a long"),
+        (0.87, "Here is a long"),
+        (0.88, "Here is a long story"),
+        (1.0, "Here is a long story"),
+        (-0.5, ""),
+        (1.5, "Here is a long story"),
+    ],
+)
+def test_heard_prefix_counts_a_whole_word_once_half_of_it_played(fraction, heard):
+    assert heard_prefix("Here is a long story", fraction) == heard
+
+
+def test_heard_prefix_keeps_the_text_as_written_up_to_the_last_word_heard():
+    assert heard_prefix("Hi,  there\nfriend", 0.7) == "Hi,  there"  # 11.9 of 17 characters
+    assert heard_prefix("", 0.5) == ""
 
 
 class WordTimedTTS(TTS):

@@ -20,6 +20,7 @@ from serving import GREETING, SECRET, SILENCE, connected, http_request, running_
 
 pytest.importorskip("hypercorn")
 trio_websocket = pytest.importorskip("trio_websocket")
+pytestmark = pytest.mark.thorough  # a real server and client on loopback: seconds a test
 
 
 async def wait_until(condition, timeout: float = 5.0) -> None:

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 pytest.importorskip("livekit.protocol")
+pytestmark = pytest.mark.thorough  # worker processes: seconds a test
 
 from livekit.protocol import agent  # noqa: E402
 

@@ -5,7 +5,8 @@ on a virtual clock and prints its timeline (exit 2 for an invalid file, 1 when
 ``--expect`` finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
 ``voxtrio demo`` runs a spoken conversation through the offline pipeline
 (``--scripted``: the model-free one). ``voxtrio serve`` serves a page to talk
-to the agent in a browser. ``voxtrio start AGENT.py`` serves LiveKit
+to the agent in a browser (``--telephony twilio``: and answers phone calls).
+``voxtrio start AGENT.py`` serves LiveKit
 rooms as an agent worker (``voxtrio dev AGENT.py``: one process, restarted when
 the code changes; both need ``voxtrio[livekit]``).
 """
@@ -165,6 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--max-sessions", type=int, default=20, help="concurrent sessions (default 20)")
     serve.add_argument("--record", default=None, help="write each session's transcript JSON into this folder")
+    serve.add_argument(
+        "--telephony", action="append", default=[], choices=("twilio", "telnyx", "plivo", "vonage"),
+        help="also answer this provider's phone calls (repeatable; its secrets from the environment)",
+    )
+    serve.add_argument("--telephony-port", type=int, default=8080, help="the phone calls' port (default 8080)")
+    serve.add_argument(
+        "--public-url", default=None,
+        help="the https address the phone provider reaches (default: $VOXTRIO_PUBLIC_URL, else this machine)",
+    )
     serve.set_defaults(handler=_serve)
     start = commands.add_parser("start", help="serve LiveKit rooms: an agent worker pool (production)")
     start.add_argument("agent", help="the agent file (defines `async def entrypoint(ctx)`)")

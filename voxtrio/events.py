@@ -226,6 +226,41 @@ class CloseEvent(Event):
         return payload
 
 
+@attrs.frozen(kw_only=True)
+class DTMFReceived(Event):
+    """The caller pressed a key of the phone's keypad (a telephony transport)."""
+
+    type: ClassVar[str] = "dtmf_received"
+    digit: str
+    duration: float | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {"digit": self.digit, "duration": _r(self.duration)}
+
+
+@attrs.frozen(kw_only=True)
+class IVRLoopDetected(Event):
+    """What the other end of the line says keeps repeating (a phone menu played again)."""
+
+    type: ClassVar[str] = "ivr_loop_detected"
+    transcript: str
+    repetitions: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"transcript": self.transcript, "repetitions": self.repetitions}
+
+
+@attrs.frozen(kw_only=True)
+class LineSilenceDetected(Event):
+    """Neither side has said anything on the line for ``duration`` seconds."""
+
+    type: ClassVar[str] = "line_silence_detected"
+    duration: float
+
+    def payload(self) -> dict[str, Any]:
+        return {"duration": _r(self.duration)}
+
+
 EVENT_TYPES = {
     cls.type: cls
     for cls in (
@@ -243,6 +278,9 @@ EVENT_TYPES = {
         ErrorEvent,
         ActiveProviderChanged,
         CloseEvent,
+        DTMFReceived,
+        IVRLoopDetected,
+        LineSilenceDetected,
     )
 }
 

@@ -489,6 +489,12 @@ class AgentSession:
     def off(self, name: str, callback: Any) -> None:
         self._bus.off(name, callback)
 
+    def emit(self, event: Event) -> Event:
+        """Put ``event`` in the session's ordered log (numbered, timed, passed to
+        ``on`` callbacks and ``events()`` iterators) and return it as logged:
+        how a transport reports what only it sees, a keypress on a phone line."""
+        return self._bus.emit(event)
+
     def events(self) -> trio.MemoryReceiveChannel[Event]:
         """Every event from now on, in order; the iteration ends after ``close``."""
         return self._bus.subscribe()

@@ -116,6 +116,10 @@ class _ReplayableText:
         self._chunks.append(chunk)
         self._notify()
 
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
     def close(self) -> None:
         self._closed = True
         self._notify()
@@ -317,7 +321,7 @@ class Speaker:
                 return
             assert isinstance(item, SynthesizedAudio)
             offset = segment.synthesized
-            if timing["first_audio"] is None:
+            if timing["first_audio"] is None and item.frame.samples_per_channel:
                 timing["first_audio"] = trio.current_time()
             segment.words.extend(
                 TimedWord(text=w.text, start=w.start + offset, end=w.end + offset)
@@ -430,6 +434,8 @@ class Speaker:
                         if item is None:
                             break
                         frame = item.frame
+                        if not frame.samples_per_channel:
+                            continue  # it only carried word timings
                         if not wrote_any and request.hold_while_user_speaks is not None:
                             held_after = self._pauses - (1 if self._paused else 0)
                             await request.hold_while_user_speaks.wait_value(True)

@@ -33,7 +33,7 @@ from .base import (
     UsageChunk,
 )
 from .http_api import HTTPClient, decode_event, protocol_error, set_options
-from .http_api import api_key as api_key_of
+from .api_common import api_key as api_key_of
 
 if TYPE_CHECKING:
     from ..chat import ChatContext

@@ -16,19 +16,16 @@ closes its connection at once.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
-import math
-import os
 import ssl
-import time
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx2
 import trio
 
-from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, MissingAPIKeyError
+from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError
 from ..options import APIConnectOptions
+from .api_common import retry_after
 
 # A provider asking for a longer wait than this is treated as unavailable for
 # now (not retryable): a voice turn cannot wait that long.
@@ -38,35 +35,6 @@ MAX_RETRY_AFTER = 60.0
 # connection read to its end goes back to the pool, saving the next turn a
 # TCP and TLS handshake; a server that keeps it open past this loses it.
 END_OF_BODY_WAIT = 1.0
-
-
-def api_key(given: str | None, env_var: str, provider: str) -> str:
-    """The key passed as an argument, else the environment's, else a clear error."""
-    key = given if given is not None else os.environ.get(env_var)
-    if not key:
-        raise MissingAPIKeyError(
-            f"{provider} needs an API key: set the environment variable {env_var} or pass api_key="
-        )
-    return key
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait before retrying, from ``retry-after-ms`` or ``Retry-After``
-    (seconds or an HTTP date), or None when the response does not say."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            date = email.utils.parsedate_tz(value)
-            if date is None:
-                continue
-            seconds = email.utils.mktime_tz(date) - time.time()
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    return None
 
 
 def _error_message(body: Any, fallback: str) -> str:

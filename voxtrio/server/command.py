@@ -6,7 +6,9 @@ default, the model-free one of :mod:`voxtrio.testing.model_free` with
 hypercorn's trio worker; every browser connection is a session of its own,
 all in this one trio process. The secret that signs session tokens comes from
 ``VOXTRIO_SECRET``, or is made up at start; either way the server prints the
-access link that lets a browser in.
+access link that lets a browser in. ``--telephony twilio`` (and the other
+providers) also answers phone calls, on a port of its own
+(:mod:`voxtrio.transports.telephony.command`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .tokens import TokenSigner
 
 def load_agent(spec: str | None) -> tuple[type, Any]:
     """``FILE.py[:Class]``: the agent class (by default the first Agent the file
-    defines) and its module."""
+    exports in ``__all__``, else the first it defines) and its module."""
     from ..agent import Agent
 
     path_text, _, name = (spec or "").partition(":")
@@ -37,8 +39,11 @@ def load_agent(spec: str | None) -> tuple[type, Any]:
         if not (isinstance(agent, type) and issubclass(agent, Agent)):
             raise LookupError(f"{module.__file__} has no Agent class {name!r}")
         return agent, module
-    for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, Agent) and value.__module__ == module.__name__:
+    # The first Agent the file exports (its __all__), else the first it defines.
+    exported = [getattr(module, name, None) for name in getattr(module, "__all__", ())]
+    defined = [value for value in vars(module).values() if getattr(value, "__module__", None) == module.__name__]
+    for value in exported + defined:
+        if isinstance(value, type) and issubclass(value, Agent):
             return value, module
     raise LookupError(f"{module.__file__} defines no voxtrio.Agent subclass")
 
@@ -65,9 +70,24 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("error: voxtrio serve needs hypercorn: pip install 'voxtrio[serve]'", file=sys.stderr)
         return 1
+    telephony = getattr(args, "telephony", [])
+    if telephony:
+        from ..transports.telephony.base import ProviderSetupError
+        from ..transports.telephony.command import providers_from_environment
+
+        try:
+            phone_providers = providers_from_environment(telephony)
+        except (ProviderSetupError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         agent_class, module = load_agent(args.agent)
-        pipeline = scripted_pipeline() if args.scripted else build_pipeline(getattr(module, "ROUTES", ()))
+        if args.scripted:
+            pipeline = scripted_pipeline()
+        elif callable(getattr(module, "pipeline", None)):  # the agent file builds its own providers
+            pipeline = module.pipeline()
+        else:
+            pipeline = build_pipeline(getattr(module, "ROUTES", ()))
     except MissingLocalPackage as error:
         print(f"\nerror: {error}\n(without the models: voxtrio serve --scripted)", file=sys.stderr)
         return 1
@@ -83,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     signer = TokenSigner(secret.encode()) if secret else TokenSigner.generate()
     if args.record:
         Path(args.record).mkdir(parents=True, exist_ok=True)
+    def new_session() -> tuple[Any, Any]:
+        return AgentSession(min_endpointing_delay=0.5, **pipeline), agent_class()
+
     server = VoiceServer(
-        lambda: (AgentSession(min_endpointing_delay=0.5, **pipeline), agent_class()),
+        new_session,
         signer=signer,
         max_sessions=args.max_sessions,
         record_dir=args.record,
@@ -107,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
             if secret is None:
                 print("(the key changes at every start; set VOXTRIO_SECRET to keep it)", flush=True)
             print(f"pages from other origins need --origin (allowed: {', '.join(sorted(server.allowed_origins))})")
+            if telephony:
+                from ..transports.telephony.command import serve_calls
+
+                await nursery.start(serve_calls, new_session, phone_providers, args)
             print("Ctrl-C stops the server.", flush=True)
 
     try:

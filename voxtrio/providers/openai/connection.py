@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from ..http_api import HTTPClient, api_key
+from ..api_common import api_key
+from ..http_api import HTTPClient
 
 VENDOR = "OpenAI"
 KEY_ENV = "OPENAI_API_KEY"
