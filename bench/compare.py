@@ -44,7 +44,7 @@ def default_python(framework: str) -> str:
     if framework == "voxtrio":
         venv = os.path.join(ROOT, ".venv", "bin", "python")
         return venv if os.path.exists(venv) else sys.executable
-    return os.environ.get("PEERS_PYTHON", "/work/venvs/peers/bin/python")
+    return os.environ.get("PEERS_PYTHON", os.path.join(ROOT, ".venv-peers", "bin", "python"))
 
 
 def run_one(python: str, framework: str, sessions: int, quick: bool, timeout: float) -> dict:
@@ -331,7 +331,7 @@ def main() -> int:
         f" jobs, each run pinned to one core; Python {platform.python_version()};"
         f" {', '.join(f'{f} {v}' for f, v in versions.items() if not f.startswith('baseline'))}"
         + (f" (voxtrio at commit {commit})." if commit else "."),
-        f"Made by `{command}`: workload \"scripted call v1\" (`shared/spec/bench-workload.md`),"
+        f"Made by `{command}`: workload \"scripted call v1\" (`docs/bench-workload.md`),"
         f" {'quick' if args.quick else 'full'} script, N={args.sessions} call(s) per run, medians of"
         f" {runs} interleaved rounds. Machine while measuring: {machine_summary(table_results)}.",
         "",

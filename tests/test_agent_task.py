@@ -1,4 +1,4 @@
-"""AgentTask: an inline sub-agent awaited from a tool or a hook (A.15)."""
+"""AgentTask: an inline sub-agent awaited from a tool or a hook (docs/behaviour.md)."""
 
 import pytest
 import trio

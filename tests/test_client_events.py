@@ -197,13 +197,20 @@ async def test_without_word_timings_the_words_follow_the_pacing_estimate(autojum
             sending.cancel_scope.cancel()
     shown = [e for e in client.events if e["type"] == "agent_transcript"]
     first_audio = next(e["at"] for e in client.events if e["type"] == "agent_state" and e["state"] == "speaking")
-    ends = [m.end() for m in re.finditer(r"\S+", REPLY)]
-    # The last word ends with the audio: the final event says it.
-    assert [e["text"] for e in shown if not e["final"]] == [REPLY[:end] for end in ends[:-1]]
-    for event, end in zip(shown, ends):
-        # Speech time taken as proportional to characters, over the 4 s of audio.
-        assert event["at"] == pytest.approx(first_audio + 4.0 * end / len(REPLY), abs=0.002)
+    words = list(re.finditer(r"\S+", REPLY))
+    # A word counts as heard once its middle has played (the same rule as the
+    # history's heard text), the last one too; the final event comes at the end.
+    assert [e["text"] for e in shown if not e["final"]] == [REPLY[: m.end()] for m in words]
+    for index, (event, word) in enumerate(zip(shown, words)):
+        # Speech time taken as proportional to characters, over the 4 s of audio
+        # (for the first word that length is still being synthesized: an
+        # estimate, and the word comes a little after its middle).
+        middle = first_audio + 4.0 * (word.start() + word.end()) / 2 / len(REPLY)
+        assert event["at"] >= middle - 0.002
+        if index:
+            assert event["at"] == pytest.approx(middle, abs=0.002)
     assert shown[-1]["final"] and shown[-1]["text"] == REPLY
+    assert shown[-1]["at"] == pytest.approx(first_audio + 4.0, abs=0.002)
 
 
 async def test_an_interruption_records_the_words_the_client_played(autojump_clock):

@@ -1,5 +1,9 @@
-"""The console in a real terminal: tmux runs it, send-keys types, capture-pane reads."""
+"""The console: piped text on a scripted pipeline, and in a real terminal (tmux
+runs it, send-keys types, capture-pane reads) with the offline models."""
 
+import contextlib
+import io
+import os
 import shutil
 import subprocess
 import sys
@@ -8,8 +12,70 @@ import uuid
 from pathlib import Path
 
 import pytest
+import trio
+
+import voxtrio
+from voxtrio.demo import find_example_agent, load_module
+from voxtrio.testing import LLMResponse, ScriptedLLM, ToolCall
+from voxtrio.transports.console import ConsoleTransport
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class SlowToConnect(voxtrio.Toolset):
+    """A session toolset that takes a second to connect (an MCP server, say):
+    the agent starts only after it, while the transport already reads."""
+
+    @contextlib.asynccontextmanager
+    async def connect(self):
+        await trio.sleep(1.0)
+        yield
+
+
+async def test_piped_lines_wait_for_the_agent_and_the_end_of_input_closes_the_call(autojump_clock):
+    # The whole input is there before the session starts, as with
+    # `printf '...\n' | voxtrio console`: the transport reads it before the
+    # agent has started, and must hold the line (and the end of input) until then.
+    example = load_module(find_example_agent(None))
+    llm = ScriptedLLM(
+        [
+            LLMResponse(
+                input="What is the weather in Paris?",
+                tool_calls=(ToolCall(name="get_weather", arguments='{"city": "Paris"}', call_id="w1"),),
+            ),
+            LLMResponse(input=example.WEATHER["Paris"], content=example.WEATHER["Paris"]),
+        ]
+    )
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"What is the weather in Paris?\n")
+    os.close(write_end)
+    out = io.StringIO()
+    session = voxtrio.AgentSession(llm=llm, tools=[SlowToConnect(id="slow")])
+    closes = []
+    session.on("close", closes.append)
+    with os.fdopen(read_end) as stdin:
+        await session.main(example.WeatherDesk(), ConsoleTransport(audio=False, stdin=stdin, stdout=out))
+    assert [(c.reason, c.error) for c in closes] == [("user_initiated", None)]
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("(no audio output device: text only")
+    assert any(line.startswith("agent> Hello, this is the weather desk.") for line in lines)
+    assert lines[-1] == "agent> In Paris it is 16 degrees and cloudy, with rain in the evening."
+    said = [(m.role, m.content) for m in session.history.items if m.type == "message"]
+    assert ("user", "What is the weather in Paris?") in said
+
+
+@pytest.mark.slow
+def test_piped_text_into_the_console_command_answers_and_exits_0():
+    result = subprocess.run(
+        [sys.executable, "-m", "voxtrio", "console", "--no-audio"],
+        input="What is the weather in Paris?\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,  # a hang fails the test instead of stalling the suite
+    )
+    assert result.returncode == 0, result.stderr
+    assert "agent> In Paris it is 16 degrees and cloudy, with rain in the evening." in result.stdout
 
 
 def wait_for(session, text, timeout=60.0):

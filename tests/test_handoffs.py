@@ -1,4 +1,4 @@
-"""Hand-offs (A.15): carry-over policy, per-agent providers, and no deadlocks
+"""Hand-offs (docs/behaviour.md): carry-over policy, per-agent providers, and no deadlocks
 between hand-off, drain and close."""
 
 import pytest

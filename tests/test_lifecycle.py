@@ -1,4 +1,4 @@
-"""Drain, shutdown, aclose and the error policy (A.16, A.17): bounded, exactly one close."""
+"""Drain, shutdown, aclose and the error policy (docs/behaviour.md): bounded, exactly one close."""
 
 import pytest
 import trio
@@ -237,10 +237,11 @@ async def test_a_drain_past_close_timeout_cuts_even_protected_speech_and_records
         assert close_events(session)[0].created_at - t0 == pytest.approx(1.75)
 
     await run(session, voxtrio.Agent(), body)
-    # cut then, and recorded as heard so far
+    # cut then, and recorded as heard so far (20.5 characters at 10 a second: the
+    # middle of "announcement", 12 to 24, has played)
     assert [(round(f.position, 3), f.interrupted) for f in finished] == [(2.05, True)]
     [said] = [m for m in session.history.items if m.type == "message"]
-    assert said.interrupted and said.content == "a protected"
+    assert said.interrupted and said.content == "a protected announcement"
     assert session.last_close.cancelled == ()
 
 

@@ -1,4 +1,4 @@
-"""The scenario format's fault extension: provider errors, stalls and hang-ups as data."""
+"""The fault extension of docs/scenario-format.md: provider errors, stalls and hang-ups as data."""
 
 import pytest
 

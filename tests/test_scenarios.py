@@ -29,6 +29,27 @@ def test_the_same_scenario_gives_byte_identical_timelines(path):
     assert first == second
 
 
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_timelines_are_in_emission_order_with_the_format_s_metrics_only(path):
+    lines = run_scenario(load_scenario(json.loads(path.read_text())))
+    seqs = [line["seq"] for line in lines if "seq" in line]
+    assert all(a < b for a, b in zip(seqs, seqs[1:])), seqs
+    kinds = {line["kind"] for line in lines if line["event"] == "metrics_collected"}
+    assert kinds <= {"eou", "llm", "tts", "stt"}
+
+
+def test_all_metrics_adds_voxtrio_s_own_kinds_in_their_place():
+    path = pathlib.Path(__file__).parent / "scenarios" / "timeline_is_the_emission_order.json"
+    result = run_cli(str(path), "--all-metrics")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()][:-1]
+    assert [line["seq"] for line in lines] == sorted({line["seq"] for line in lines})
+    [reuse] = [line for line in lines if line.get("kind") == "preemptive"]
+    assert reuse["reused"] is True
+    plain = run_scenario(load_scenario(json.loads(path.read_text())))
+    assert [line for line in lines if line.get("kind") != "preemptive"] == plain[:-1]
+
+
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "voxtrio", "scenario", "run", *args], capture_output=True, text=True

@@ -94,17 +94,23 @@ async def test_nursery_start_returns_once_listening_and_calls_fail_after_close(a
     await session.aclose()  # closing a closed session is a no-op
 
 
-async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_close(autojump_clock):
-    session = make_session()
-    seen = []
-    session.on("*", seen.append)
+async def reply_to_hi_and_close(session, after):
+    """Run ``session``, ask for a reply to "hi", close it ``after`` seconds later;
+    return what ``session.events()`` streamed meanwhile."""
     events = session.events()
     async with trio.open_nursery() as nursery:
         await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
         session.generate_reply(user_input="hi")
-        await trio.sleep(2)
+        await trio.sleep(after)
         nursery.start_soon(session.aclose)
-        streamed = [event async for event in events]
+        return [event async for event in events]
+
+
+async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_close(autojump_clock):
+    session = make_session()
+    seen = []
+    session.on("*", seen.append)
+    streamed = await reply_to_hi_and_close(session, after=2)
     assert [e.seq for e in streamed] == [e.seq for e in seen]
     seqs = [e.seq for e in streamed]
     assert all(a < b for a, b in zip(seqs, seqs[1:]))  # strictly: no number twice
@@ -126,6 +132,28 @@ async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_clo
     }
     item_seqs = [i.seq for i in items]
     assert all(a < b for a, b in zip(item_seqs, item_seqs[1:]))
+
+
+async def test_an_event_emitted_from_a_callback_comes_after_the_one_being_delivered(autojump_clock):
+    session = make_session()
+    said = []
+
+    def answer_the_user(event):
+        if event.item.type == "message" and event.item.role == "user" and not said:
+            said.append(session.say("one moment"))  # emits speech_created right here
+
+    session.on("conversation_item_added", answer_the_user)
+    seen = []
+    session.on("*", seen.append)  # registered after the callback that emits
+    streamed = await reply_to_hi_and_close(session, after=3)
+    assert said
+    for log in (seen, streamed):
+        seqs = [e.seq for e in log]
+        assert seqs == sorted(set(seqs))
+        added = next(
+            i for i, e in enumerate(log) if e.type == "conversation_item_added" and e.item.type == "message"
+        )
+        assert log[added + 1].type == "speech_created" and log[added + 1].speech_id == said[0].id
 
 
 async def test_a_session_can_run_again_after_it_closed(autojump_clock):

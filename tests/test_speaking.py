@@ -64,20 +64,23 @@ def test_sentence_splitter_joins_short_sentences_and_flushes_the_rest():
 @pytest.mark.parametrize(
     "fraction, heard",
     [
-        # "Here is a long story": 20 characters, words ending at 4, 7, 9, 14, 20
+        # "Here is a long story": 20 characters; a word counts once its middle
+        # has played: "Here" at 2, "is" at 6, "a" at 8.5, "long" at 12, "story" at 17.5
         (0.0, ""),
-        (0.19, ""),  # 3.8 characters in: "Here" is not finished
-        (0.2, "Here"),  # its last character just reached
-        (0.3, "Here"),  # half-way through "is"
-        (0.36, "Here is"),
-        (0.69, "Here is a"),  # "long" cut at its last letter
-        (0.99, "Here is a long"),
+        (0.05, ""),  # one character of "Here"
+        (0.1, "Here"),  # two of its four
+        (0.29, "Here"),  # "is" not half played
+        (0.3, "Here is"),
+        (0.59, "Here is a"),  # "long" just short of its middle
+        (0.6, "Here is a long"),
+        (0.87, "Here is a long"),
+        (0.88, "Here is a long story"),
         (1.0, "Here is a long story"),
         (-0.5, ""),
         (1.5, "Here is a long story"),
     ],
 )
-def test_heard_prefix_counts_whole_words_only(fraction, heard):
+def test_heard_prefix_counts_a_whole_word_once_half_of_it_played(fraction, heard):
     assert heard_prefix("Here is a long story", fraction) == heard
 
 

@@ -1,4 +1,4 @@
-"""SpeechHandle and the speech queue (A.12): order, interruption, protection, pacing."""
+"""SpeechHandle and the speech queue: order, interruption, protection, pacing."""
 
 import pytest
 import trio

@@ -1,4 +1,4 @@
-"""@function_tool, RunContext, toolsets and the tool-step rules of A.13."""
+"""@function_tool, RunContext, toolsets and the tool-step rules of docs/behaviour.md."""
 
 import enum
 from typing import Annotated, Literal

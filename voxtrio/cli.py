@@ -1,8 +1,8 @@
 """The ``voxtrio`` command.
 
-``voxtrio scenario run FILE.json [--expect]`` plays a scenario on a virtual
-clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
-finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
+``voxtrio scenario run FILE.json [--expect] [--all-metrics]`` plays a scenario
+on a virtual clock and prints its timeline (exit 2 for an invalid file, 1 when
+``--expect`` finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
 ``voxtrio demo`` runs a spoken conversation through the offline pipeline
 (``--scripted``: the model-free one). ``voxtrio serve`` serves a page to talk
 to the agent in a browser (``--telephony twilio``: and answers phone calls).
@@ -37,7 +37,7 @@ def _scenario_run(args: argparse.Namespace) -> int:
     except ScenarioError as error:
         print(f"error: {args.file}: {error}", file=sys.stderr)
         return 2
-    lines = run_scenario(scenario)
+    lines = run_scenario(scenario, all_metrics=args.all_metrics)
     for line in lines:
         print(json.dumps(line))
     if args.expect:
@@ -134,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = scenario_commands.add_parser("run", help="play a scenario and print its timeline")
     run.add_argument("file")
     run.add_argument("--expect", action="store_true", help="compare with the file's 'expect' list")
+    run.add_argument(
+        "--all-metrics",
+        action="store_true",
+        help="also print voxtrio's own metrics kinds (preemptive), not only eou, llm, tts and stt",
+    )
     run.set_defaults(handler=_scenario_run)
     demo = commands.add_parser("demo", help="a spoken conversation through the offline pipeline")
     demo.add_argument(

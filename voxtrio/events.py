@@ -293,6 +293,8 @@ class EventBus:
         self._callbacks: dict[str, list[Callable[[Any], Any]]] = collections.defaultdict(list)
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
         self.recorded: collections.deque[Event] = collections.deque(maxlen=max_recorded)
+        self._undelivered: collections.deque[Event] = collections.deque()
+        self._delivering = False
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -321,6 +323,20 @@ class EventBus:
     def emit(self, event: Event) -> Event:
         event = attrs.evolve(event, seq=self.next_seq(), created_at=trio.current_time())
         self.recorded.append(event)
+        # A callback may emit in turn (a say() from a handler emits
+        # speech_created): that event waits until this one has reached every
+        # callback and subscriber, so each of them sees seq in increasing order.
+        self._undelivered.append(event)
+        if not self._delivering:
+            self._delivering = True
+            try:
+                while self._undelivered:
+                    self._deliver(self._undelivered.popleft())
+            finally:
+                self._delivering = False
+        return event
+
+    def _deliver(self, event: Event) -> None:
         for callback in (*self._callbacks.get(event.type, ()), *self._callbacks.get("*", ())):
             try:
                 callback(event)
@@ -331,7 +347,6 @@ class EventBus:
                 send.send_nowait(event)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.remove(send)
-        return event
 
     def close_subscribers(self) -> None:
         for send in self._subscribers:

@@ -45,8 +45,9 @@ class SessionState:
     # Turn
     user_state: UserState = "listening"
     # False while replies must wait: the user is talking, or paused too briefly
-    # (under half the endpointing delay) to have finished (A.12). A flag rather
-    # than a message, so the Speaker sees it the instant the Turn decides.
+    # (under half the endpointing delay) to have finished (docs/behaviour.md,
+    # "The reply hold-off"). A flag rather than a message, so the Speaker sees
+    # it the instant the Turn decides.
     user_silent: Flag = attrs.Factory(lambda: Flag(True))
     # Session
     running: bool = False

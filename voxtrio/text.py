@@ -242,8 +242,10 @@ def heard_prefix(text: str, fraction: float) -> str:
     """The words of ``text`` heard when ``fraction`` of its audio has played.
 
     The pacing estimate used when the TTS gives no word timings: speech time is
-    taken as proportional to characters, and a word counts as heard once its
-    last character has been reached.
+    taken as proportional to characters, and a word counts as heard once the
+    middle of its span has played (as the reference's transcript pacing does).
+    Counting it only at its last character would drop the word the user was
+    hearing when they cut in, and with it, for a short reply, everything.
     """
     if fraction >= 1.0:
         return text
@@ -252,7 +254,7 @@ def heard_prefix(text: str, fraction: float) -> str:
     limit = fraction * len(text)
     heard_end = 0
     for match in re.finditer(r"\S+", text):
-        if match.end() <= limit:
+        if (match.start() + match.end()) / 2 <= limit:
             heard_end = match.end()
         else:
             break

@@ -6,9 +6,9 @@ the same rules; ``FunctionTool.raw`` takes a schema as is (scenario files,
 MCP). A :class:`Toolset` groups tools (and may hold a connection, as an MCP
 server does). Arguments are parsed and checked before the function runs, and
 every outcome, including a crash, becomes exactly one ``FunctionCallOutput``
-(the rules of the reference, A.13): a string needs a reply, ``None`` does not,
-an ``Agent`` hands off, a ``ToolError`` is shown to the LLM, anything else is
-reported as an internal error without detail.
+(docs/behaviour.md, "Replies and tool outputs"): a string needs a reply,
+``None`` does not, an ``Agent`` hands off, a ``ToolError`` is shown to the
+LLM, anything else is reported as an internal error without detail.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Framework-agnostic harness for the "scripted call v1" benchmark.
 
-Spec: ``shared/spec/bench-workload.md``. The harness owns everything that must
+Spec: ``docs/bench-workload.md``. The harness owns everything that must
 be identical across frameworks -- the input audio and its schedule, the
 user's reactive script, the fake providers' texts and timings, the playout
 sink, the metrics and the JSON result line -- so that a framework adapter only

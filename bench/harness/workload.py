@@ -1,4 +1,4 @@
-"""The fixed inputs of "scripted call v1": audio, texts, timings (spec: bench-workload.md).
+"""The fixed inputs of "scripted call v1": audio, texts, timings (spec: docs/bench-workload.md).
 
 Everything here is data or a pure function, computed once at import, so every
 framework adapter feeds byte-identical audio and the same texts, and so the

@@ -426,7 +426,12 @@ class Planner:
 
     def _on_speech_task_done(self) -> None:
         if self._no_pending_speech() and self._state.agent_state in ("thinking", "speaking"):
-            self._set_agent_state("thinking" if self._background else "listening")
+            self._set_agent_state("thinking" if self._tools_to_answer() else "listening")
+
+    def _tools_to_answer(self) -> bool:
+        """A tool runs whose speech will go on when it returns (not an
+        interrupted one's: its output only joins the history)."""
+        return any(not handle.interrupted for handle in self._background)
 
     # -- activity lifecycle ------------------------------------------------------------
 
@@ -468,7 +473,7 @@ class Planner:
         bounds the whole wait with its close deadline.
         """
         self._turns_blocked = True
-        # No turn will use a reply prepared ahead any more (A.15: drain cancels it).
+        # No turn will use a reply prepared ahead any more: a drain cancels it.
         self._drop_preemptive()
         if message.interrupt:
             self._interrupt_all(force=True, reply=None)
@@ -727,11 +732,13 @@ class Planner:
                 reply.set_result(None)
 
     def _interrupt_by_user(self, reason: str) -> None:
-        """The user cuts in (A.7 path 1; Turn already applied its gates).
+        """The user cuts in (path 1 of docs/behaviour.md, "Interruption"; Turn
+        already applied its gates).
 
         Audio activity alone may be a false alarm (a cough, a backchannel): when
         the output can pause, the speech is paused and resumes if no words come
-        within ``false_interruption_timeout`` (A.8). Words end it for good.
+        within ``false_interruption_timeout`` (docs/behaviour.md, "False
+        interruption"). Words end it for good.
         """
         current = self._state.current_speech
         if current is None or current.done() or current.interrupted or FAULTS.ignore_barge_in:
@@ -749,10 +756,12 @@ class Planner:
         if self._pause is None:
             self._pause = _Pause(handle=current, state=self._state.agent_state)
             self._speaker.send_nowait(PausePlayout())
-            if self._state.agent_state == "speaking":
+            # Paused while speaking or before it (still thinking), the agent
+            # listens, as it does when the same cut-in interrupts for good.
+            if self._state.agent_state in ("speaking", "thinking"):
                 self._set_agent_state("listening")
 
-    # -- false interruptions (A.8): one state machine, owned here ---------------------
+    # -- false interruptions: one state machine, owned here ----------------------------
 
     def _pause_enabled(self) -> bool:
         return (
@@ -807,8 +816,10 @@ class Planner:
             return
         resumed = not pause.handle.done() and not pause.handle.interrupted
         self._clear_pause()
-        if resumed and pause.state == "speaking":
-            self._set_agent_state("speaking")
+        if resumed and pause.state in ("speaking", "thinking"):
+            # Back to what it was doing: speaking, or preparing a reply that
+            # has not played yet ('speaking' then comes with its first frame).
+            self._set_agent_state(pause.state)
         self._bus.emit(AgentFalseInterruption(resumed=resumed))
 
     def _clear_pause(self) -> None:
@@ -879,7 +890,7 @@ class Planner:
 
     def _on_playout_stalled(self, message: PlayoutStalled) -> None:
         """The agent is 'speaking' only while its audio plays: while the speech's
-        audio has run out (a stuck TTS) it is 'thinking' (reference problem 1)."""
+        audio has run out (a stuck TTS) it is 'thinking' (the reference's #3418)."""
         if FAULTS.ignore_playout_stalls:
             return
         if self._state.current_speech is not message.handle or message.handle.done():
@@ -893,7 +904,10 @@ class Planner:
         if had_output and not handle.interrupted:
             self._set_agent_state("thinking")
         elif self._state.agent_state == "speaking":
-            self._set_agent_state("thinking" if tools_pending else "listening")
+            # Another speech's tool still running keeps the agent thinking too
+            # (a filler said from inside a slow tool).
+            busy = tools_pending or self._tools_to_answer()
+            self._set_agent_state("thinking" if busy else "listening")
 
     # -- generate_reply --------------------------------------------------------------------------
 
@@ -949,7 +963,7 @@ class Planner:
         instructions: str | None = None,
         cut_off: SpeechHandle | None = None,
     ) -> None:
-        """One LLM step of a speech (A.13 steps 1-14).
+        """One LLM step of a speech (docs/behaviour.md, "Replies and tool outputs").
 
         ``cut_off`` is a speech interrupted just before this reply was asked for:
         it records what was heard before this reply's user message goes in.
@@ -1365,9 +1379,12 @@ class Planner:
 
     async def _handle_user_turn(self, turn: UserTurnCompleted, generation: int, message: ChatMessage) -> None:
         self._preemptive_attempts = 0
-        background = [h.interrupt() for h in list(self._background) if h.allow_interruptions]
-        for handle in background:
-            await handle._done.wait_value(True)
+        # Speeches that played and wait for their tools: no reply to them any
+        # more. Their tools run on; each output joins the history (with its
+        # call) when it arrives, and the turn does not wait for it.
+        for handle in list(self._background):
+            if handle.allow_interruptions:
+                handle.interrupt()
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
@@ -1384,7 +1401,8 @@ class Planner:
                 return
             current.interrupt()
             self._clear_pause()
-            await current._done.wait_value(True)
+            # What was heard of it goes in first; its tools are not waited for.
+            await current._wait_for_generation()
         if not self._state.accepting_speech:
             if self._state.closing and turn.transcript:
                 self._commit(message)
@@ -1415,7 +1433,7 @@ class Planner:
         if preemptive is not None and _same_words(preemptive.transcript, message.content) and (
             preemptive.context == _context_key(turn_ctx)
         ):
-            # The speculative reply answered this very turn: use it (A.9).
+            # The speculative reply answered this very turn: use it.
             handle = preemptive.handle
             preemptive.message.content = message.content
             preemptive.message.metrics = message.metrics
@@ -1442,7 +1460,7 @@ class Planner:
             )
         )
 
-    # -- preemptive generation (A.9) -------------------------------------------------------------
+    # -- preemptive generation (docs/behaviour.md) -------------------------------------------------
 
     def _preempt(self, message: PreemptiveTranscript) -> None:
         """Start the reply to a final transcript before the turn commits.
@@ -1502,7 +1520,7 @@ class _Pause:
 
 @attrs.define
 class _Preemptive:
-    """A reply generated speculatively from a final transcript (A.9)."""
+    """A reply generated speculatively from a final transcript."""
 
     handle: SpeechHandle
     transcript: str

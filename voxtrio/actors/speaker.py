@@ -171,6 +171,7 @@ class Speaker:
         self._tts_tickets = itertools.count()
         self._timeline = PlayoutTimeline()
         self._paused = Flag()
+        self._pauses = 0  # pauses applied so far
         self._nursery: trio.Nursery | None = None
         self._shows_text = transport is not None and type(transport).publish_text is not Transport.publish_text
 
@@ -220,6 +221,7 @@ class Speaker:
                 self._output.pause()
                 self._timeline.pause(trio.current_time())
                 self._paused.set()
+                self._pauses += 1
         elif isinstance(message, ResumePlayout):
             if self._paused:
                 assert self._output is not None
@@ -410,6 +412,9 @@ class Speaker:
         started_at: float | None = None
         wrote_any = False
         interrupted = False
+        # Pauses applied before the audio, ready, began to be held back for the
+        # user to be silent (None: it was never held back).
+        held_after: int | None = None
         captions = trio.CancelScope() if self._shows_text else None
         with trio.CancelScope() as scope:
             handle._bind_scope(scope)
@@ -432,6 +437,7 @@ class Speaker:
                         if not frame.samples_per_channel:
                             continue  # it only carried word timings
                         if not wrote_any and request.hold_while_user_speaks is not None:
+                            held_after = self._pauses - (1 if self._paused else 0)
                             await request.hold_while_user_speaks.wait_value(True)
                         await self._wait_for_room(frame.duration)
                         now = trio.current_time()
@@ -482,7 +488,10 @@ class Speaker:
                 segment.scope.cancel()
         if self._shows_text and (heard or segment.captioned):
             self._publish_text(handle.id, heard, final=True)
-        if wrote_any:
+        # Audio that was ready, held back and paused (the agent went to
+        # listening with it parked) and then dropped has an outcome too.
+        parked = held_after is not None and self._pauses > held_after
+        if wrote_any or (interrupted and parked):
             self._bus.emit(PlaybackFinished(speech_id=handle.id, position=position, interrupted=interrupted))
         if not request.started.done():
             request.started.set_result(None)  # nothing was audible
@@ -629,7 +638,10 @@ class Speaker:
             return "", None, exact
         heard = heard_prefix(text, (position + 1e-9) / total)
         following = _WORD.search(text, len(heard))
-        return heard, (None if following is None else following.end() / len(text) * total), exact
+        if following is None:
+            return heard, None, exact
+        # The next word counts as heard once its middle has played (heard_prefix).
+        return heard, (following.start() + following.end()) / 2 / len(text) * total, exact
 
     def _publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
         assert self._transport is not None

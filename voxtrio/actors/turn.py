@@ -173,7 +173,8 @@ class Turn:
 
     def _answer_pending_commits(self) -> None:
         """The session is over: a commit_user_turn() still waiting, or not read
-        yet, gets a closed session's answer, an empty transcript (A.19)."""
+        yet, gets a closed session's answer, an empty transcript (docs/behaviour.md,
+        "Endpointing")."""
         if self._manual_commit is not None and not self._manual_commit.done():
             self._manual_commit.set_result("")
         self._manual_commit = None
@@ -228,7 +229,7 @@ class Turn:
         return value
 
     def _resolve_mode(self) -> None:
-        """The turn-detection mode, with the reference's fallbacks (A.5)."""
+        """The turn-detection mode, with its fallbacks (docs/behaviour.md, "Turn detection")."""
         wanted = self._setting("turn_detection")
         self._detector = None
         if isinstance(wanted, EndOfTurnDetector):
@@ -339,7 +340,7 @@ class Turn:
             if self._audio_in is not None:
                 self._audio_in.send_nowait(SetRecognizerMuted(muted))
 
-    # -- interruption (A.7 path 1) -----------------------------------------------------------------
+    # -- interruption, path 1 (docs/behaviour.md, "Interruption") ------------------------------------
 
     def _current_words(self) -> int:
         return count_words(f"{self._transcript} {self._interim}")
@@ -396,8 +397,9 @@ class Turn:
         self._planner.send_nowait(UserActivity(speaking=True, at=event.timestamp))
         self._cancel_bounce()
         self._cancel_transcription_timeout()
-        if self._mode != "stt":
-            self._set_user_state("speaking")
+        # The VAD drives the user state in every mode (in "stt" mode the
+        # recognizer's own boundaries move it too).
+        self._set_user_state("speaking")
         self._set_holding(True)
         if event.speech_duration >= self._options.min_interruption_duration:
             self._interrupt_by_audio_activity("vad")
@@ -405,8 +407,7 @@ class Turn:
     def _end_of_speech(self, end: float) -> None:
         self._speaking = False
         self._last_voiced = end
-        if self._mode != "stt":
-            self._set_user_state("listening")
+        self._set_user_state("listening")
         self._set_holding(False)
         self._planner.send_nowait(UserActivity(speaking=False, at=end))
 
@@ -473,7 +474,7 @@ class Turn:
             return
         if self._vad_driven and self._committed_since_speech and not self._speaking:
             # A late fragment of a turn that already committed: it opens the next
-            # turn instead of becoming a turn of its own (reference problem 5).
+            # turn instead of becoming a turn of its own (the reference's #6504).
             return
         if self._mode in (None, "vad") or (self._mode == "stt" and not self._stt_speaking):
             self._maybe_preempt()
@@ -581,7 +582,7 @@ class Turn:
             commit.set_result(transcript)
         return True
 
-    # -- manual commit, clear, close (A.19) ---------------------------------------------------------
+    # -- manual commit, clear, close (docs/behaviour.md, "Endpointing") ------------------------------
 
     async def _commit_manually(self, request: CommitUserTurn) -> None:
         if self._manual_commit is not None:
@@ -655,7 +656,7 @@ class Turn:
             self._commit(skip_reply=True)
         request.reply.set_result(None)
 
-    # -- transcription timeout and user-turn limit (A.23) -------------------------------------------
+    # -- transcription timeout and user-turn limit (docs/behaviour.md) -------------------------------
 
     def _cancel_transcription_timeout(self) -> None:
         if self._transcription_timer is not None:
@@ -715,7 +716,7 @@ class Turn:
             if not (self._transcript and self._commit(skip_reply=True, exceeded=exceeded)):
                 self._planner.send_nowait(exceeded)
 
-    # -- preemptive generation (A.9) ---------------------------------------------------------------
+    # -- preemptive generation (docs/behaviour.md) ---------------------------------------------------
 
     def _maybe_preempt(self) -> None:
         if not self._options.preemptive_generation or self._transcript == self._preempted_transcript:

@@ -27,8 +27,8 @@ test can also call on its own):
 - ``check_function_calls``: each call in the history has exactly one output
   after it, no output lacks its call, ``function_tools_executed`` reported each
   pair, no tool that began to run is missing from the history;
-- ``check_state_transitions``: agent and user states follow A.20, each change
-  continuing from the last;
+- ``check_state_transitions``: agent and user states follow the tables of
+  docs/behaviour.md, each change continuing from the last;
 - ``check_speaking_means_audio``: ``speaking`` only while audio plays, never
   ``listening`` while it plays;
 - ``check_no_audio_over_user``: no interruptible speech starts while the user
@@ -68,7 +68,8 @@ from .shrinking import reduce_scenario
 
 CLOSE_REASONS = {"error", "job_shutdown", "participant_disconnected", "user_initiated", "task_completed"}
 
-# A.20: the agent and user state machines (the silent resets at close emit nothing).
+# The agent and user state machines of docs/behaviour.md, "States" (the silent
+# resets at close emit nothing).
 AGENT_TRANSITIONS = {
     ("initializing", "listening"),
     ("listening", "thinking"),
@@ -522,13 +523,13 @@ def _check_machine(obs: Observation, event_type: str, first: str, allowed: set[t
         if old != state:
             found.append(Violation("state_transitions", f"{where} says {old}->{new} but the state was {state}"))
         if (old, new) not in allowed:
-            found.append(Violation("state_transitions", f"{where}: {old}->{new} is not a transition of A.20"))
+            found.append(Violation("state_transitions", f"{where}: {old}->{new} is not a transition of docs/behaviour.md"))
         state = new
     return found
 
 
 def check_state_transitions(obs: Observation) -> list[Violation]:
-    """Agent and user states only take the transitions of the reference's A.20."""
+    """Agent and user states only take the transitions of docs/behaviour.md, "States"."""
     return _check_machine(obs, "agent_state_changed", "initializing", AGENT_TRANSITIONS) + _check_machine(
         obs, "user_state_changed", "listening", USER_TRANSITIONS
     )
@@ -614,8 +615,8 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
                 state = other.new_state
         return state
 
-    # The hold-off (A.12) ends when the user's pause reaches half the endpointing
-    # delay, even mid-speech for the VAD: starting then is not talking over them.
+    # The hold-off (docs/behaviour.md) ends when the user's pause reaches half the
+    # endpointing delay, even mid-speech for the VAD: starting then is not talking over them.
     options = _options_seen(obs)
     delays = [float(o["min_endpointing_delay"]) for o in options if "min_endpointing_delay" in o]
     if "min_endpointing_delay" not in obs.scenario.options:
@@ -689,8 +690,8 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
 
 def check_no_resume_over_user(obs: Observation) -> list[Violation]:
     """A paused reply never resumes while the user is making sound: after a
-    false-interruption pause (A.8) it resumes only once the user is quiet again.
-    (Sound the VAD has not had an update to hear yet, and sound after the VAD
+    false-interruption pause (docs/behaviour.md) it resumes only once the user
+    is quiet again. (Sound the VAD has not had an update to hear yet, and sound after the VAD
     failed, do not count: nothing could have known.)"""
     if obs.scenario.vad is None:
         return []

@@ -1,9 +1,9 @@
 """RunResult: what one ``session.run(user_input=...)`` added to the conversation.
 
 A run says something as the user and waits until the session has nothing
-left to do (A.18). Meanwhile it records every item the conversation gains,
-in history order: assistant messages, function calls, their outputs and
-agent hand-offs (the user's own input is not an event). ``result.expect``
+left to do (docs/behaviour.md, "session.run()"). Meanwhile it records every
+item the conversation gains, in history order: assistant messages, function
+calls, their outputs and agent hand-offs (the user's own input is not an event). ``result.expect``
 walks those events with assertions, so a test reads like the conversation::
 
     result = await session.run(user_input="What's the weather in Paris?")

@@ -1,6 +1,6 @@
 """Scenario files: a conversation as data, played on a virtual clock.
 
-``load_scenario`` validates a scenario (``scenario-format.md``): an unknown
+``load_scenario`` validates a scenario (``docs/scenario-format.md``): an unknown
 field or a malformed value raises :class:`ScenarioError` naming the field.
 ``run_scenario`` plays it with the scripted providers under trio's
 ``MockClock`` and returns the timeline, one dict per line of output. The
@@ -22,7 +22,7 @@ import trio.testing
 
 from ..agent import Agent
 from ..errors import ToolError
-from ..events import Event
+from ..events import Event, MetricsCollected
 from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions
 from ..session import AgentSession
 from ..tools import FunctionTool
@@ -619,6 +619,11 @@ def event_line(event: Event, origin: float) -> dict[str, Any]:
     }
 
 
+# The metrics kinds docs/scenario-format.md names for the output; voxtrio's other kinds
+# (``preemptive``) are on the events API, and in a timeline only when asked for.
+TIMELINE_METRICS = frozenset({"eou", "llm", "tts", "stt"})
+
+
 # Virtual seconds after a scenario's last scripted moment before a session that
 # has not closed is given up on (a hang must not make a replay run forever).
 PLAY_TIME_LIMIT = 300.0
@@ -644,9 +649,14 @@ async def play(
     on_line: Callable[[dict[str, Any]], None] | None = None,
     observer: PlayObserver | None = None,
     agents: Mapping[str, Callable[[], Agent]] | None = None,
+    all_metrics: bool = False,
 ) -> list[dict[str, Any]]:
     """Play ``scenario`` on the current (virtual) clock and return its timeline.
 
+    The timeline lists the session's events as they were emitted, ``seq``
+    increasing down the lines. Of the ``metrics_collected`` events it lists
+    the kinds the format names (:data:`TIMELINE_METRICS`) unless
+    ``all_metrics`` (voxtrio's own kinds too, such as ``preemptive``).
     ``agents`` replaces scenario agents by name (factories of the application's
     own agents); ``observer`` watches the run (see :class:`PlayObserver`).
     """
@@ -656,32 +666,16 @@ async def play(
     lines: list[dict[str, Any]] = []
     origin = trio.current_time()
 
-    held: list[dict[str, Any]] = []  # metrics lines of the current instant
-
-    def emit(line: dict[str, Any]) -> None:
+    def record(line: dict[str, Any]) -> None:
         lines.append(line)
         if on_line is not None:
             on_line(line)
 
-    def release() -> None:
-        for line in sorted(held, key=_metrics_rank):
-            emit(line)
-        held.clear()
+    def on_event(event: Event) -> None:
+        if all_metrics or not isinstance(event, MetricsCollected) or event.kind in TIMELINE_METRICS:
+            record(event_line(event, origin))
 
-    def record(line: dict[str, Any]) -> None:
-        # Providers that finish at the same instant (an LLM stream and a TTS
-        # request, say) report their metrics in whichever order trio happened
-        # to run their tasks; nothing orders them. The timeline lists such a
-        # run of metrics lines in a fixed order of kinds, so that it is the
-        # same for every scheduling seed. Everything else keeps event order.
-        if held and (line["event"] != "metrics_collected" or line.get("t") != held[0]["t"]):
-            release()
-        if line["event"] == "metrics_collected":
-            held.append(line)
-        else:
-            emit(line)
-
-    session.on("*", lambda event: record(event_line(event, origin)))
+    session.on("*", on_event)
 
     async def act(item: dict[str, Any]) -> None:
         try:
@@ -783,19 +777,8 @@ async def play(
             if observer is not None:
                 observer.on_gave_up()
         nursery.cancel_scope.cancel()
-    release()
     record({"event": "history", "items": session.history.to_dicts()})
     return lines
-
-
-# The order of metrics lines reported at the same instant (see ``play``): the
-# order in which a turn's work flows, recognition to speech.
-_METRICS_ORDER = ("stt", "preemptive", "eou", "llm", "tts")
-
-
-def _metrics_rank(line: dict[str, Any]) -> int:
-    kind = line.get("kind")
-    return _METRICS_ORDER.index(kind) if kind in _METRICS_ORDER else len(_METRICS_ORDER)
 
 
 def run_scenario(
@@ -803,15 +786,20 @@ def run_scenario(
     *,
     on_line: Callable[[dict[str, Any]], None] | None = None,
     seed: int = 0,
+    all_metrics: bool = False,
 ) -> list[dict[str, Any]]:
     """Play ``scenario`` in a fresh trio run on a MockClock, deterministically.
 
     ``seed`` picks the order in which trio runs tasks that wake at the same
-    instant; a correct runtime gives the same timeline for every seed.
+    instant; a correct runtime does the same things at each instant for every
+    seed (independent actors finishing at one instant may report in either
+    order). ``all_metrics``: see :func:`play`.
     """
     with seeded_trio_scheduler(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
-        return trio.run(lambda: play(scenario, on_line=on_line), clock=clock)
+        return trio.run(
+            lambda: play(scenario, on_line=on_line, all_metrics=all_metrics), clock=clock
+        )
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Scripted providers: a whole conversation's timing as data, for tests.
 
 These implement voxtrio's provider protocols on a script instead of a model,
-with exactly the semantics of ``scenario-format.md``. They are for testing
+with exactly the semantics of ``docs/scenario-format.md``. They are for testing
 agents and the runtime on trio's ``MockClock``; they are not real providers.
 All times are seconds relative to the first audio frame the provider sees.
 """
@@ -227,9 +227,11 @@ class ScriptedSTT(STT):
     its first two words at ``end + stt_delay / 2`` and the final transcript at
     ``end + stt_delay`` (unless ``final`` is false).
 
-    A flush (``commit_user_turn``, a closing session) finalizes at once what is
-    being heard, as a real recognizer would: the transcript of a speech that
-    has started but not been finalized yet, or an empty final if there is none.
+    A flush (``commit_user_turn``, a closing session) changes no scripted time:
+    a speech that has started gets its interim and final when the script says
+    (none if ``final`` is false), and whoever flushed waits for them within its
+    own timeout, as with the reference's scripted recognizer. A flush with
+    nothing being heard gets an empty final at once.
 
     ``faults`` make the stream fail at their ``at`` time (each once). Like a
     real recognizer, a new stream keeps the session's clock but has lost the
@@ -261,16 +263,16 @@ class ScriptedSTT(STT):
             return opened <= 0 or speech.start >= opened
 
         async def flushed() -> None:
+            # What is being heard keeps its scripted times (the caller waits for
+            # it within its own timeout); with nothing pending, the answer is
+            # "nothing", at once.
             now = trio.current_time() - origin
-            heard = [
+            pending = [
                 i
                 for i, speech in enumerate(self._speeches)
-                if i not in self._finalized and speech.final and speech.start <= now
-                and heard_by_this_stream(speech)
+                if i not in self._finalized and speech.start <= now and heard_by_this_stream(speech)
             ]
-            if heard:
-                await events.send(self._final(heard[0]))
-            else:
+            if not pending:
                 await events.send(STTEvent(kind="final", text=""))
 
         async with trio.open_nursery() as nursery:

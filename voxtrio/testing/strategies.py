@@ -1,7 +1,7 @@
 """Hypothesis strategies that generate whole conversations as scenario data.
 
 Every strategy here draws plain JSON-ready dicts that :func:`load_scenario`
-accepts (``scenario-format.md`` plus the documented extensions: provider
+accepts (``docs/scenario-format.md`` plus the documented extensions: provider
 faults and ``options.conn_options``), so a failing example is a scenario file
 that ``voxtrio scenario run`` replays. Times are drawn on a 0.05 s or 0.1 s
 grid and every choice shrinks towards "absent" or the plainest value, so a

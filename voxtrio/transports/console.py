@@ -9,7 +9,9 @@ of piped text) ends the call once the agent has finished answering.
 
 The keyboard is read in ``read_audio``, the task the session runs for a
 transport's input: the console's input is text, so it sends no audio, and
-the session gets no VAD or STT (the console's session has none).
+the session gets no VAD or STT (the console's session has none). That task
+starts before the agent does, so lines (and the end of input) that arrive
+early, as piped text does, wait until the session accepts speech.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
+from ..errors import SessionClosedError
 from .base import AudioOutput, Transport
 from .client_events import submit_text_input
 
@@ -117,6 +120,7 @@ class ConsoleTransport(Transport):
         self._stdin_fd = (stdin or sys.stdin).fileno()
         self._out = stdout or sys.stdout
         self._session: AgentSession | None = None
+        self._accepting = trio.Event()  # the agent has started: typed lines can go in
         device = find_output_device() if audio else None
         self.audio_output = SpeakerOutput(device[0]) if device is not None else None
         self.device_name = device[1] if device is not None else None
@@ -139,6 +143,8 @@ class ConsoleTransport(Transport):
             self._print(f"(handed over to {item.new_agent})")
 
     def _on_state(self, event: Any) -> None:
+        if event.old_state == "initializing":
+            self._accepting.set()
         if event.new_state == "thinking":
             self._print("(thinking...)")
 
@@ -151,6 +157,7 @@ class ConsoleTransport(Transport):
             pending = b""
             while True:
                 data = await keyboard.receive_some(4096)
+                await self._accepting.wait()
                 if not data:
                     if self._session is not None:
                         self._session.shutdown(drain=True)
@@ -158,7 +165,10 @@ class ConsoleTransport(Transport):
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    self._user_said(line.decode("utf-8", errors="replace").strip())
+                    try:
+                        self._user_said(line.decode("utf-8", errors="replace").strip())
+                    except SessionClosedError:
+                        return  # the call is ending (a goodbye tool, say): typing is over
 
     def _user_said(self, text: str) -> None:
         if text and self._session is not None:
