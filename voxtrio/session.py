@@ -52,9 +52,15 @@ from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, Ses
 from .providers.base import LLM, STT, TTS, VAD
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
-from .text import resolve_transforms
-from .tools import FunctionTool, Toolset, check_tool_items, open_toolsets, toolsets_of
+from .tools import FunctionTool, Toolset, check_tool_items, flatten_tools, open_toolsets, toolsets_of
 from .transports.base import Transport
+from .validation import (
+    check_async_iterable,
+    check_bool,
+    check_number,
+    check_str,
+    check_type,
+)
 
 if TYPE_CHECKING:
     from .testing.run_result import RunResult
@@ -62,6 +68,25 @@ if TYPE_CHECKING:
 _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
     "voxtrio_inside_session", default=None
 )
+
+
+TOOL_CHOICES = ("auto", "required", "none")
+
+
+def _check_flag_or_default(value: Any, name: str) -> None:
+    if is_given(value):
+        check_bool(value, name)
+
+
+def _options_with(base: SessionOptions | None, changes: dict[str, Any], what: str) -> SessionOptions:
+    """``base`` (or the defaults) with ``changes``, each checked: a wrong value
+    fails here, naming the option, instead of inside an actor."""
+    unknown = set(changes) - SESSION_OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unknown {what}(s): {', '.join(sorted(unknown))}")
+    if isinstance(changes.get("tts_text_transforms"), list):
+        changes = {**changes, "tts_text_transforms": tuple(changes["tts_text_transforms"])}
+    return SessionOptions(**changes) if base is None else attrs.evolve(base, **changes)
 
 
 def _only_cancellation(error: BaseException) -> bool:
@@ -96,15 +121,9 @@ class AgentSession:
         max_recorded_events: int = 10_000,
         **options: Any,
     ) -> None:
-        unknown = set(options) - SESSION_OPTION_NAMES
-        if unknown:
-            raise TypeError(f"unknown AgentSession option(s): {', '.join(sorted(unknown))}")
         if conn_options is not None:
             options["conn_options"] = conn_options
-        if options.get("tts_text_transforms") is not None:
-            options["tts_text_transforms"] = tuple(options["tts_text_transforms"])
-        self._options = SessionOptions(**options)
-        resolve_transforms(self._options.tts_text_transforms)  # fail early on a bad name
+        self._options = _options_with(None, options, "AgentSession option")
         self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
         self._tools = check_tool_items(list(tools), owner="AgentSession")
         self._userdata = userdata
@@ -264,6 +283,7 @@ class AgentSession:
 
     def shutdown(self, *, drain: bool = True) -> None:
         """Close soon: let queued speech play first when ``drain`` is true."""
+        check_bool(drain, "drain")
         if self._state.running and self._supervisor is not None:
             self._state.closing = True
             self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=drain))
@@ -306,6 +326,11 @@ class AgentSession:
         allow_interruptions: bool | Any = NOT_GIVEN,
         add_to_chat_ctx: bool = True,
     ) -> SpeechHandle:
+        if not isinstance(text, str):
+            check_async_iterable(text, "text", what="a string or an async iterable of strings")
+        check_async_iterable(audio, "audio", optional=True, what="an async iterable of AudioFrames")
+        _check_flag_or_default(allow_interruptions, "allow_interruptions")
+        check_bool(add_to_chat_ctx, "add_to_chat_ctx")
         self._check_accepting()
         tts = self.current_agent.override("tts", self.tts)
         if audio is None and tts is None and self._has_audio_output():
@@ -327,7 +352,19 @@ class AgentSession:
         allow_interruptions: bool | Any = NOT_GIVEN,
         chat_ctx: ChatContext | None = None,
     ) -> SpeechHandle:
+        if user_input is not None:
+            check_type(user_input, (str, ChatMessage), "user_input", "a string, a ChatMessage or None")
+        check_str(instructions, "instructions", optional=True)
+        if tools is not None:
+            check_type(tools, (list, tuple), "tools", "a list of tool names or None")
+            for name in tools:
+                check_type(name, str, "tools", "a list of tool names (strings)")
+        _check_flag_or_default(allow_interruptions, "allow_interruptions")
+        if chat_ctx is not None:
+            check_type(chat_ctx, ChatContext, "chat_ctx", "a ChatContext or None")
         self._check_accepting()
+        if is_given(tool_choice) and tool_choice is not None:
+            self._check_tool_choice(tool_choice)
         assert self._planner is not None
         if not self._planner.llm_available():
             raise RuntimeError("generate_reply() needs an LLM")
@@ -357,6 +394,7 @@ class AgentSession:
         Raises RuntimeError if the current speech does not allow interruptions
         and ``force`` is false.
         """
+        check_bool(force, "force")
         self._check_running()
         current = self._state.current_speech
         if current is not None and not current.done() and not current.interrupted:
@@ -373,6 +411,7 @@ class AgentSession:
     def set_audio_input_enabled(self, enabled: bool) -> None:
         """Turn the user's audio on or off (push-to-talk). Turning it off while
         the user speaks ends their speech there."""
+        check_bool(enabled, "enabled")
         self._check_running()
         assert self._turn is not None
         self._turn.inbox.send_nowait(SetAudioInput(enabled))
@@ -380,6 +419,8 @@ class AgentSession:
     def commit_user_turn(
         self, *, transcript_timeout: float = 2.0, skip_reply: bool = False
     ) -> Future[str]:
+        check_number(transcript_timeout, "transcript_timeout")
+        check_bool(skip_reply, "skip_reply")
         self._check_running()
         assert self._turn is not None
         reply: Future[str] = Future()
@@ -402,9 +443,10 @@ class AgentSession:
         agent's own policy for this hand-off (see :class:`voxtrio.Agent`).
         The returned future resolves once the new agent is current.
         """
-        self._check_running()
+        check_type(agent, Agent, "agent", "an Agent")
         if carry_history is not None:
             check_carry_history(carry_history, "update_agent")
+        self._check_running()
         assert self._supervisor is not None
         done: Future[None] = Future()
         self._state.count_handoff(+1)
@@ -427,6 +469,7 @@ class AgentSession:
         """
         from .testing.run_result import RunResult
 
+        check_str(user_input, "user_input")
         self._check_accepting()
         if self._run is not None:
             raise RuntimeError("nested runs are not supported: await the first run")
@@ -462,10 +505,7 @@ class AgentSession:
         return await reply
 
     def update_options(self, **changes: Any) -> None:
-        unknown = set(changes) - SESSION_OPTION_NAMES
-        if unknown:
-            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        self._options = attrs.evolve(self._options, **changes)
+        self._options = _options_with(self._options, changes, "option")
         if self._state.running:
             # Every actor that reads options hears of the change.
             for actor in (self._supervisor, self._planner, self._turn, self._speaker, self._recognizer):
@@ -538,10 +578,21 @@ class AgentSession:
 
     def _check_running(self) -> None:
         if not self._state.running:
-            raise SessionClosedError(
-                "the session is not running: start it with session.main(agent) first"
-                if self._closed is None
-                else "the session is closing"
+            if self._closed is not None:
+                raise SessionClosedError("the session is closing")
+            if self.last_close is not None:
+                raise SessionClosedError("the session is closed")
+            raise SessionClosedError("the session is not running: start it with session.main(agent) first")
+
+    def _check_tool_choice(self, tool_choice: Any) -> None:
+        check_type(tool_choice, str, "tool_choice", "'auto', 'required', 'none', a tool name or None")
+        if tool_choice in TOOL_CHOICES:
+            return
+        names = [tool.name for tool in flatten_tools([*self.current_agent.tool_items, *self._tools])]
+        if tool_choice not in names:
+            raise ValueError(
+                f"tool_choice must be one of {', '.join(map(repr, TOOL_CHOICES))} or the name of a tool "
+                f"of the current agent ({', '.join(names) or 'it has none'}), got {tool_choice!r}"
             )
 
     def _check_accepting(self) -> None:
