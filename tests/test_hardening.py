@@ -14,6 +14,15 @@ import trio
 
 import voxtrio
 from voxtrio.errors import SessionClosedError
+from voxtrio.providers.base import (
+    LLM,
+    STT,
+    TTS,
+    STTCapabilities,
+    SynthesizedAudio,
+    ToolCallChunk,
+    TTSCapabilities,
+)
 from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedTransport, ScriptedTTS
 
 
@@ -127,3 +136,187 @@ async def test_calls_after_close_say_the_session_is_closed(autojump_clock):
     ):
         with pytest.raises(SessionClosedError, match="the session is closed"):
             call()
+
+
+# -- 2. a provider that misbehaves is contained ------------------------------------------------
+
+
+class MisbehavingLLM(LLM):
+    """Raises ``output`` if it is an exception, else streams it as a chunk."""
+
+    def __init__(self, output):
+        self.output = output
+
+    async def chat(self, *, chat_ctx, tools, tool_choice, output, conn_options=None):
+        if isinstance(self.output, BaseException):
+            raise self.output
+        await output.send(self.output)
+
+
+class MisbehavingTTS(TTS):
+    capabilities = TTSCapabilities(streaming=True)
+
+    def __init__(self, output):
+        self.output = output
+
+    async def stream(self, text, audio, *, conn_options=None):
+        async for _ in text:
+            pass
+        if isinstance(self.output, BaseException):
+            raise self.output
+        await audio.send(self.output)
+
+
+class RaisingSTT(STT):
+    capabilities = STTCapabilities(streaming=True)
+
+    async def stream(self, frames, events, *, language=None, conn_options=None):
+        await frames.receive()
+        raise ValueError("the recognizer has a bug")
+
+
+def one_budget(max_errors):
+    return voxtrio.SessionConnectOptions(max_unrecoverable_errors=max_errors)
+
+
+LLM_JUNK = [
+    ("ValueError", ValueError("the model has a bug"), "ValueError: the model has a bug"),
+    ("KeyError", KeyError("choices"), "KeyError: 'choices'"),
+    ("an int", 5, "the LLM sent int 5"),
+    ("a dict", {"delta": "hi"}, "the LLM sent dict {'delta': 'hi'}"),
+    ("a bad tool call", ToolCallChunk(name="x", arguments={"a": 1}, call_id="c"), "the LLM sent a ToolCallChunk"),
+]
+
+
+@pytest.mark.parametrize("output, message", [j[1:] for j in LLM_JUNK], ids=[j[0] for j in LLM_JUNK])
+async def test_an_llm_that_raises_or_sends_junk_is_one_error_event_and_the_session_goes_on(
+    autojump_clock, output, message
+):
+    session = voxtrio.AgentSession(llm=MisbehavingLLM(output), tts=ScriptedTTS([], default_chars_per_second=10.0))
+    errors = []
+    session.on("error", errors.append)
+
+    async def body(session):
+        handle = session.generate_reply(user_input="hi")
+        await handle.wait_for_playout()
+        await trio.sleep(1.0)
+        assert session.running and session.agent_state == "listening"
+
+    close = await run_until_closed(session, voxtrio.Agent(), ScriptedTransport(input_audio=False), body=body)
+    assert [(e.source, e.recoverable) for e in errors] == [("llm", False)]
+    assert message in errors[0].message
+    assert (close.reason, close.error) == ("user_initiated", None)
+
+
+@pytest.mark.parametrize("output, message", [j[1:] for j in LLM_JUNK[:3]], ids=[j[0] for j in LLM_JUNK[:3]])
+async def test_an_llm_failure_counts_toward_the_error_budget_and_the_close_names_it(
+    autojump_clock, output, message
+):
+    session = voxtrio.AgentSession(llm=MisbehavingLLM(output), conn_options=one_budget(0))
+    errors = []
+    session.on("error", errors.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent())
+        session.generate_reply(user_input="hi")
+    assert [e.source for e in errors] == ["llm"]
+    assert session.last_close.reason == "error"
+    assert message in session.last_close.error
+
+
+async def test_session_run_raises_the_llm_failure(autojump_clock):
+    session = voxtrio.AgentSession(llm=MisbehavingLLM(ValueError("the model has a bug")))
+
+    async def body(session):
+        with pytest.raises(ValueError, match="the model has a bug"):
+            await session.run(user_input="hi")
+
+    await run_until_closed(session, voxtrio.Agent(), body=body)
+
+
+TTS_JUNK = [
+    ("ValueError", ValueError("the voice has a bug"), "ValueError: the voice has a bug"),
+    ("a str", "some audio", "the TTS sent str 'some audio'"),
+    ("an int", 7, "the TTS sent int 7"),
+    ("a frame that is not audio", SynthesizedAudio(frame=b"pcm"), "the TTS sent a SynthesizedAudio whose frame is bytes"),
+]
+
+
+@pytest.mark.parametrize("output, message", [j[1:] for j in TTS_JUNK], ids=[j[0] for j in TTS_JUNK])
+async def test_a_tts_that_raises_or_sends_junk_is_one_error_event_and_nothing_is_said(
+    autojump_clock, output, message
+):
+    session = voxtrio.AgentSession(
+        llm=ScriptedLLM([LLMResponse(input="hi", content="Hello there.")]), tts=MisbehavingTTS(output)
+    )
+    errors = []
+    session.on("error", errors.append)
+
+    async def body(session):
+        await session.generate_reply(user_input="hi")
+        await trio.sleep(1.0)
+        assert session.running and session.agent_state == "listening"
+
+    close = await run_until_closed(session, voxtrio.Agent(), ScriptedTransport(input_audio=False), body=body)
+    assert [(e.source, e.recoverable) for e in errors] == [("tts", False)]
+    assert message in errors[0].message
+    assert (close.reason, close.error) == ("user_initiated", None)
+    # Nothing was heard: the reply is not in the history.
+    assert [m.content for m in session.history.items if m.type == "message"] == ["hi"]
+
+
+async def test_an_stt_that_raises_is_an_error_event_per_failure_and_closes_past_the_budget(autojump_clock):
+    session = voxtrio.AgentSession(stt=RaisingSTT(), conn_options=one_budget(2))
+    errors = []
+    session.on("error", errors.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport())
+    assert [(e.source, e.recoverable) for e in errors] == [("stt", False)] * 3
+    assert all("ValueError: the recognizer has a bug" in e.message for e in errors)
+    assert session.last_close.reason == "error"
+    assert session.last_close.error == "ValueError: the recognizer has a bug"
+
+
+async def test_a_crash_inside_the_session_names_its_root_cause_in_the_close_event(autojump_clock):
+    class Broken(voxtrio.Agent):
+        async def on_enter(self):
+            raise KeyboardInterrupt("stop")
+
+    session = voxtrio.AgentSession()
+    with pytest.raises(BaseException):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, Broken())
+            await trio.sleep(1)
+    assert session.last_close.reason == "error"
+    assert session.last_close.error == "KeyboardInterrupt: stop"
+
+
+# -- issue 11, item 9: a custom text transform that raises -------------------------------------
+
+
+async def broken_transform(text):
+    async for chunk in text:
+        raise ValueError(f"cannot transform {chunk!r}")
+        yield chunk
+
+
+@pytest.mark.parametrize("output", ["audio", "text only"])
+async def test_a_text_transform_that_raises_is_a_tts_error_and_the_reply_is_not_spoken(autojump_clock, output):
+    session = voxtrio.AgentSession(
+        llm=ScriptedLLM([LLMResponse(input="hi", content="Hello there."), LLMResponse(input="again", content="Hi.")]),
+        tts=ScriptedTTS([], default_chars_per_second=10.0),
+        tts_text_transforms=[broken_transform],
+    )
+    errors = []
+    session.on("error", errors.append)
+    transport = ScriptedTransport(input_audio=False) if output == "audio" else None
+
+    async def body(session):
+        await session.generate_reply(user_input="hi")
+        session.update_options(tts_text_transforms=["filter_markdown"])
+        await session.generate_reply(user_input="again")
+
+    close = await run_until_closed(session, voxtrio.Agent(), transport, body=body)
+    assert [(e.source, e.recoverable) for e in errors] == [("tts", False)]
+    assert "ValueError: cannot transform 'Hel'" in errors[0].message
+    assert close.reason == "user_initiated"
+    assert [m.content for m in session.history.items if m.type == "message"] == ["hi", "again", "Hi."]

@@ -33,7 +33,7 @@ from .actors.turn import Turn
 from .actors.vad import VADActor
 from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
-from .errors import SessionClosedError
+from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus, SpeechCreated
 from .messages import (
     ClearUserTurn,
@@ -268,7 +268,8 @@ class AgentSession:
             state.agent_state = "initializing"
             state.user_state = "listening"
             state.current_speech = None
-            error_text = None if info.error is None else f"{type(info.error).__name__}: {info.error}"
+            cause = None if info.error is None else root_cause(info.error)
+            error_text = None if cause is None else f"{type(cause).__name__}: {cause}"
             self.last_close = bus.emit(  # type: ignore[assignment]
                 CloseEvent(reason=info.reason, error=error_text, cancelled=info.cancelled)
             )

@@ -27,7 +27,7 @@ import numpy as np
 import trio
 
 from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
-from ..errors import AudioFormatError
+from ..errors import AudioFormatError, describe_error
 from ..events import ErrorEvent, EventBus
 from ..messages import (
     CloseRequested,
@@ -203,7 +203,7 @@ class AudioIn:
         except Exception as error:
             # As the VAD actor does for a provider that fails: fatal for the session.
             self._detector = None
-            self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+            self._bus.emit(ErrorEvent(source="vad", message=describe_error(error), recoverable=False, error=error))
             self._session_inbox.send_nowait(ProviderFailed(source="vad", error=error))
             return
         for event in events:

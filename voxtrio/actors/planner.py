@@ -42,7 +42,7 @@ import trio
 from .._sync import Flag, Future
 from ..agent import INSTRUCTIONS_ID, Agent, AgentTask, AgentTaskCancelled, CarryHistory, carry_over
 from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall
-from ..errors import StopResponse
+from ..errors import StopResponse, describe_error
 from ..events import (
     AgentFalseInterruption,
     AgentState,
@@ -82,7 +82,7 @@ from ..messages import (
     UserTurnCompleted,
 )
 from ..options import SessionOptions
-from ..providers.base import LLM, LLMChunk, ToolCallChunk, UsageChunk
+from ..providers.base import LLM, LLMChunk, ToolCallChunk, UsageChunk, check_llm_chunk
 from ..retry import retrying, stream_attempt
 from ..speech import SpeechHandle, SpeechQueue, current_tool_speech
 from ..state import SessionState
@@ -340,6 +340,14 @@ class Planner:
             except Exception as exc:  # a bug in a step must not take the session down
                 logger.exception("speech %s failed", handle.id)
                 error = exc
+                self._bus.emit(
+                    ErrorEvent(
+                        source="session",
+                        message=f"speech {handle.id} failed: {describe_error(exc)}",
+                        recoverable=True,
+                        error=exc,
+                    )
+                )
             finally:
                 remaining = self._speech_tasks[handle] - 1
                 if remaining:
@@ -1066,6 +1074,7 @@ class Planner:
 
             async def deliver(chunk: LLMChunk) -> None:
                 nonlocal delivered, usage
+                check_llm_chunk(chunk)
                 if not first:
                     first.append(trio.current_time())
                 if isinstance(chunk, UsageChunk):
@@ -1075,7 +1084,9 @@ class Planner:
                 await send.send(chunk)
 
             def on_error(error: BaseException, recoverable: bool) -> None:
-                self._bus.emit(ErrorEvent(source="llm", message=str(error), recoverable=recoverable, error=error))
+                self._bus.emit(
+                    ErrorEvent(source="llm", message=describe_error(error), recoverable=recoverable, error=error)
+                )
 
             try:
                 await retrying(

@@ -40,7 +40,8 @@ from ..messages import (
     SynthesizeSegment,
 )
 from ..options import NOT_GIVEN, SessionOptions
-from ..providers.base import TTS, SynthesizedAudio, TimedWord
+from ..errors import describe_error
+from ..providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 
@@ -264,16 +265,33 @@ class Speaker:
             segment.text_done.set()
 
         stream: AsyncIterable[str] = raw()
-        for transform in transforms:
-            stream = transform(stream)
         try:
+            for transform in transforms:
+                stream = transform(stream)
             async for chunk in stream:  # type: ignore[attr-defined]
                 if spoken is not None and chunk:
                     spoken.append(chunk)
-        finally:
             await stream.aclose()  # type: ignore[attr-defined]
+        except Exception as error:
+            # A transform is user code of the TTS's: its failure is the TTS's,
+            # and none of the segment is spoken (the TTS never gets its text).
+            self._bus.emit(
+                ErrorEvent(
+                    source="tts",
+                    message=f"a text transform failed: {describe_error(error)}",
+                    recoverable=False,
+                    error=error,
+                )
+            )
+            self._synthesis_failed(segment, error)
+            segment.scope.cancel()
+        finally:
             if spoken is not None:
                 spoken.close()
+
+    def _synthesis_failed(self, segment: _Segment, error: BaseException) -> None:
+        segment.error = error
+        self._session_inbox.send_nowait(ProviderFailed(source="tts", error=error))
 
     async def _forward_prerendered(self, segment: _Segment, audio: AsyncIterable[AudioFrame]) -> None:
         async for frame in audio:
@@ -287,11 +305,11 @@ class Speaker:
         timing = {"started": None, "first_audio": None}
 
         async def deliver(item: Any) -> None:
-            if item == TTS_REQUEST_STARTED:
+            if isinstance(item, str) and item == TTS_REQUEST_STARTED:
                 if timing["started"] is None:
                     timing["started"] = trio.current_time()
                 return
-            assert isinstance(item, SynthesizedAudio)
+            check_synthesized_audio(item)
             offset = segment.synthesized
             if timing["first_audio"] is None:
                 timing["first_audio"] = trio.current_time()
@@ -304,7 +322,7 @@ class Speaker:
 
         def on_error(error: BaseException, recoverable: bool) -> None:
             self._bus.emit(
-                ErrorEvent(source="tts", message=str(error), recoverable=recoverable, error=error)
+                ErrorEvent(source="tts", message=describe_error(error), recoverable=recoverable, error=error)
             )
 
         request_started = trio.current_time()
@@ -336,9 +354,8 @@ class Speaker:
                             await self._synthesize_sentence(tts, sentence, deliver, on_error)
                 for sentence in splitter.flush():
                     await self._synthesize_sentence(tts, sentence, deliver, on_error)
-        except Exception as error:
-            segment.error = error
-            await self._session_inbox.send(ProviderFailed(source="tts", error=error))
+        except Exception as error:  # already an error event (retrying reports every attempt)
+            self._synthesis_failed(segment, error)
             return
         finished = trio.current_time()
         if timing["first_audio"] is not None:
@@ -442,7 +459,7 @@ class Speaker:
             heard = self._heard_text(segment, position, interrupted) if wrote_any else ""
         else:
             position = 0.0
-            heard = "" if started_at is None else segment.text
+            heard = "" if started_at is None or segment.error is not None else segment.text
             if interrupted:
                 segment.scope.cancel()
         if wrote_any:
