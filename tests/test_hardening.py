@@ -13,7 +13,8 @@ import pytest
 import trio
 
 import voxtrio
-from voxtrio.errors import SessionClosedError
+from voxtrio.audio import AudioFrame
+from voxtrio.errors import AudioFormatError, SessionClosedError
 from voxtrio.providers.base import (
     LLM,
     STT,
@@ -23,7 +24,9 @@ from voxtrio.providers.base import (
     ToolCallChunk,
     TTSCapabilities,
 )
-from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedTransport, ScriptedTTS
+from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedSTT, ScriptedTransport, ScriptedTTS
+from voxtrio.testing.scripted import ScriptedAudioOutput
+from voxtrio.transports.base import Transport
 
 
 def scripted_session(llm=(), **options):
@@ -320,3 +323,76 @@ async def test_a_text_transform_that_raises_is_a_tts_error_and_the_reply_is_not_
     assert "ValueError: cannot transform 'Hel'" in errors[0].message
     assert close.reason == "user_initiated"
     assert [m.content for m in session.history.items if m.type == "message"] == ["hi", "again", "Hi."]
+
+
+# -- 3. transports -----------------------------------------------------------------------------
+
+
+class FailingTransport(Transport):
+    """Sends ``before`` (frames or junk), then raises ``error`` from read_audio."""
+
+    def __init__(self, before=(), error=None, hang_on_close=False):
+        self.before = list(before)
+        self.error = error
+        self.hang_on_close = hang_on_close
+        self.audio_output = ScriptedAudioOutput()
+
+    async def read_audio(self, frames):
+        for item in self.before:
+            await frames.send(item)
+            await trio.sleep(0.02)
+        if self.error is not None:
+            await trio.sleep(0.5)
+            raise self.error
+        await trio.sleep_forever()
+
+    async def aclose(self):
+        if self.hang_on_close:
+            await trio.sleep(3600)  # as good as forever (forever would hang the old code's test run)
+
+
+async def test_a_read_audio_that_raises_closes_the_session_with_an_error_every_time(autojump_clock):
+    # The race this pins went either way from one run to the next: twenty runs
+    # with trio's shuffled scheduling all have to close.
+    for _ in range(20):
+        session = voxtrio.AgentSession(stt=ScriptedSTT([]), tts=ScriptedTTS([], default_chars_per_second=10.0))
+        errors = []
+        session.on("error", errors.append)
+        with trio.fail_after(10):
+            await session.main(
+                voxtrio.Agent(), FailingTransport([AudioFrame.silence(0.02)], ConnectionResetError("peer reset"))
+            )
+        assert [(e.source, e.recoverable) for e in errors] == [("transport", False)]
+        assert "ConnectionResetError: peer reset" in errors[0].message
+        assert (session.last_close.reason, session.last_close.error) == ("error", "ConnectionResetError: peer reset")
+
+
+async def test_a_transport_that_sends_something_else_than_a_frame_gets_a_typed_error_event(autojump_clock):
+    junk = [AudioFrame.silence(0.02), b"\0\0" * 320, AudioFrame.silence(0.02), None, AudioFrame.silence(0.02)]
+    session = voxtrio.AgentSession(stt=ScriptedSTT([]), tts=ScriptedTTS([], default_chars_per_second=10.0))
+    errors = []
+    session.on("error", errors.append)
+
+    async def body(session):
+        await trio.sleep(1.0)
+        assert session.running
+
+    close = await run_until_closed(session, voxtrio.Agent(), FailingTransport(junk), body=body)
+    assert [(e.source, e.recoverable, type(e.error)) for e in errors] == [("transport", True, AudioFormatError)] * 2
+    assert "the transport sent bytes, not an AudioFrame" in errors[0].message
+    assert close.reason == "user_initiated"
+
+
+@pytest.mark.parametrize("closed_by", ["aclose", "a cancel from outside"])
+async def test_a_transport_whose_aclose_hangs_is_bounded_by_the_close_timeout(autojump_clock, closed_by):
+    session = voxtrio.AgentSession(close_timeout=2.0)
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), FailingTransport(hang_on_close=True))
+        with trio.move_on_after(30):
+            if closed_by == "aclose":
+                await session.aclose()
+            else:
+                nursery.cancel_scope.cancel()
+    assert not session.running
+    assert trio.current_time() - started <= 2.0 + 1e-6

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import logging
 import math
 from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
 
@@ -64,6 +65,8 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .testing.run_result import RunResult
+
+logger = logging.getLogger("voxtrio.session")
 
 _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
     "voxtrio_inside_session", default=None
@@ -277,8 +280,17 @@ class AgentSession:
             self._closed.set()
             self._closed = None
             if transport is not None:
-                with trio.CancelScope(shield=True):
+                # Shielded (a cancelled session still closes its transport) but
+                # bounded: a transport that never finishes closing is left behind.
+                with trio.CancelScope(shield=True) as closing:
+                    closing.deadline = trio.current_time() + self._options.close_timeout
                     await transport.aclose()
+                if closing.cancelled_caught:
+                    logger.warning(
+                        "%r did not finish closing within close_timeout (%g s)",
+                        transport,
+                        self._options.close_timeout,
+                    )
 
     # -- lifecycle -------------------------------------------------------------------
 

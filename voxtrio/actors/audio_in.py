@@ -156,7 +156,15 @@ class AudioIn:
             nursery.start_soon(self._read_control)
             task_status.started()
             async for frame in receive:
-                for pipeline_frame in self._converter.push(frame):
+                try:
+                    pipeline_frames = self._converter.push(frame)
+                except AudioFormatError as error:
+                    # The transport's bug: reported, the item dropped, the call goes on.
+                    self._bus.emit(
+                        ErrorEvent(source="transport", message=str(error), recoverable=True, error=error)
+                    )
+                    continue
+                for pipeline_frame in pipeline_frames:
                     self._fan_out(pipeline_frame)
             for pipeline_frame in self._converter.flush():
                 self._fan_out(pipeline_frame)
@@ -173,13 +181,19 @@ class AudioIn:
                 self._enabled = message.enabled
 
     async def _read_transport(self, send: trio.MemorySendChannel[AudioFrame]) -> None:
-        async with send:
+        # Closed without a checkpoint: once the input ends, run() cancels this
+        # task, and a checkpoint on the way out would let that cancellation
+        # replace the transport's error.
+        with send:
             try:
                 await self._transport.read_audio(send)
             except TransportDisconnected:
-                await self._session_inbox.send(
-                    CloseRequested(reason="participant_disconnected", drain=False)
+                self._session_inbox.send_nowait(CloseRequested(reason="participant_disconnected", drain=False))
+            except Exception as error:
+                self._bus.emit(
+                    ErrorEvent(source="transport", message=describe_error(error), recoverable=False, error=error)
                 )
+                self._session_inbox.send_nowait(CloseRequested(reason="error", drain=False, error=error))
 
     def _fan_out(self, frame: AudioFrame) -> None:
         if not self._enabled:
