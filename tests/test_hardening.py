@@ -15,10 +15,12 @@ import trio
 import voxtrio
 from voxtrio.audio import AudioFrame
 from voxtrio.errors import AudioFormatError, SessionClosedError
+from voxtrio.messages import STTEvent, VADEvent
 from voxtrio.providers.base import (
     LLM,
     STT,
     TTS,
+    VAD,
     STTCapabilities,
     SynthesizedAudio,
     ToolCallChunk,
@@ -396,3 +398,77 @@ async def test_a_transport_whose_aclose_hangs_is_bounded_by_the_close_timeout(au
                 nursery.cancel_scope.cancel()
     assert not session.running
     assert trio.current_time() - started <= 2.0 + 1e-6
+
+
+# -- 8. recognizer and VAD events are checked when they are made -------------------------------
+
+
+def test_an_stt_event_without_text_is_a_typed_error():
+    with pytest.raises(TypeError, match="text"):
+        STTEvent(kind="final", text=None)
+    with pytest.raises(ValueError, match="kind"):
+        STTEvent(kind="partial", text="hi")
+    with pytest.raises(ValueError, match="end_time"):
+        STTEvent(kind="final", text="hi", end_time=math.nan)
+
+
+@pytest.mark.parametrize("field", ["timestamp", "speech_duration", "silence_duration"])
+def test_a_vad_event_with_a_nan_time_is_a_typed_error(field):
+    values = dict(kind="end_of_speech", timestamp=1.0, speech_duration=0.5, silence_duration=0.5, speaking=False)
+    values[field] = math.nan
+    with pytest.raises(ValueError, match=field):
+        VADEvent(**values)
+
+
+class TextlessSTT(STT):
+    capabilities = STTCapabilities(streaming=True)
+
+    async def stream(self, frames, events, *, language=None, conn_options=None):
+        await frames.receive()
+        await events.send(STTEvent(kind="final", text=None))
+
+
+class NaNVAD(VAD):
+    async def run(self, frames, events):
+        await frames.receive()
+        await events.send(
+            VADEvent(kind="start_of_speech", timestamp=math.nan, speech_duration=0.1, silence_duration=0.0, speaking=True)
+        )
+
+
+async def test_a_recognizer_that_sends_a_textless_final_is_reported_not_a_lost_turn(autojump_clock):
+    session = voxtrio.AgentSession(stt=TextlessSTT(), conn_options=one_budget(0))
+    errors = []
+    session.on("error", errors.append)
+    with trio.fail_after(60):
+        await session.main(voxtrio.Agent(), ScriptedTransport())
+    assert [(e.source, type(e.error)) for e in errors] == [("stt", TypeError)]
+    assert "text must be a string" in errors[0].message
+    assert session.last_close.reason == "error"
+
+
+async def test_a_vad_that_sends_nan_times_is_reported(autojump_clock):
+    session = voxtrio.AgentSession(vad=NaNVAD())
+    errors = []
+    session.on("error", errors.append)
+    with trio.fail_after(60):
+        await session.main(voxtrio.Agent(), ScriptedTransport())
+    assert [(e.source, type(e.error)) for e in errors] == [("vad", ValueError)]
+    assert "timestamp must be a finite number" in errors[0].message
+    assert session.last_close.reason == "error"
+
+
+class JunkVAD(VAD):
+    async def run(self, frames, events):
+        await frames.receive()
+        await events.send({"speaking": True})
+
+
+async def test_a_vad_that_sends_something_else_than_an_event_is_reported(autojump_clock):
+    session = voxtrio.AgentSession(vad=JunkVAD())
+    errors = []
+    session.on("error", errors.append)
+    with trio.fail_after(60):
+        await session.main(voxtrio.Agent(), ScriptedTransport())
+    assert [(e.source, type(e.error).__name__) for e in errors] == [("vad", "ProviderOutputError")]
+    assert session.last_close.reason == "error"

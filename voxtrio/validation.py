@@ -33,15 +33,27 @@ def check_bool(value: Any, name: str) -> bool:
 
 
 def check_number(
-    value: Any, name: str, *, minimum: float = 0.0, maximum: float = math.inf, optional: bool = False
+    value: Any,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    maximum: float = math.inf,
+    optional: bool = False,
+    finite: bool = False,
 ) -> float | None:
-    """A real number in ``[minimum, maximum]`` (``None`` too when ``optional``); never NaN."""
+    """A real number in ``[minimum, maximum]`` (``None`` too when ``optional``);
+    never NaN, and not infinite either when ``finite``."""
     if value is None and optional:
         return None
     check_type(value, (int, float), name, "a number" + (" or None" if optional else ""))
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if math.isnan(value) or not minimum <= value <= maximum:
-        bound = f"between {minimum:g} and {maximum:g}" if maximum < math.inf else f">= {minimum:g}"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        if maximum < math.inf:
+            bound = f" between {minimum:g} and {maximum:g}"
+        else:
+            bound = f" >= {minimum:g}" if minimum > -math.inf else ""
+        raise ValueError(f"{name} must be a number{bound}, got {value!r}")
     return value  # type: ignore[no-any-return]
 
 
@@ -60,7 +72,7 @@ def check_str(value: Any, name: str, *, optional: bool = False) -> str | None:
     return check_type(value, str, name, "a string" + (" or None" if optional else ""))  # type: ignore[no-any-return]
 
 
-def check_choice(value: Any, choices: tuple[Any, ...], name: str) -> Any:
+def check_choice(value: Any, name: str, *, choices: tuple[Any, ...]) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {_shown(value)}")
     return value

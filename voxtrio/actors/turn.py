@@ -35,7 +35,9 @@ from typing import Any
 import trio
 
 from .._sync import Future
+from ..errors import ProviderOutputError
 from ..events import (
+    ErrorEvent,
     EventBus,
     UserInputTranscribed,
     UserState,
@@ -53,6 +55,7 @@ from ..messages import (
     FlushRecognizer,
     OptionsChanged,
     PreemptiveTranscript,
+    ProviderFailed,
     ResetRecognizer,
     SetAudioInput,
     SetRecognizerMuted,
@@ -214,6 +217,12 @@ class Turn:
                 self._end_of_speech(self._audio_now())
             if self._audio_in is not None:
                 self._audio_in.send_nowait(message)
+        else:
+            # Only a VAD provider writes here unchecked (it sends to this
+            # actor directly): what it sent is not a VADEvent.
+            error = ProviderOutputError(f"the VAD sent {message!r:.80}, not a VADEvent", output=message)
+            self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+            self._session_inbox.send_nowait(ProviderFailed(source="vad", error=error))
 
     def _start(self, coroutine: Any) -> None:
         assert self._nursery is not None
