@@ -13,6 +13,7 @@ import pytest
 import trio
 
 import voxtrio
+from voxtrio import FunctionTool, function_tool
 from voxtrio.audio import AudioFrame
 from voxtrio.errors import AudioFormatError, SessionClosedError
 from voxtrio.messages import STTEvent, VADEvent
@@ -26,7 +27,7 @@ from voxtrio.providers.base import (
     ToolCallChunk,
     TTSCapabilities,
 )
-from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedSTT, ScriptedTransport, ScriptedTTS
+from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedSTT, ScriptedTransport, ScriptedTTS, ToolCall
 from voxtrio.testing.scripted import ScriptedAudioOutput
 from voxtrio.transports.base import Transport
 
@@ -472,3 +473,43 @@ async def test_a_vad_that_sends_something_else_than_an_event_is_reported(autojum
         await session.main(voxtrio.Agent(), ScriptedTransport())
     assert [(e.source, type(e.error).__name__) for e in errors] == [("vad", "ProviderOutputError")]
     assert session.last_close.reason == "error"
+
+
+# -- 12. huge tool arguments are a parse error the LLM sees ------------------------------------
+
+
+HUGE_ARGUMENTS = [
+    ("a 5,000-digit integer", '{"a": ' + "7" * 5000 + "}", "integer"),
+    ("JSON nested 50k deep", '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested"),
+]
+
+
+@function_tool
+async def double(a: int) -> int:
+    """Double a number."""
+    return 2 * a
+
+
+async def raw_double(a):
+    return 2 * a
+
+
+RAW_DOUBLE = FunctionTool.raw(
+    name="double", description="Double a number.", parameters={"properties": {"a": {"type": "integer"}}}, function=raw_double
+)
+
+
+@pytest.mark.parametrize("tool", [double, RAW_DOUBLE], ids=["typed tool", "raw schema tool"])
+@pytest.mark.parametrize("arguments, problem", [h[1:] for h in HUGE_ARGUMENTS], ids=[h[0] for h in HUGE_ARGUMENTS])
+async def test_huge_tool_arguments_are_a_parse_error_shown_to_the_llm(autojump_clock, tool, arguments, problem):
+    llm = ScriptedLLM([LLMResponse(input="go", tool_calls=(ToolCall(name="double", arguments=arguments, call_id="d"),))])
+    session = voxtrio.AgentSession(llm=llm)
+
+    async def body(session):
+        result = await session.run(user_input="go")
+        output = result.expect.contains_function_call_output().event().item
+        assert output.is_error
+        assert output.output.startswith("Error parsing arguments for `double`: ")
+        assert problem in output.output
+
+    await run_until_closed(session, voxtrio.Agent(tools=[tool]), body=body)

@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import json
 import re
+import sys
 import typing
 from typing import (
     TYPE_CHECKING,
@@ -124,12 +125,27 @@ class FunctionTool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     def parse_arguments(self, arguments: str) -> dict[str, Any]:
-        """Decode and check the LLM's arguments; raise ToolArgumentsError naming the field."""
+        """Decode and check the LLM's arguments; raise ToolArgumentsError naming the field.
+
+        Arguments too big to read (an integer of thousands of digits, JSON
+        nested thousands deep) are a parse error like any other, so the LLM
+        is told what was wrong.
+        """
+        try:
+            return self._parse_arguments(arguments)
+        except RecursionError:
+            raise ToolArgumentsError("arguments are nested too deeply to be read") from None
+
+    def _parse_arguments(self, arguments: str) -> dict[str, Any]:
         text = arguments.strip() or "{}"
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:
             raise ToolArgumentsError(f"arguments are not valid JSON: {error.msg}") from None
+        except ValueError:  # the only other failure: an integer longer than Python converts
+            raise ToolArgumentsError(
+                f"arguments cannot be read: an integer has more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         if not isinstance(value, dict):
             raise ToolArgumentsError(
                 f"arguments must be a JSON object, got {type(value).__name__}"
