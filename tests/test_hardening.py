@@ -8,6 +8,7 @@ session carries on (or closes with reason ``error`` and the root cause).
 """
 
 import math
+import threading
 
 import pytest
 import trio
@@ -513,3 +514,92 @@ async def test_huge_tool_arguments_are_a_parse_error_shown_to_the_llm(autojump_c
         assert problem in output.output
 
     await run_until_closed(session, voxtrio.Agent(tools=[tool]), body=body)
+
+
+# -- 11. synchronous tools run in a worker thread ------------------------------------------------
+
+
+def blocking_tool(release, name="block"):
+    """A synchronous tool that blocks until ``release`` is set (or 5 s of real time)."""
+
+    def block() -> str:
+        return "released" if release.wait(timeout=5.0) else "timed out"
+
+    return FunctionTool.raw(name=name, description="Blocks.", parameters={}, function=block)
+
+
+def calls(name, *replies):
+    return [
+        LLMResponse(input="go", tool_calls=(ToolCall(name=name, arguments="{}", call_id="c"),)),
+        *(LLMResponse(input=text, content=f"got {text}") for text in replies),
+    ]
+
+
+async def test_a_blocking_synchronous_tool_does_not_freeze_other_sessions(autojump_clock):
+    release = threading.Event()
+    blocked = voxtrio.AgentSession(llm=ScriptedLLM(calls("block", "released", "timed out")))
+    other = voxtrio.AgentSession(llm=ScriptedLLM([LLMResponse(input="hi", content="hello")]))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(blocked.main, voxtrio.Agent(tools=[blocking_tool(release)]))
+        await nursery.start(other.main, voxtrio.Agent())
+        blocked.generate_reply(user_input="go")
+        await trio.sleep(1.0)
+        # The other session answers while the tool still blocks its thread.
+        await other.run(user_input="hi")
+        assert not release.is_set()
+        release.set()
+        while not [i for i in blocked.history.items if i.type == "function_call_output"]:
+            await trio.sleep(0.1)
+        await other.aclose()
+        await blocked.aclose()
+    [output] = [i.output for i in blocked.history.items if i.type == "function_call_output"]
+    assert output == "released"
+
+
+async def test_a_synchronous_tool_that_never_returns_is_abandoned_and_counted_at_close(autojump_clock):
+    from voxtrio.clock import abandoned_workers
+
+    release = threading.Event()
+    session = voxtrio.AgentSession(llm=ScriptedLLM(calls("block")), close_timeout=1.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(tools=[blocking_tool(release)]))
+        session.generate_reply(user_input="go")
+        await trio.sleep(0.5)
+        started = trio.current_time()
+        await session.aclose()
+        assert trio.current_time() - started <= 1.0 + 1e-6
+    assert session.last_close.cancelled == ("tool block",)
+    assert abandoned_workers() == 1
+    release.set()
+    with trio.fail_after(10):
+        while abandoned_workers():
+            await trio.sleep(0.01)
+
+
+async def test_a_quick_synchronous_tool_takes_no_virtual_time(autojump_clock):
+    """On an autojumping MockClock virtual time stands still while a worker
+    thread runs (as it does for an inline call): a replay is deterministic."""
+
+    def quick() -> str:
+        return "done"
+
+    async def quick_async() -> str:
+        return "done"
+
+    times = []
+    for function in (quick, quick_async):
+        tool = FunctionTool.raw(name="quick", description="Quick.", parameters={}, function=function)
+        session = voxtrio.AgentSession(llm=ScriptedLLM(calls("quick", "done")), user_away_timeout=1.0)
+        executed = []
+        session.on("function_tools_executed", lambda e: executed.append(e.created_at))
+
+        async def body(session):
+            origin = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 100)  # a deadline the clock could jump to
+                await session.run(user_input="go")
+                nursery.cancel_scope.cancel()
+            times.append([round(t - origin, 6) for t in executed])
+
+        await run_until_closed(session, voxtrio.Agent(tools=[tool]), body=body)
+    assert times[0] == times[1]

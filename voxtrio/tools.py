@@ -14,6 +14,7 @@ reported as an internal error without detail.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import re
@@ -36,6 +37,7 @@ import pydantic
 import trio
 
 from .chat import ChatContext, FunctionCall, FunctionCallOutput
+from .clock import run_in_worker
 from .errors import StopResponse, ToolError
 
 if TYPE_CHECKING:
@@ -160,13 +162,37 @@ class FunctionTool:
         return {field: getattr(parsed, field) for field in type(parsed).model_fields}
 
     async def call(self, arguments: dict[str, Any], context: RunContext) -> Any:
+        """Call the function with checked arguments.
+
+        A synchronous function runs in a worker thread (trio's default thread
+        limiter), so one that blocks does not stop the event loop and every
+        session on it. A thread cannot be cancelled: when the session cancels
+        the call (its close deadline), the thread is abandoned, left to
+        finish on its own and counted by :func:`voxtrio.clock.abandoned_workers`.
+        From the thread, reach the session through ``trio.from_thread.run_sync``.
+        """
         kwargs = dict(arguments)
         if self.context_parameter is not None:
             kwargs[self.context_parameter] = context
-        result = self.function(**kwargs)
+        if _is_async_callable(self.function):
+            result = self.function(**kwargs)
+        else:
+            result = await run_in_worker(
+                functools.partial(self.function, **kwargs),
+                limiter=trio.to_thread.current_default_thread_limiter(),
+                abandon_on_cancel=True,
+            )
         if inspect.isawaitable(result):
             result = await typing.cast(Awaitable[Any], result)
         return result
+
+
+def _is_async_callable(function: Any) -> bool:
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)
+    )
 
 
 def _describe_validation_error(error: pydantic.ValidationError) -> str:
