@@ -603,3 +603,46 @@ async def test_a_quick_synchronous_tool_takes_no_virtual_time(autojump_clock):
 
         await run_until_closed(session, voxtrio.Agent(tools=[tool]), body=body)
     assert times[0] == times[1]
+
+
+# -- 10. a hand-off loop is detected and ended -------------------------------------------------
+
+HANDOFF_LOOP_LIMIT = 16  # voxtrio.actors.session.HANDOFF_LOOP_LIMIT (not imported: the old code lacks it)
+
+
+class Restless(voxtrio.Agent):
+    """Hands the call to a new instance of itself as soon as it is entered."""
+
+    async def on_enter(self):
+        self.session.update_agent(Restless())
+
+
+async def test_an_agent_that_hands_off_to_itself_is_stopped_with_one_error(autojump_clock):
+    session = voxtrio.AgentSession(llm=ScriptedLLM([LLMResponse(input="hi", content="hello")]), stt=ScriptedSTT([]))
+    errors, handoffs = [], []
+    session.on("error", errors.append)
+    stop = trio.CancelScope()
+
+    def count(event):
+        if event.item.type == "agent_handoff":
+            handoffs.append(event.item)
+            if len(handoffs) > 1000:
+                stop.cancel()  # the old code loops for ever at one instant
+
+    session.on("conversation_item_added", count)
+    with stop:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, Restless(), ScriptedTransport(input_audio=False))
+            await trio.sleep(1.0)
+            assert [(e.source, e.recoverable) for e in errors] == [("session", True)]
+            assert "hand-off loop" in errors[0].message
+            looped = len(handoffs)
+            assert looped <= 1 + HANDOFF_LOOP_LIMIT + 1
+            # The loop is over; the session goes on with the last agent, and
+            # progress (a reply) allows hand-offs again.
+            await session.generate_reply(user_input="hi")
+            await session.update_agent(voxtrio.Agent(id="calm"))
+            assert session.current_agent.id == "calm"
+            await session.aclose()
+    assert not stop.cancelled_caught
+    assert [e.source for e in errors] == ["session"]

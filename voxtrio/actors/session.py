@@ -45,6 +45,10 @@ from ..tools import Toolset, ToolsetLease, open_toolsets, toolsets_of
 # At most this much of close_timeout (and at most a quarter of it) is kept to
 # cut off the speech still playing when the deadline comes.
 CLOSE_GRACE = 0.25
+# Hand-offs in a row with no progress (a final transcript, a reply that plays)
+# after which the next one is refused: an agent whose on_enter hands off (to
+# itself, or around a ring of agents) would otherwise loop for ever.
+HANDOFF_LOOP_LIMIT = 16
 
 
 @attrs.frozen
@@ -72,6 +76,7 @@ class SessionSupervisor:
         self.finished: Future[CloseInfo] = Future()
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
         self._handoffs: list[HandoffRequested] = []
+        self._handoffs_without_progress = 0
         self._handoff_idle = Flag(True)
         self._closing = False
         # A drain stops hand-offs as it stops turns: an agent whose on_enter
@@ -139,14 +144,23 @@ class SessionSupervisor:
             if source == "vad" or self._error_counts[source] > limit:
                 self.inbox.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
         elif isinstance(message, ErrorCountReset):
+            # A transcript or a reply that plays: the conversation moves on.
             for source in message.sources:
                 self._error_counts[source] = 0
+            self._handoffs_without_progress = 0
         elif isinstance(message, HandoffRequested):
             if self._closing or self._draining:
-                self._state.count_handoff(-1)
-                if message.reply is not None:
-                    what = "closing" if self._closing else "draining"
-                    message.reply.set_exception(RuntimeError(f"the session is {what}"))
+                self._refuse_handoff(message, f"the session is {'closing' if self._closing else 'draining'}")
+                return
+            self._handoffs_without_progress += 1
+            if self._handoffs_without_progress > HANDOFF_LOOP_LIMIT:
+                why = (
+                    f"hand-off loop: {HANDOFF_LOOP_LIMIT} hand-offs in a row without a user turn "
+                    f"or a spoken reply; the hand-off to {message.agent.id} is refused"
+                )
+                if self._handoffs_without_progress == HANDOFF_LOOP_LIMIT + 1:
+                    self._bus.emit(ErrorEvent(source="session", message=why, recoverable=True))
+                self._refuse_handoff(message, why)
                 return
             self._handoffs.append(message)
             if self._handoff_idle:
@@ -156,6 +170,11 @@ class SessionSupervisor:
         elif isinstance(message, DrainRequested):
             self._draining = True
             self._nursery.start_soon(self._drain, message)
+
+    def _refuse_handoff(self, request: HandoffRequested, why: str) -> None:
+        self._state.count_handoff(-1)
+        if request.reply is not None:
+            request.reply.set_exception(RuntimeError(why))
 
     async def _run_handoffs(self) -> None:
         self._handoff_idle.set(False)
