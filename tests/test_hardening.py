@@ -646,3 +646,49 @@ async def test_an_agent_that_hands_off_to_itself_is_stopped_with_one_error(autoj
             await session.aclose()
     assert not stop.cancelled_caught
     assert [e.source for e in errors] == ["session"]
+
+
+# -- 5. one Agent object serves one session at a time ----------------------------------------------
+
+
+async def test_an_agent_running_in_one_session_is_refused_by_another(autojump_clock):
+    agent = voxtrio.Agent(id="shared")
+    first, second = voxtrio.AgentSession(), voxtrio.AgentSession()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.main, agent)
+        with pytest.raises(RuntimeError, match="already running in another session"), trio.fail_after(5):
+            await second.main(agent)
+        await nursery.start(second.main, voxtrio.Agent())
+        with pytest.raises(RuntimeError, match="already running in another session"):
+            second.update_agent(agent)
+        assert second.current_agent.id == "default_agent"
+        await first.aclose()
+        # Once its session has closed, the agent may serve another.
+        await second.update_agent(agent)
+        assert second.current_agent is agent
+        await second.aclose()
+
+
+async def test_a_tool_that_hands_off_to_another_sessions_agent_is_refused(autojump_clock):
+    busy = voxtrio.Agent(id="busy")
+
+    @function_tool
+    async def transfer():
+        """Transfer the call."""
+        return busy
+
+    llm = ScriptedLLM([LLMResponse(input="go", tool_calls=(ToolCall(name="transfer", arguments="{}", call_id="t"),))])
+    first, second = voxtrio.AgentSession(), voxtrio.AgentSession(llm=llm)
+    errors = []
+    second.on("error", errors.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.main, busy)
+        await nursery.start(second.main, voxtrio.Agent(tools=[transfer]))
+        with trio.fail_after(5):
+            await second.run(user_input="go")
+        assert second.current_agent.id == "default_agent"
+        assert first.current_agent is busy
+        await first.aclose()
+        await second.aclose()
+    assert [e.source for e in errors] == ["agent"]
+    assert "already running in another session" in errors[0].message

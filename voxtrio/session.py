@@ -157,6 +157,8 @@ class AgentSession:
         """Run the session until it closes. Nothing it started outlives it."""
         if self._state.running or self._closed is not None:
             raise RuntimeError("this session is already running")
+        check_type(agent, Agent, "agent", "an Agent")
+        agent._bind(self)
         state = self._state = SessionState()
         state.extra["audio_output"] = transport is not None and transport.audio_output is not None
         if transport is not None:
@@ -460,6 +462,7 @@ class AgentSession:
         if carry_history is not None:
             check_carry_history(carry_history, "update_agent")
         self._check_running()
+        agent._bind(self)
         assert self._supervisor is not None
         done: Future[None] = Future()
         self._state.count_handoff(+1)

@@ -451,7 +451,7 @@ class Planner:
         old = self._agent
         self._agent = agent
         self.commit_handoff(old, agent)
-        agent._session = self._session
+        agent._bind(self._session)
         agent._chat_ctx.remove(INSTRUCTIONS_ID)
         if agent.instructions:
             agent._chat_ctx.insert(
@@ -1252,6 +1252,12 @@ class Planner:
         self._emit_tools_executed(outcomes, max_steps_reached=max_steps_reached)
         agents = [outcome.agent for outcome in outcomes if outcome.agent is not None]
         draining = not self._state.accepting_speech
+        if len(agents) == 1:
+            try:
+                agents[0]._bind(self._session)
+            except RuntimeError as error:
+                self._bus.emit(ErrorEvent(source="agent", message=str(error), recoverable=True, error=error))
+                agents = []
         if len(agents) == 1:
             self._state.count_handoff(+1)
             self._session_inbox.send_nowait(HandoffRequested(agent=agents[0]))
