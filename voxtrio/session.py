@@ -53,7 +53,15 @@ from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, Ses
 from .providers.base import LLM, STT, TTS, VAD
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
-from .tools import FunctionTool, Toolset, check_tool_items, flatten_tools, open_toolsets, toolsets_of
+from .tools import (
+    FunctionTool,
+    Toolset,
+    ToolsetLease,
+    check_tool_items,
+    flatten_tools,
+    open_toolsets,
+    toolsets_of,
+)
 from .transports.base import Transport
 from .validation import (
     check_async_iterable,
@@ -252,13 +260,17 @@ class AgentSession:
                     if actor is not None:
                         await actors.start(actor.run)
                 state.running = True
-                session_toolsets = await open_toolsets(
-                    actors, toolsets_of(self._tools), supervisor.report_toolset_error
-                )
-                await supervisor.start_agent(agent)
+                session_toolsets = ToolsetLease()
+                # A close asked for while a toolset connects (a server that does
+                # not answer) cuts the start-up short.
+                with supervisor.until_close():
+                    session_toolsets = await open_toolsets(
+                        actors, toolsets_of(self._tools), supervisor.report_toolset_error
+                    )
+                    await supervisor.start_agent(agent)
                 task_status.started()
                 info = await supervisor.finished
-                await session_toolsets.aclose()
+                await session_toolsets.aclose(deadline=supervisor.close_deadline())
                 actors.cancel_scope.cancel()
         except BaseException as error:
             if _only_cancellation(error):

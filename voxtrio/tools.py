@@ -17,6 +17,7 @@ import contextlib
 import functools
 import inspect
 import json
+import math
 import re
 import sys
 import typing
@@ -513,9 +514,17 @@ class ToolsetLease:
         self._running = 0
         self._all_closed = trio.Event()
         self._all_closed.set()
+        self._scopes: set[trio.CancelScope] = set()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, deadline: float = math.inf) -> None:
+        """Leave the connections; past ``deadline`` (a server that does not
+        answer the goodbye), cut them off and wait only for what the toolset
+        itself shields from cancellation."""
         self._closing.set()
+        with trio.move_on_at(deadline):
+            await self._all_closed.wait()
+        for scope in self._scopes:
+            scope.cancel()
         await self._all_closed.wait()
 
     async def _serve(
@@ -528,14 +537,18 @@ class ToolsetLease:
         self._running += 1
         self._all_closed = trio.Event() if self._running == 1 else self._all_closed
         started = False
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
         try:
-            async with toolset.connect():
-                task_status.started()
-                started = True
-                await self._closing.wait()
+            with scope:
+                async with toolset.connect():
+                    task_status.started()
+                    started = True
+                    await self._closing.wait()
         except Exception as error:
             on_error(toolset, error)
         finally:
+            self._scopes.discard(scope)
             if not started:
                 task_status.started()
             self._running -= 1

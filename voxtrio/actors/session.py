@@ -15,8 +15,9 @@ they are opened before the agent starts and closed after it has drained.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import attrs
 import trio
@@ -83,7 +84,8 @@ class SessionSupervisor:
         # leads straight to another hand-off would otherwise never drain.
         self._draining = False
         self._nursery: trio.Nursery | None = None
-        self._handoff_scope: trio.CancelScope | None = None
+        # What a close cuts short at once: a hand-off, connecting toolsets at start.
+        self._cut_by_close: set[trio.CancelScope] = set()
         self._leases: dict[Agent, ToolsetLease] = {}
 
     def report_toolset_error(self, toolset: Toolset, error: BaseException) -> None:
@@ -104,10 +106,28 @@ class SessionSupervisor:
                 self._nursery, toolsets, self.report_toolset_error
             )
 
-    async def _disconnect_toolsets(self, agent: Agent | None) -> None:
+    async def _disconnect_toolsets(self, agent: Agent | None, *, deadline: float = math.inf) -> None:
         lease = self._leases.pop(agent, None) if agent is not None else None
         if lease is not None:
-            await lease.aclose()
+            await lease.aclose(deadline=deadline)
+
+    @contextlib.contextmanager
+    def until_close(self) -> Iterator[trio.CancelScope]:
+        """A scope that a close request cancels (at once if one came already)."""
+        scope = trio.CancelScope()
+        if self._closing:
+            scope.cancel()
+        self._cut_by_close.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._cut_by_close.discard(scope)
+
+    def close_deadline(self) -> float:
+        """When a close asked for now, or already asked for, must be over."""
+        asked = self._state.close_requested_at
+        return (trio.current_time() if asked is None else asked) + self._options.close_timeout
 
     async def start_agent(self, agent: Agent) -> None:
         """Activate the first agent (its on_enter runs in the background)."""
@@ -134,8 +154,8 @@ class SessionSupervisor:
                 self._closing = True
                 self._state.closing = True
                 self._state.close_requested_at = trio.current_time()
-                if self._handoff_scope is not None:
-                    self._handoff_scope.cancel()
+                for scope in self._cut_by_close:
+                    scope.cancel()
                 self._nursery.start_soon(self._close, message)
         elif isinstance(message, ProviderFailed):
             source = message.source
@@ -182,12 +202,10 @@ class SessionSupervisor:
             while self._handoffs and not self._closing and not self._draining:
                 request = self._handoffs.pop(0)
                 try:
-                    with trio.CancelScope() as scope:
-                        self._handoff_scope = scope
+                    with self.until_close() as scope:
                         await self._handoff(request.agent, request.carry_history)
                 finally:
                     self._state.count_handoff(-1)
-                self._handoff_scope = None
                 if request.reply is not None:
                     if scope.cancelled_caught:
                         request.reply.set_exception(RuntimeError("the session closed during the hand-off"))
@@ -258,5 +276,5 @@ class SessionSupervisor:
                     await drained
             cancelled = tuple(sorted(set(self._state.running_user_code.values())))
         for agent in list(self._leases):
-            await self._disconnect_toolsets(agent)
+            await self._disconnect_toolsets(agent, deadline=self.close_deadline())
         self.finished.set_result(CloseInfo(request.reason, request.error, cancelled))
