@@ -10,6 +10,7 @@ session carries on (or closes with reason ``error`` and the root cause).
 import math
 import threading
 
+import numpy as np
 import pytest
 import trio
 
@@ -30,7 +31,10 @@ from voxtrio.providers.base import (
 )
 from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedSTT, ScriptedTransport, ScriptedTTS, ToolCall
 from voxtrio.testing.scripted import ScriptedAudioOutput
+from voxtrio.testing import silence, tone
 from voxtrio.transports.base import Transport
+from voxtrio.transports.file import FileTransport
+from voxtrio.wav import read_wav, write_wav
 
 
 def scripted_session(llm=(), **options):
@@ -692,3 +696,63 @@ async def test_a_tool_that_hands_off_to_another_sessions_agent_is_refused(autoju
         await second.aclose()
     assert [e.source for e in errors] == ["agent"]
     assert "already running in another session" in errors[0].message
+
+
+# -- 6. the file transport ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def short_call(tmp_path):
+    """0.5 s of silence, 1 s of tone, 0.5 s of silence at 16 kHz."""
+    samples = np.concatenate([silence(0.5), tone(1.0), silence(0.5)])
+    path = tmp_path / "call.wav"
+    write_wav(path, samples, 16_000)
+    return path
+
+
+@pytest.mark.parametrize("option", ["output_path", "conversation_path", "transcript_path"])
+def test_an_output_directory_that_does_not_exist_fails_at_construction(short_call, tmp_path, option):
+    with pytest.raises(FileNotFoundError, match=option):
+        FileTransport(short_call, **{option: tmp_path / "missing" / "out.file"})
+
+
+@pytest.mark.parametrize("chunk_duration", [0, -0.02, 1e9, math.nan, math.inf, "0.02"])
+def test_a_chunk_duration_that_cannot_be_played_is_refused(short_call, chunk_duration):
+    with pytest.raises((ValueError, TypeError), match="chunk_duration"):
+        FileTransport(short_call, chunk_duration=chunk_duration)
+
+
+class FinalizesOnlyOnFlush(STT):
+    """A streaming recognizer that finalizes only when asked to (an empty frame)."""
+
+    capabilities = STTCapabilities(streaming=True)
+
+    async def stream(self, frames, events, *, language=None, conn_options=None):
+        heard = False
+        async for frame in frames:
+            if not len(frame.data):
+                if heard:
+                    await events.send(STTEvent(kind="final", text="hello there"))
+                heard = False
+            elif np.abs(frame.data).max() > 500:
+                heard = True
+
+
+async def test_the_end_of_the_input_flushes_the_recognizer_so_the_last_turn_is_kept(autojump_clock, short_call):
+    session = voxtrio.AgentSession(stt=FinalizesOnlyOnFlush(), llm=ScriptedLLM([]))
+    with trio.fail_after(120):
+        await session.main(voxtrio.Agent(), FileTransport(short_call, settle=0.5))
+    assert [(m.role, m.content) for m in session.history.items if m.type == "message"] == [("user", "hello there")]
+
+
+def test_a_wav_whose_data_chunk_says_zero_bytes_is_read_with_a_warning(tmp_path):
+    path = tmp_path / "streamed.wav"
+    samples = tone(0.5)
+    write_wav(path, samples, 16_000)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\0\0\0\0"  # what a recorder that never finished its header leaves
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="0 bytes"):
+        audio = read_wav(path)
+    assert np.array_equal(audio.samples, samples)

@@ -9,6 +9,7 @@ Read top to bottom, this module is the data flow of a session::
     Turn ──UserTurnCompleted / UserInterrupted / UserActivity──► Planner
     Turn ──SessionState.user_silent (a flag: the reply hold-off)──► Planner, Speaker
     Turn ──SetRecognizerMuted──► AudioIn ; Turn ──FlushRecognizer / ResetRecognizer──► Recognizer
+    AudioIn ──InputEnded──► Turn  (the input is over; the recognizer was flushed)
     Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
@@ -117,6 +118,13 @@ class SetRecognizerMuted:
     """Send silence instead of the user's audio to the recognizer (protected speech)."""
 
     muted: bool
+
+
+@attrs.frozen
+class InputEnded:
+    """AudioIn to Turn: the transport's input is over, and the streaming
+    recognizer was asked to finalize what it heard (a last transcript may
+    still come; a closing session waits for it)."""
 
 
 @attrs.frozen
@@ -475,6 +483,7 @@ PlannerMessage = Union[
 TurnMessage = Union[
     VADEvent,
     STTEvent,
+    InputEnded,
     AgentSpeech,
     ActivityChanged,
     CommitUserTurn,

@@ -242,6 +242,8 @@ class AgentSession:
                     vad=vad_actor.frames if vad_actor else None,
                     recognizer=recognizer.frames if recognizer else None,
                     recorder=recorder.inbox if self._record else None,
+                    turn=turn.inbox,
+                    flush_recognizer=recognizer is not None and recognizer.streaming,
                     vad_detector=detector,
                     vad_events=(
                         [turn.events.clone()]

@@ -31,6 +31,7 @@ from ..errors import AudioFormatError, describe_error
 from ..events import ErrorEvent, EventBus
 from ..messages import (
     CloseRequested,
+    InputEnded,
     ProviderFailed,
     RecordAudio,
     SetAudioInput,
@@ -132,6 +133,7 @@ class AudioIn:
         turn: trio.MemorySendChannel[Any] | None = None,
         vad_detector: VADDetector | None = None,
         vad_events: Sequence[trio.MemorySendChannel[VADEvent]] = (),
+        flush_recognizer: bool = False,
     ) -> None:
         self._transport = transport
         self._bus = bus
@@ -143,6 +145,8 @@ class AudioIn:
         # An inline VAD (see VAD.detector): decided here, its events sent on.
         self._detector = vad_detector
         self._vad_events = list(vad_events)
+        # At the end of the input, ask the (streaming) recognizer for its last words.
+        self._flush_recognizer = flush_recognizer
         self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self.dropped = {"vad": 0, "recognizer": 0, "recorder": 0}
         self._converter = PipelineConverter()
@@ -168,6 +172,11 @@ class AudioIn:
                     self._fan_out(pipeline_frame)
             for pipeline_frame in self._converter.flush():
                 self._fan_out(pipeline_frame)
+            if self._flush_recognizer and self._recognizer is not None:
+                # A streaming recognizer may hold its last words until asked.
+                self._offer("recognizer", self._recognizer, AudioFrame(np.zeros(0, np.int16), PIPELINE_SAMPLE_RATE))
+                if self._turn is not None:
+                    self._turn.send_nowait(InputEnded())
             nursery.cancel_scope.cancel()
         for link in (self._vad, self._recognizer):
             if link is not None:

@@ -53,6 +53,7 @@ from ..messages import (
     EndOfTurnPending,
     ErrorCountReset,
     FlushRecognizer,
+    InputEnded,
     OptionsChanged,
     PreemptiveTranscript,
     ProviderFailed,
@@ -149,6 +150,8 @@ class Turn:
         self._limit_fired = False
         # preemptive generation
         self._preempted_transcript = ""
+        # the input ended and the recognizer was flushed: its last final may follow
+        self._last_words_pending = False
         self._resolve_mode()
 
     def connect(
@@ -211,6 +214,8 @@ class Turn:
             self._clear_user_turn()
         elif isinstance(message, CloseUserTurn):
             self._start(self._close_user_turn(message))
+        elif isinstance(message, InputEnded):
+            self._last_words_pending = self._has_stt
         elif isinstance(message, SetAudioInput):
             if not message.enabled and self._speaking:
                 # No more audio: the user's speech ends here.
@@ -448,6 +453,7 @@ class Turn:
         self._on_final(event)
 
     def _on_final(self, event: STTEvent) -> None:
+        self._last_words_pending = False
         self._interim = ""
         self._final_at_trio = trio.current_time()
         self._final_arrived.set()
@@ -637,7 +643,7 @@ class Turn:
 
     def has_pending_turn(self) -> bool:
         return bool(self._speaking or self._transcript or self._interim or self._bounce is not None) or (
-            self._vad_turn_started is not None
+            self._vad_turn_started is not None or self._last_words_pending
         )
 
     async def _close_user_turn(self, request: CloseUserTurn) -> None:
