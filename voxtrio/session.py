@@ -243,6 +243,7 @@ class AgentSession:
                     recognizer=recognizer.frames if recognizer else None,
                     recorder=recorder.inbox if self._record else None,
                     turn=turn.inbox,
+                    state=state,
                     flush_recognizer=recognizer is not None and recognizer.streaming,
                     vad_detector=detector,
                     vad_events=(

@@ -5,6 +5,14 @@ any frame size) becomes the pipeline format: mono int16 at 16 kHz in 20 ms
 frames, resampled with soxr, stamped with audio time (seconds of audio since
 the input began, the clock endpointing is measured on).
 
+A resampler's filter needs audio from after the sample it outputs, so it
+holds input back: soxr's default (HQ) setting holds about 114 ms of 8 kHz
+input and 37-39 ms of 44.1/48 kHz input, and every reply would be that much
+later. Its low-latency setting (LQ: a shorter filter, flat to about 80 % of
+the band, then rolling off) holds 61 ms and 20-22 ms. What is held back at
+any moment is published as ``SessionState.input_delay`` and reported in the
+eou metrics (``input_delay``), since the audio clock cannot see it.
+
 Each outgoing link declares what happens when its reader is slow:
 
 * recognizer: a deep buffer (10 s); beyond it frames are dropped, counted in
@@ -39,9 +47,12 @@ from ..messages import (
     VADEvent,
 )
 from ..providers.base import VADDetector
+from ..state import SessionState
 from ..transports.base import Transport, TransportDisconnected
 
 INPUT_BUFFER = 50
+# soxr's low-latency setting (see the module docstring).
+RESAMPLER_QUALITY = "LQ"
 
 
 class PipelineConverter:
@@ -60,10 +71,17 @@ class PipelineConverter:
         self._input_rate: int | None = None
         self._pending = np.zeros(0, np.int16)
         self._audio_time = 0.0
+        self._input_time = 0.0
+
+    @property
+    def delay(self) -> float:
+        """Seconds of input received but not yet out in frames."""
+        return max(0.0, self._input_time - self._audio_time)
 
     def push(self, frame: AudioFrame) -> list[AudioFrame]:
         if not isinstance(frame, AudioFrame):
             raise AudioFormatError(f"the transport sent {type(frame).__name__}, not an AudioFrame")
+        self._input_time += frame.duration
         samples = frame.data
         if frame.num_channels > 1:
             samples = (
@@ -81,7 +99,7 @@ class PipelineConverter:
         prefix = np.zeros(0, np.int16)
         if rate != self._input_rate:
             prefix = self._flush_resampler()
-            self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="int16")
+            self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="int16", quality=RESAMPLER_QUALITY)
             self._input_rate = rate
         out = self._resampler.resample_chunk(samples)
         return np.concatenate([prefix, out]) if len(prefix) else out
@@ -134,6 +152,7 @@ class AudioIn:
         vad_detector: VADDetector | None = None,
         vad_events: Sequence[trio.MemorySendChannel[VADEvent]] = (),
         flush_recognizer: bool = False,
+        state: SessionState | None = None,
     ) -> None:
         self._transport = transport
         self._bus = bus
@@ -147,6 +166,7 @@ class AudioIn:
         self._vad_events = list(vad_events)
         # At the end of the input, ask the (streaming) recognizer for its last words.
         self._flush_recognizer = flush_recognizer
+        self._state = state
         self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self.dropped = {"vad": 0, "recognizer": 0, "recorder": 0}
         self._converter = PipelineConverter()
@@ -168,6 +188,8 @@ class AudioIn:
                         ErrorEvent(source="transport", message=str(error), recoverable=True, error=error)
                     )
                     continue
+                if self._state is not None:
+                    self._state.input_delay = self._converter.delay
                 for pipeline_frame in pipeline_frames:
                     self._fan_out(pipeline_frame)
             for pipeline_frame in self._converter.flush():

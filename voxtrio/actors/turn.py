@@ -567,6 +567,9 @@ class Turn:
                 metrics["transcription_delay"] = max(0.0, self._final_at - self._last_voiced)
         if delay is not None:
             metrics["endpointing_delay"] = delay
+        if self._has_stt or self._has_vad:
+            # Heard this much later than the transport delivered it (resampling).
+            metrics["input_delay"] = self._state.input_delay
         if probability is not None:
             metrics["end_of_turn_probability"] = probability
         confidence = sum(self._confidences) / len(self._confidences) if self._confidences else 1.0
