@@ -7,7 +7,10 @@ the call, or exactly one ``error`` event naming its source while the
 session carries on (or closes with reason ``error`` and the root cause).
 """
 
+import json
 import math
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -29,8 +32,19 @@ from voxtrio.providers.base import (
     ToolCallChunk,
     TTSCapabilities,
 )
-from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedSTT, ScriptedTransport, ScriptedTTS, ToolCall
+from voxtrio.testing import (
+    LLMResponse,
+    ScenarioError,
+    ScriptedLLM,
+    ScriptedSTT,
+    ScriptedTransport,
+    ScriptedTTS,
+    ToolCall,
+    load_scenario,
+    run_scenario,
+)
 from voxtrio.actors.audio_in import PipelineConverter
+from voxtrio.actors.speaker import SEGMENT_AUDIO_BUFFER
 from voxtrio.testing.scripted import ArrayTransport, ScriptedAudioOutput, ScriptedVAD, UserSpeech
 from voxtrio.testing import silence, tone
 from voxtrio.transports.base import Transport
@@ -791,3 +805,118 @@ async def test_the_eou_metrics_report_the_input_delay(autojump_clock):
     await run_until_closed(session, voxtrio.Agent(), transport, body=body)
     [metrics] = eou
     assert 0.0 < metrics["input_delay"] <= 0.08
+
+
+# -- 9. scenario files: rejected when loading, limits stated -------------------------------------
+
+TTS_STREAM_BUFFER = 64  # voxtrio.actors.speaker.TTS_STREAM_BUFFER (not imported: the old code lacks it)
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "voxtrio", "scenario", "run", *args], capture_output=True, **kwargs)
+
+
+def nested(depth):
+    return '{"name": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"name": "caf\\xe9"}'.replace(b"\\xe9", b"\xe9"), "is not UTF-8 text"),
+        (nested(100_000).encode(), "nested too deeply"),
+        (b'{"end": {"at": ' + b"9" * 5000 + b"}}", "cannot be read as JSON"),
+    ],
+    ids=["not UTF-8", "nested 100k deep", "a 5,000-digit number"],
+)
+def test_an_unreadable_scenario_file_exits_2_with_a_message(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    result = run_cli(str(path), text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+BAD_SCENARIOS = [
+    ({"options": {"min_endpointing_delay": 2.0, "max_endpointing_delay": 1.0}}, "options.max_endpointing_delay"),
+    ({"options": {"tts_text_transforms": ["filter_markdown", "shout"]}}, "options.tts_text_transforms[1]"),
+    ({"options": {"allow_interruptions": 1}}, "options.allow_interruptions"),
+    ({"options": {"max_unrecoverable_errors": 1.5}}, "options.max_unrecoverable_errors"),
+    ({"actions": [{"at": 1, "call": "update_options", "args": {"close_timeout": "soon"}}]}, "actions[0].args.close_timeout"),
+    ({"actions": [{"at": 1, "call": "update_options", "args": {"min_endpointing_delay": 9}}]}, "actions[0].args.min_endpointing_delay"),
+    ({"actions": [{"at": 1, "call": "commit_user_turn", "args": {"transcript_timeout": -1}}]}, "actions[0].args.transcript_timeout"),
+    ({"actions": [{"at": 1, "call": "say", "args": {"text": 5}}]}, "actions[0].args.text"),
+    ({"actions": [{"at": 1, "call": "say", "args": {"text": "hi", "allow_interruptions": "no"}}]}, "actions[0].args.allow_interruptions"),
+    ({"actions": [{"at": 1, "call": "generate_reply", "args": {"tool_choice": "banana"}}]}, "actions[0].args.tool_choice"),
+    ({"actions": [{"at": 1, "call": "generate_reply", "args": {"tools": "abc"}}]}, "actions[0].args.tools"),
+    ({"actions": [{"at": 1, "call": "shutdown", "args": {"drain": "yes"}}]}, "actions[0].args.drain"),
+    ({"agents": {"main": {"on_enter": [{"say": {"text": 5}}]}}}, "agents.main.on_enter[0].say.text"),
+    ({"actions": [{"at": 1e9, "call": "interrupt"}]}, "actions[0].at"),
+    ({"user": [{"start": 0.5, "end": 1e9, "transcript": "hi"}]}, "user[0].end"),
+    ({"tts": [{"input": "hi", "audio_duration": 1e9}]}, "tts[0].audio_duration"),
+    ({"tts": [{"input": "hi", "audio_duration": 1e4}]}, "tts[0].audio_duration"),
+    ({"end": {"at": 1e9}}, "end.at"),
+    ({"agents": {"main": {"on_enter": [{"sleep": 1e9}]}}}, "agents.main.on_enter[0].sleep"),
+]
+
+
+@pytest.mark.parametrize("scenario, field", BAD_SCENARIOS, ids=[f for _, f in BAD_SCENARIOS])
+def test_a_scenario_with_a_wrong_value_is_rejected_when_loading_naming_the_field(tmp_path, scenario, field):
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(scenario)
+    assert caught.value.field == field
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(scenario))
+    result = run_cli(str(path), text=True, timeout=60)
+    assert result.returncode == 2
+    assert field in result.stderr
+
+
+def test_huge_times_are_refused_with_the_stated_limit():
+    with pytest.raises(ScenarioError, match="more than the limit of 3600"):
+        load_scenario({"end": {"at": 3600.5}})
+    load_scenario({"end": {"at": 3600}})
+
+
+def test_a_zero_llm_timeout_with_a_huge_retry_budget_does_not_spin_at_one_instant(tmp_path):
+    scenario = {
+        "options": {"conn_options": {"llm_conn_options": {"timeout": 0, "max_retry": 10**9, "retry_interval": 0}}},
+        "user": [{"start": 0.5, "end": 1.5, "transcript": "Hello."}],
+        "llm": [{"input": "Hello.", "content": "Hi there."}],
+        "end": {"at": 5},
+    }
+    path = tmp_path / "spin.json"
+    path.write_text(json.dumps(scenario))
+    result = run_cli(str(path), text=True, timeout=60)  # (it used to spin for ever)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    errors = [line for line in lines if line.get("event") == "error"]
+    # One failed attempt per retry delay (at least 0.1 s apart), until the end at 5 s.
+    assert 10 <= len(errors) <= 40
+    assert [line["event"] for line in lines][-2:] == ["close", "history"]
+
+
+async def test_a_long_tts_stream_is_held_back_not_buffered_whole(autojump_clock):
+    produced = []
+
+    class Endless(TTS):
+        capabilities = TTSCapabilities(streaming=True)
+
+        async def stream(self, text, audio, *, conn_options=None):
+            async for _ in text:
+                pass
+            chunk = AudioFrame.silence(0.01, sample_rate=24_000)
+            for _ in range(60_000):  # ten minutes of audio
+                await audio.send(SynthesizedAudio(frame=chunk))
+                produced.append(1)
+
+    session = voxtrio.AgentSession(llm=ScriptedLLM([LLMResponse(input="hi", content="A long story.")]), tts=Endless())
+
+    async def body(session):
+        session.generate_reply(user_input="hi")
+        await trio.sleep(2.0)
+        # Playout needs 2 s of it; the provider may run ahead by the buffers only.
+        assert len(produced) <= 200 + SEGMENT_AUDIO_BUFFER + TTS_STREAM_BUFFER + 1
+
+    await run_until_closed(session, voxtrio.Agent(), ScriptedTransport(input_audio=False), body=body)

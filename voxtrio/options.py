@@ -26,12 +26,17 @@ _optional_count = field_check(check_int, optional=True)
 _flag = field_check(check_bool)
 
 
+MIN_RETRY_DELAY = 0.1
+
+
 @attrs.frozen(kw_only=True)
 class APIConnectOptions:
     """How hard to try one provider request.
 
-    The first retry waits 0.1 s, later ones ``retry_interval``; ``timeout`` bounds
-    the wait for each piece of progress (connection, first byte, next chunk).
+    The first retry waits 0.1 s, later ones ``retry_interval`` but never less
+    than 0.1 s (a zero interval with a huge ``max_retry`` would otherwise
+    spin at one instant); ``timeout`` bounds the wait for each piece of
+    progress (connection, first byte, next chunk).
     """
 
     max_retry: int = attrs.field(default=3, validator=_count)
@@ -40,7 +45,7 @@ class APIConnectOptions:
 
     def retry_delay(self, attempt: int) -> float:
         """The wait before retry number ``attempt`` (0-based)."""
-        return 0.1 if attempt == 0 else self.retry_interval
+        return MIN_RETRY_DELAY if attempt == 0 else max(MIN_RETRY_DELAY, self.retry_interval)
 
 
 _per_request = attrs.validators.instance_of(APIConnectOptions)

@@ -62,6 +62,9 @@ TTS_REQUEST_STARTED = "tts-request-started"
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.
 SEGMENT_AUDIO_BUFFER = 16_384
+# Chunks a TTS request may get ahead of the segment's buffer: past that, the
+# provider waits (without a bound, a long reply is held in memory at once).
+TTS_STREAM_BUFFER = 64
 
 
 @attrs.define(eq=False)
@@ -338,7 +341,7 @@ class Speaker:
 
                 await retrying(
                     lambda: stream_attempt(
-                        produce, deliver, timeout=conn_options.timeout, what="the TTS"
+                        produce, deliver, timeout=conn_options.timeout, what="the TTS", buffer=TTS_STREAM_BUFFER
                     ),
                     conn_options=conn_options,
                     on_error=on_error,
@@ -389,7 +392,9 @@ class Speaker:
                     before += item.frame.duration
                 await deliver(item)
 
-            await stream_attempt(produce, counted, timeout=conn_options.timeout, what="the TTS")
+            await stream_attempt(
+                produce, counted, timeout=conn_options.timeout, what="the TTS", buffer=TTS_STREAM_BUFFER
+            )
 
         await retrying(attempt, conn_options=conn_options, on_error=on_error, delivered=lambda: before > 0)
 

@@ -14,7 +14,7 @@ import builtins
 import contextlib
 import json
 import math
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import attrs
 import trio
@@ -23,9 +23,11 @@ import trio.testing
 from ..agent import Agent
 from ..errors import ToolError
 from ..events import Event
-from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions
+from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions, SessionOptions
 from ..session import AgentSession
+from ..text import BUILTIN_TRANSFORMS
 from ..tools import FunctionTool
+from ..validation import check_bool, check_int
 from .scripted import (
     Fault,
     LLMResponse,
@@ -63,11 +65,81 @@ def _expect_type(value: Any, types: Any, field: str, what: str) -> Any:
     return value
 
 
-def _number(value: Any, field: str, *, minimum: float = 0.0) -> float:
+# The longest time a scenario may mention (a moment, a duration): an hour of
+# conversation. A virtual clock makes waiting free, but not the work of every
+# 20 ms frame until then.
+MAX_SCENARIO_TIME = 3600.0
+
+
+def _number(value: Any, field: str, *, minimum: float = 0.0, maximum: float = MAX_SCENARIO_TIME) -> float:
     _expect_type(value, _NUMBER, field, "a number")
     if not math.isfinite(value) or value < minimum:
         raise ScenarioError(field, f"expected a number >= {minimum:g}, got {value}")
+    if value > maximum:
+        raise ScenarioError(field, f"{value:g} is more than the limit of {maximum:g} (seconds of conversation)")
     return float(value)
+
+
+def _checked(check: Callable[..., Any], value: Any, field: str, **limits: Any) -> Any:
+    """Run one of voxtrio's argument checks, as a scenario error naming the field."""
+    try:
+        return check(value, field.rsplit(".", 1)[-1], **limits)
+    except (TypeError, ValueError) as error:
+        raise ScenarioError(field, str(error)) from None
+
+
+def _options(values: Mapping[str, Any], field: str, base: Mapping[str, Any] = {}) -> None:
+    """Check session options as AgentSession would (types, ranges, names of
+    text transforms, and together: min_endpointing_delay <= max_endpointing_delay)."""
+    fields = attrs.fields_dict(SessionOptions)
+    for key, value in values.items():
+        where = f"{field}.{key}"
+        if key == "tts_text_transforms":
+            if value is not None:
+                for i, name in enumerate(_list(value, where)):
+                    if _string(name, f"{where}[{i}]") not in BUILTIN_TRANSFORMS:
+                        raise ScenarioError(
+                            f"{where}[{i}]", f"unknown text transform {name!r}; built-ins: {sorted(BUILTIN_TRANSFORMS)}"
+                        )
+        elif key == "turn_detection":
+            if value is not None and value not in ("vad", "stt", "manual", "realtime_llm"):
+                raise ScenarioError(where, f"unknown turn detection mode {value!r}")
+        elif key in fields and fields[key].validator is not None:
+            try:
+                fields[key].validator(None, fields[key], value)
+            except (TypeError, ValueError) as error:
+                raise ScenarioError(where, str(error)) from None
+    together = {k: v for k, v in {**base, **values}.items() if k in fields and k != "conn_options"}
+    if "tts_text_transforms" in together and together["tts_text_transforms"] is not None:
+        together["tts_text_transforms"] = tuple(together["tts_text_transforms"])
+    try:
+        SessionOptions(**together)
+    except (TypeError, ValueError) as error:
+        # The field to name: the first of those given here that the message names.
+        message = str(error)
+        named = sorted((message.find(key), key) for key in values if key in message)
+        raise ScenarioError(f"{field}.{named[0][1]}" if named else field, message) from None
+
+
+def _call_args(call: str, args: Mapping[str, Any], field: str, *, tools: Sequence[str], options: Mapping[str, Any]) -> None:
+    """Check the arguments of an API call (an action or a hook or tool step) by
+    their types, as the call itself would."""
+    for key, value in args.items():
+        where = f"{field}.{key}"
+        if key in ("allow_interruptions", "add_to_chat_ctx", "skip_reply", "force", "drain"):
+            _checked(check_bool, value, where)
+        elif key in ("text", "user_input", "instructions"):
+            _string(value, where)
+        elif key == "transcript_timeout":
+            _number(value, where)
+        elif key == "tools":
+            for i, name in enumerate(_list(value, where)):
+                _string(name, f"{where}[{i}]")
+        elif key == "tool_choice":
+            if value is not None and _string(value, where) not in ("auto", "required", "none", *tools):
+                raise ScenarioError(where, f"expected 'auto', 'required', 'none' or a tool's name, got {value!r}")
+    if call == "update_options":
+        _options(args, field, base=options)
 
 
 def _object(value: Any, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
@@ -115,6 +187,8 @@ ACTION_ARGS: dict[str, set[str]] = {
     "aclose": set(),
 }
 SCENARIO_OPTIONS = set(SESSION_OPTION_NAMES) | {"max_unrecoverable_errors"}
+# What an action marked as a misuse (``"raises"``) may expect the call to raise.
+MISUSE_ERRORS = ("TypeError", "ValueError")
 
 
 @attrs.frozen(kw_only=True)
@@ -140,7 +214,9 @@ class Scenario:
     disconnect_at: float | None = None
 
 
-def _validate_step(step: Any, field: str, agents: Mapping[str, Any]) -> None:
+def _validate_step(
+    step: Any, field: str, agents: Mapping[str, Any], tools: Sequence[str] = (), options: Mapping[str, Any] = {}
+) -> None:
     _expect_type(step, dict, field, "an object with one step")
     if len(step) != 1:
         raise ScenarioError(field, f"a step has exactly one of {sorted(STEP_KINDS)}")
@@ -150,17 +226,12 @@ def _validate_step(step: Any, field: str, agents: Mapping[str, Any]) -> None:
         raise ScenarioError(where, "unknown field")
     if kind == "sleep":
         _number(value, where)
-    elif kind == "say":
-        _object(value, where, SAY_ARGS, {"text"})
-    elif kind == "generate_reply":
-        _object(value, where, REPLY_ARGS)
     elif kind == "update_agent":
         if _string(value, where) not in agents:
             raise ScenarioError(where, f"no agent named {value!r}")
-    elif kind == "shutdown":
-        _object(value, where, {"drain"})
-    elif kind == "interrupt":
-        _object(value, where, {"force"})
+    else:
+        required = {"text"} if kind == "say" else set()
+        _call_args(kind, _object(value, where, ACTION_ARGS[kind], required), where, tools=tools, options=options)
 
 
 def _fault(value: Any, field: str, *, allowed: set[str], kinds: tuple[str, ...] = FAULT_KINDS) -> Fault:
@@ -182,12 +253,14 @@ def _conn_options(value: Any, field: str) -> SessionConnectOptions:
     for key, item in spec.items():
         where = f"{field}.{key}"
         if key == "max_unrecoverable_errors":
-            kwargs[key] = int(_number(item, where))
+            kwargs[key] = _checked(check_int, item, where)
             continue
         per_request = _object(item, where, CONN_OPTION_FIELDS)
         kwargs[key] = APIConnectOptions(
             **{
-                name: int(_number(v, f"{where}.{name}")) if name == "max_retry" else _number(v, f"{where}.{name}")
+                name: _checked(check_int, v, f"{where}.{name}")
+                if name == "max_retry"
+                else _number(v, f"{where}.{name}", maximum=math.inf)
                 for name, v in per_request.items()
             }
         )
@@ -202,17 +275,9 @@ def load_scenario(data: Any) -> Scenario:
     for key, value in options.items():
         if key == "conn_options":
             options[key] = _conn_options(value, f"options.{key}")
-        elif key == "turn_detection":
-            if value is not None and value not in ("vad", "stt", "manual", "realtime_llm"):
-                raise ScenarioError(f"options.{key}", f"unknown turn detection mode {value!r}")
-        elif key == "tts_text_transforms":
-            if value is not None:
-                for i, name in enumerate(_list(value, f"options.{key}")):
-                    _string(name, f"options.{key}[{i}]")
-        elif isinstance(value, bool) or value is None:
-            continue
-        else:
-            _number(value, f"options.{key}")
+        elif key == "max_unrecoverable_errors":
+            _checked(check_int, value, f"options.{key}")
+    _options({k: v for k, v in options.items() if k not in ("conn_options", "max_unrecoverable_errors")}, "options")
 
     vad = top.get("vad", {})
     if vad is not None:
@@ -240,7 +305,7 @@ def load_scenario(data: Any) -> Scenario:
                 raise ScenarioError(f"{field}.tools[{i}]", f"no tool named {tool!r}")
         for hook in ("on_enter", "on_user_turn_completed", "on_exit"):
             for i, step in enumerate(_list(spec.get(hook, []), f"{field}.{hook}")):
-                _validate_step(step, f"{field}.{hook}[{i}]", agents_raw)
+                _validate_step(step, f"{field}.{hook}[{i}]", agents_raw, list(tools_raw), options)
         agents[name] = spec
     agent = _string(top.get("agent", next(iter(agents), "main")), "agent")
     if agent not in agents:
@@ -257,7 +322,7 @@ def load_scenario(data: Any) -> Scenario:
             if _string(param, f"{field}.required[{i}]") not in spec.get("parameters", {}):
                 raise ScenarioError(f"{field}.required[{i}]", f"no parameter named {param!r}")
         for i, step in enumerate(_list(spec.get("steps", []), f"{field}.steps")):
-            _validate_step(step, f"{field}.steps[{i}]", agents)
+            _validate_step(step, f"{field}.steps[{i}]", agents, list(tools_raw), options)
         if "raise" in spec:
             text = _string(spec["raise"], f"{field}.raise")
             if ":" not in text:
@@ -347,7 +412,7 @@ def load_scenario(data: Any) -> Scenario:
     actions = []
     for i, item in enumerate(_list(top.get("actions", []), "actions")):
         field = f"actions[{i}]"
-        item = _object(item, field, {"at", "call", "args"}, {"at", "call"})
+        item = _object(item, field, {"at", "call", "args", "raises"}, {"at", "call"})
         _number(item["at"], f"{field}.at")
         call = _string(item["call"], f"{field}.call")
         if call not in ACTION_ARGS:
@@ -358,7 +423,16 @@ def load_scenario(data: Any) -> Scenario:
                 raise ScenarioError(f"{field}.args.agent", "expected the name of an agent")
         if call == "say" and "text" not in args:
             raise ScenarioError(f"{field}.args.text", "missing required field")
-        actions.append({"at": float(item["at"]), "call": call, "args": args})
+        action = {"at": float(item["at"]), "call": call, "args": args}
+        if "raises" in item:
+            # A deliberate misuse: the arguments are the wrong ones on purpose,
+            # and the call must refuse them with this error.
+            action["raises"] = _string(item["raises"], f"{field}.raises")
+            if action["raises"] not in MISUSE_ERRORS:
+                raise ScenarioError(f"{field}.raises", f"expected one of {', '.join(MISUSE_ERRORS)}")
+        else:
+            _call_args(call, args, f"{field}.args", tools=list(tools), options=options)
+        actions.append(action)
 
     end = _object(top.get("end", {"drain_after_last_user": 5.0}), "end", {"drain_after_last_user", "at"})
     if len(end) != 1:
@@ -686,7 +760,7 @@ async def play(
     async def act(item: dict[str, Any]) -> None:
         try:
             await director.act(item)
-        except (RuntimeError, ValueError) as error:
+        except (RuntimeError, TypeError, ValueError) as error:
             if observer is not None:
                 observer.on_call_failed(item["call"], item["args"], error)
             record(
