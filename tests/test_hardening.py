@@ -20,7 +20,7 @@ import trio
 import voxtrio
 from voxtrio import FunctionTool, function_tool
 from voxtrio.audio import AudioFrame
-from voxtrio.errors import AudioFormatError, SessionClosedError
+from voxtrio.errors import ProviderOutputError, SessionClosedError
 from voxtrio.messages import STTEvent, VADEvent
 from voxtrio.providers.base import (
     LLM,
@@ -401,7 +401,8 @@ async def test_a_transport_that_sends_something_else_than_a_frame_gets_a_typed_e
         assert session.running
 
     close = await run_until_closed(session, voxtrio.Agent(), FailingTransport(junk), body=body)
-    assert [(e.source, e.recoverable, type(e.error)) for e in errors] == [("transport", True, AudioFormatError)] * 2
+    assert [(e.source, e.recoverable, type(e.error)) for e in errors] == [("transport", True, ProviderOutputError)] * 2
+    assert [e.error.output for e in errors] == [junk[1], junk[3]]
     assert "the transport sent bytes, not an AudioFrame" in errors[0].message
     assert close.reason == "user_initiated"
 

@@ -52,9 +52,10 @@ class APIStatusError(APIError):
 
 
 class ProviderOutputError(APIError, TypeError):
-    """A provider sent something its protocol does not allow (an int from an
-    LLM stream, a str from a TTS, an STT event that is not an ``STTEvent``).
-    ``output`` is what it sent. Never retried: the provider is broken."""
+    """A provider (or a transport) sent something its protocol does not allow:
+    an int from an LLM stream, a str from a TTS, an STT event that is not an
+    ``STTEvent``, input audio that is not an ``AudioFrame``. ``output`` is what
+    it sent. Never retried: the provider is broken."""
 
     def __init__(self, message: str, *, output: object = None) -> None:
         super().__init__(message, retryable=False)

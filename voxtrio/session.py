@@ -392,8 +392,11 @@ class AgentSession:
         _check_flag_or_default(allow_interruptions, "allow_interruptions")
         if chat_ctx is not None:
             check_type(chat_ctx, ChatContext, "chat_ctx", "a ChatContext or None")
+        choosing = is_given(tool_choice) and tool_choice is not None
+        if choosing:
+            check_type(tool_choice, str, "tool_choice", "'auto', 'required', 'none', a tool name or None")
         self._check_accepting()
-        if is_given(tool_choice) and tool_choice is not None:
+        if choosing:
             self._check_tool_choice(tool_choice)
         assert self._planner is not None
         if not self._planner.llm_available():
@@ -615,8 +618,7 @@ class AgentSession:
                 raise SessionClosedError("the session is closed")
             raise SessionClosedError("the session is not running: start it with session.main(agent) first")
 
-    def _check_tool_choice(self, tool_choice: Any) -> None:
-        check_type(tool_choice, str, "tool_choice", "'auto', 'required', 'none', a tool name or None")
+    def _check_tool_choice(self, tool_choice: str) -> None:
         if tool_choice in TOOL_CHOICES:
             return
         names = [tool.name for tool in flatten_tools([*self.current_agent.tool_items, *self._tools])]

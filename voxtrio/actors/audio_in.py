@@ -35,7 +35,7 @@ import numpy as np
 import trio
 
 from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
-from ..errors import AudioFormatError, describe_error
+from ..errors import AudioFormatError, ProviderOutputError, describe_error
 from ..events import ErrorEvent, EventBus
 from ..messages import (
     CloseRequested,
@@ -181,8 +181,12 @@ class AudioIn:
             task_status.started()
             async for frame in receive:
                 try:
+                    if not isinstance(frame, AudioFrame):
+                        raise ProviderOutputError(
+                            f"the transport sent {type(frame).__name__}, not an AudioFrame", output=frame
+                        )
                     pipeline_frames = self._converter.push(frame)
-                except AudioFormatError as error:
+                except (AudioFormatError, ProviderOutputError) as error:
                     # The transport's bug: reported, the item dropped, the call goes on.
                     self._bus.emit(
                         ErrorEvent(source="transport", message=str(error), recoverable=True, error=error)

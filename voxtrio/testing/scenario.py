@@ -10,7 +10,6 @@ and trio's scheduler is seeded.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import json
 import math
@@ -21,7 +20,6 @@ import trio
 import trio.testing
 
 from ..agent import Agent
-from ..errors import ToolError
 from ..events import Event
 from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions, SessionOptions
 from ..session import AgentSession
@@ -39,6 +37,7 @@ from .scripted import (
     ToolCall,
     TTSResponse,
     UserSpeech,
+    exception_from,
 )
 
 
@@ -169,7 +168,8 @@ TOP_LEVEL = {
     "name", "description", "options", "vad", "stt", "audio_output", "agent", "agents", "tools",
     "user", "llm", "tts", "tts_default_chars_per_second", "actions", "end", "expect", "faults",
 }
-FAULT_KINDS = ("connection", "status", "timeout")
+FAULT_KINDS = ("connection", "status", "timeout", "crash", "junk")
+STT_FAULT_KINDS = ("connection", "status", "crash", "junk")
 CONN_OPTION_FIELDS = {"max_retry", "retry_interval", "timeout"}
 CONN_OPTIONS_FIELDS = {"llm_conn_options", "tts_conn_options", "stt_conn_options", "max_unrecoverable_errors"}
 STEP_KINDS = {"sleep", "say", "generate_reply", "update_agent", "shutdown", "interrupt"}
@@ -212,6 +212,8 @@ class Scenario:
     stt_faults: list[Fault] = attrs.Factory(list)
     vad_fail_at: float | None = None
     disconnect_at: float | None = None
+    transport_fail_at: float | None = None
+    transport_junk_at: tuple[float, ...] = ()
 
 
 def _validate_step(
@@ -239,12 +241,24 @@ def _fault(value: Any, field: str, *, allowed: set[str], kinds: tuple[str, ...] 
     kind = _string(spec.get("kind", "connection"), f"{field}.kind")
     if kind not in kinds:
         raise ScenarioError(f"{field}.kind", f"expected one of {', '.join(kinds)}, got {kind!r}")
+    extra = {}
+    if "raise" in spec:
+        if kind != "crash":
+            raise ScenarioError(f"{field}.raise", "only a crash raises an exception of its own")
+        extra["exception"] = _exception_text(spec["raise"], f"{field}.raise")
     return Fault(
         kind=kind,  # type: ignore[arg-type]
         retryable=_bool(spec.get("retryable", True), f"{field}.retryable"),
         after=_number(spec.get("after", 0.0), f"{field}.after"),
         at=_number(spec.get("at", 0.0), f"{field}.at"),
+        **extra,
     )
+
+
+def _exception_text(value: Any, field: str) -> str:
+    if ":" not in _string(value, field):
+        raise ScenarioError(field, "expected 'ErrorType: message'")
+    return value  # type: ignore[no-any-return]
 
 
 def _conn_options(value: Any, field: str) -> SessionConnectOptions:
@@ -324,9 +338,7 @@ def load_scenario(data: Any) -> Scenario:
         for i, step in enumerate(_list(spec.get("steps", []), f"{field}.steps")):
             _validate_step(step, f"{field}.steps[{i}]", agents, list(tools_raw), options)
         if "raise" in spec:
-            text = _string(spec["raise"], f"{field}.raise")
-            if ":" not in text:
-                raise ScenarioError(f"{field}.raise", "expected 'ErrorType: message'")
+            _exception_text(spec["raise"], f"{field}.raise")
         result = spec.get("result")
         if isinstance(result, dict):
             _object(result, f"{field}.result", {"handoff"}, {"handoff"})
@@ -386,7 +398,7 @@ def load_scenario(data: Any) -> Scenario:
                 duration=_number(item.get("duration", 0.3), f"{field}.duration"),
                 error=None
                 if item.get("error") is None
-                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after"}),
+                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after", "raise"}),
             )
         )
 
@@ -402,7 +414,7 @@ def load_scenario(data: Any) -> Scenario:
                 duration=_number(item.get("duration", 0.3), f"{field}.duration"),
                 error=None
                 if item.get("error") is None
-                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after"}),
+                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after", "raise"}),
             )
         )
     cps = top.get("tts_default_chars_per_second")
@@ -418,7 +430,7 @@ def load_scenario(data: Any) -> Scenario:
         if call not in ACTION_ARGS:
             raise ScenarioError(f"{field}.call", f"unknown call {call!r}; one of {sorted(ACTION_ARGS)}")
         args = _object(item.get("args", {}), f"{field}.args", ACTION_ARGS[call])
-        if call == "update_agent":
+        if call == "update_agent" and "raises" not in item:
             if "agent" not in args or args["agent"] not in agents:
                 raise ScenarioError(f"{field}.args.agent", "expected the name of an agent")
         if call == "say" and "text" not in args:
@@ -445,17 +457,27 @@ def load_scenario(data: Any) -> Scenario:
 
     faults = _object(top.get("faults", {}), "faults", {"stt", "vad", "transport"})
     stt_faults = [
-        _fault(item, f"faults.stt[{i}]", allowed={"at", "kind", "retryable"}, kinds=("connection", "status"))
+        _fault(item, f"faults.stt[{i}]", allowed={"at", "kind", "retryable", "raise"}, kinds=STT_FAULT_KINDS)
         for i, item in enumerate(_list(faults.get("stt", []), "faults.stt"))
     ]
     vad_fail_at = None
     if faults.get("vad") is not None:
         vad_spec = _object(faults["vad"], "faults.vad", {"at"}, {"at"})
         vad_fail_at = _number(vad_spec["at"], "faults.vad.at")
-    disconnect_at = None
+    disconnect_at = transport_fail_at = None
+    transport_junk_at: list[float] = []
     if faults.get("transport") is not None:
-        transport_spec = _object(faults["transport"], "faults.transport", {"disconnect_at"}, {"disconnect_at"})
-        disconnect_at = _number(transport_spec["disconnect_at"], "faults.transport.disconnect_at")
+        transport_spec = _object(faults["transport"], "faults.transport", {"disconnect_at", "fail_at", "junk_at"})
+        if not transport_spec:
+            raise ScenarioError("faults.transport", "expected disconnect_at, fail_at or junk_at")
+        if "disconnect_at" in transport_spec:
+            disconnect_at = _number(transport_spec["disconnect_at"], "faults.transport.disconnect_at")
+        if "fail_at" in transport_spec:
+            transport_fail_at = _number(transport_spec["fail_at"], "faults.transport.fail_at")
+        transport_junk_at = [
+            _number(t, f"faults.transport.junk_at[{i}]")
+            for i, t in enumerate(_list(transport_spec.get("junk_at", []), "faults.transport.junk_at"))
+        ]
 
     return Scenario(
         name=_string(top.get("name", "scenario"), "name"),
@@ -477,23 +499,14 @@ def load_scenario(data: Any) -> Scenario:
         stt_faults=stt_faults,
         vad_fail_at=vad_fail_at,
         disconnect_at=disconnect_at,
+        transport_fail_at=transport_fail_at,
+        transport_junk_at=tuple(transport_junk_at),
     )
 
 
 # ---------------------------------------------------------------------------
 # playing a scenario
 # ---------------------------------------------------------------------------
-
-
-def _exception_from(text: str) -> BaseException:
-    kind, _, message = text.partition(":")
-    kind, message = kind.strip(), message.strip()
-    if kind == "ToolError":
-        return ToolError(message)
-    error_type = getattr(builtins, kind, None)
-    if isinstance(error_type, type) and issubclass(error_type, Exception):
-        return error_type(message)
-    return RuntimeError(f"{kind}: {message}")
 
 
 class PlayObserver:
@@ -591,7 +604,7 @@ class _Director:
                 director.observer.on_tool_started(name, arguments)
             await director.run_steps(spec.get("steps", []))
             if "raise" in spec:
-                raise _exception_from(spec["raise"])
+                raise exception_from(spec["raise"])
             result = spec.get("result")
             if isinstance(result, dict):
                 return director.agents[result["handoff"]]
@@ -661,7 +674,9 @@ class _Director:
         elif call == "interrupt":
             result = session.interrupt(**args)
         elif call == "update_agent":
-            result = session.update_agent(self.agents[args["agent"]])
+            # A misuse passes what the file says (not an agent's name) as it is.
+            agent = args.get("agent") if "raises" in action else self.agents[args["agent"]]
+            result = session.update_agent(agent)
         elif call == "commit_user_turn":
             result = session.commit_user_turn(**args)
         elif call == "clear_user_turn":
@@ -703,7 +718,8 @@ def last_scripted_moment(scenario: Scenario) -> float:
     moments = [0.0, *(speech.end + speech.stt_delay for speech in scenario.user)]
     moments += [action["at"] for action in scenario.actions]
     moments += [fault.at for fault in scenario.stt_faults]
-    moments += [t for t in (scenario.vad_fail_at, scenario.disconnect_at) if t is not None]
+    moments += [t for t in (scenario.vad_fail_at, scenario.disconnect_at, scenario.transport_fail_at) if t is not None]
+    moments += list(scenario.transport_junk_at)
     if "at" in scenario.end:
         moments.append(scenario.end["at"])
     else:
@@ -726,7 +742,12 @@ async def play(
     """
     director = _Director(scenario, agents=agents, observer=observer)
     session = director.build_session()
-    transport = ScriptedTransport(can_pause=scenario.can_pause, disconnect_at=scenario.disconnect_at)
+    transport = ScriptedTransport(
+        can_pause=scenario.can_pause,
+        disconnect_at=scenario.disconnect_at,
+        fail_at=scenario.transport_fail_at,
+        junk_at=scenario.transport_junk_at,
+    )
     lines: list[dict[str, Any]] = []
     origin = trio.current_time()
 
