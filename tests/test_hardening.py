@@ -20,7 +20,7 @@ import trio
 import voxtrio
 from voxtrio import FunctionTool, function_tool
 from voxtrio.audio import AudioFrame
-from voxtrio.errors import ProviderOutputError, SessionClosedError
+from voxtrio.errors import SessionClosedError
 from voxtrio.messages import STTEvent, VADEvent
 from voxtrio.providers.base import (
     LLM,
@@ -101,6 +101,7 @@ WRONG_CALLS = [
     ("interrupt(force='yes')", lambda s: s.interrupt(force="yes"), TypeError, "force"),
     ("set_audio_input_enabled(1)", lambda s: s.set_audio_input_enabled(1), TypeError, "enabled"),
     ("shutdown(drain='no')", lambda s: s.shutdown(drain="no"), TypeError, "drain"),
+    ("on('error', 5)", lambda s: s.on("error", 5), TypeError, "callback"),
 ]
 
 
@@ -138,6 +139,44 @@ async def test_a_tool_name_is_a_valid_tool_choice(autojump_clock):
 
     await run_until_closed(session, voxtrio.Agent(tools=[lookup]), body=body)
     assert sorted(session.llm.tool_choices) == ["lookup", "required"]
+
+
+async def text_that_yields(*items):
+    for item in items:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+async def audio_that_yields(*items):
+    for item in items:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+SAY_ITERABLES = [
+    ("text yields an int", dict(text=text_that_yields("Hello ", 5)), "the text of speech_1 failed: TypeError: it yielded int 5"),
+    ("text raises", dict(text=text_that_yields("Hello ", ValueError("app bug"))), "the text of speech_1 failed: ValueError: app bug"),
+    ("audio yields bytes", dict(text="Hi", audio=audio_that_yields(AudioFrame.silence(0.1, sample_rate=24_000), b"pcm")), "the audio of speech_1 failed: TypeError: it yielded bytes"),
+    ("audio raises", dict(text="Hi", audio=audio_that_yields(AudioFrame.silence(0.1, sample_rate=24_000), ValueError("app bug"))), "the audio of speech_1 failed: ValueError: app bug"),
+]
+
+
+@pytest.mark.parametrize("arguments, message", [c[1:] for c in SAY_ITERABLES], ids=[c[0] for c in SAY_ITERABLES])
+async def test_a_say_iterable_that_fails_is_an_error_event_not_a_crash(autojump_clock, arguments, message):
+    session = scripted_session()
+    errors = []
+    session.on("error", errors.append)
+
+    async def body(session):
+        await session.say(**arguments)
+        assert session.running
+
+    close = await run_until_closed(session, voxtrio.Agent(), ScriptedTransport(input_audio=False), body=body)
+    assert [(e.source, e.recoverable) for e in errors] == [("agent", True)]
+    assert message in errors[0].message
+    assert close.reason == "user_initiated"
 
 
 def test_a_wrong_option_is_named_at_construction():
@@ -401,7 +440,7 @@ async def test_a_transport_that_sends_something_else_than_a_frame_gets_a_typed_e
         assert session.running
 
     close = await run_until_closed(session, voxtrio.Agent(), FailingTransport(junk), body=body)
-    assert [(e.source, e.recoverable, type(e.error)) for e in errors] == [("transport", True, ProviderOutputError)] * 2
+    assert [(e.source, e.recoverable, type(e.error).__name__) for e in errors] == [("transport", True, "ProviderOutputError")] * 2
     assert [e.error.output for e in errors] == [junk[1], junk[3]]
     assert "the transport sent bytes, not an AudioFrame" in errors[0].message
     assert close.reason == "user_initiated"

@@ -162,7 +162,18 @@ class AgentSession:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the session until it closes. Nothing it started outlives it."""
+        """Run the session until it closes. Nothing it started outlives it.
+
+        It returns once the session has closed, whatever went wrong inside:
+        a provider, transport or toolset that fails, user code (hooks, tools,
+        callbacks) that raises an ``Exception``, is an ``error`` event (and
+        a close with reason ``error`` past the error budget). It raises only
+        for what is not an ``Exception`` (``KeyboardInterrupt``,
+        ``SystemExit``...) from user code, after closing with reason
+        ``error``, for a cancellation from outside (reason ``job_shutdown``),
+        and at once when ``agent`` is not an Agent or is already running in
+        another session.
+        """
         if self._state.running or self._closed is not None:
             raise RuntimeError("this session is already running")
         check_type(agent, Agent, "agent", "an Agent")
@@ -551,7 +562,9 @@ class AgentSession:
     def on(self, name: str, callback: Any = None) -> Any:
         """Register ``callback`` for event ``name`` (or use as a decorator)."""
         if callback is None:
-            return lambda fn: (self._bus.on(name, fn), fn)[1]
+            return lambda fn: self.on(name, fn)
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r:.60}")
         self._bus.on(name, callback)
         return callback
 

@@ -824,7 +824,7 @@ class Planner:
         handle = message.handle
         result: PlayoutResult | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_feed_text, message.text, text_send)
+            nursery.start_soon(self._feed_text, handle, message.text, text_send)
             if await self._wait_authorized(handle):
                 reply_seq = self._bus.next_seq()
                 result = await self._play(handle, segment_id)
@@ -842,6 +842,30 @@ class Planner:
             )
         self._after_playout(handle, tools_pending=False, had_output=False)
         handle._mark_generation_done()
+
+    async def _feed_text(
+        self, handle: SpeechHandle, text: str | AsyncIterable[str], send: trio.MemorySendChannel[str]
+    ) -> None:
+        """Pass say()'s text on. An application's iterable that fails, or yields
+        something else than text, ends the text there, with an error event."""
+        async with send:
+            if isinstance(text, str):
+                send.send_nowait(text)
+                return
+            try:
+                async for chunk in text:
+                    if not isinstance(chunk, str):
+                        raise TypeError(f"it yielded {type(chunk).__name__} {chunk!r:.40}, not a string")
+                    send.send_nowait(chunk)
+            except Exception as error:
+                self._bus.emit(
+                    ErrorEvent(
+                        source="agent",
+                        message=f"say(): the text of {handle.id} failed: {describe_error(error)}",
+                        recoverable=True,
+                        error=error,
+                    )
+                )
 
     async def _wait_authorized(self, handle: SpeechHandle) -> bool:
         """Wait until the scheduler authorizes this step and, for an interruptible
@@ -1545,12 +1569,3 @@ def _is_expected_tool_error(error: BaseException) -> bool:
 async def _within(scope: trio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
     with scope:
         await fn(*args)
-
-
-async def _feed_text(text: str | AsyncIterable[str], send: trio.MemorySendChannel[str]) -> None:
-    async with send:
-        if isinstance(text, str):
-            send.send_nowait(text)
-        else:
-            async for chunk in text:
-                send.send_nowait(chunk)

@@ -297,9 +297,25 @@ class Speaker:
         self._session_inbox.send_nowait(ProviderFailed(source="tts", error=error))
 
     async def _forward_prerendered(self, segment: _Segment, audio: AsyncIterable[AudioFrame]) -> None:
-        async for frame in audio:
-            segment.synthesized += frame.duration
-            await segment.audio_send.send(SynthesizedAudio(frame=frame))
+        """Play say()'s own audio. An application's iterable that fails, or
+        yields something else than frames, ends the audio there (as a TTS
+        failure would), with an error event."""
+        try:
+            async for frame in audio:
+                if not isinstance(frame, AudioFrame):
+                    raise TypeError(f"it yielded {type(frame).__name__}, not an AudioFrame")
+                segment.synthesized += frame.duration
+                await segment.audio_send.send(SynthesizedAudio(frame=frame))
+        except Exception as error:
+            segment.error = error
+            self._bus.emit(
+                ErrorEvent(
+                    source="agent",
+                    message=f"say(): the audio of {segment.speech_id} failed: {describe_error(error)}",
+                    recoverable=True,
+                    error=error,
+                )
+            )
 
     async def _run_tts(self, segment: _Segment, text: _ReplayableText) -> None:
         tts = segment.tts
