@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voxtrio.actors.planner import Planner
+from voxtrio.faults import FAULTS
 from voxtrio.testing import load_scenario, play
 
 
@@ -45,16 +45,6 @@ STORY = {
 }
 
 
-def drop_outputs_of_interrupted_speech(monkeypatch: Any) -> None:
-    """A deliberate fault: when a speech was interrupted, its tool calls are
-    committed to the history but their outputs are lost."""
-    commit = Planner._commit_tool_items
-
-    def commit_calls_only(self: Planner, outcomes: Any, handle: Any) -> None:
-        if handle.interrupted:
-            for outcome in outcomes:
-                self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
-            return
-        commit(self, outcomes, handle)
-
-    monkeypatch.setattr(Planner, "_commit_tool_items", commit_calls_only)
+def inject(monkeypatch: Any, fault: str) -> None:
+    """Switch on one deliberate bug of ``voxtrio.faults`` for this test."""
+    monkeypatch.setattr(FAULTS, fault, True)

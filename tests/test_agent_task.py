@@ -71,8 +71,10 @@ async def test_a_task_collects_a_value_over_two_user_turns(autojump_clock):
     contents = [(i.type, getattr(i, "content", getattr(i, "name", None))) for i in registrar.chat_ctx.items]
     assert ("message", "What is your name?") in contents and ("message", "I am Ada") in contents
     assert ("function_call", "record_name") not in contents
-    # and the parent's follow-up LLM step saw it
-    assert "I am Ada" in [i.content for i in llm.requests[-1].items if i.type == "message"]
+    # and the parent's follow-up LLM step saw it, under the parent's own instructions only
+    follow_up = [(i.role, i.content) for i in llm.requests[-1].items if i.type == "message"]
+    assert ("user", "I am Ada") in follow_up
+    assert [content for role, content in follow_up if role == "system"] == ["Register users."]
 
 
 async def test_the_parent_speech_cannot_be_interrupted_while_its_task_runs(autojump_clock):
@@ -206,14 +208,6 @@ async def test_a_task_can_only_be_awaited_where_the_session_can_run_it(autojump_
     with pytest.raises(RuntimeError, match="inside a running session"):
         await GetName()
 
-    class Impatient(voxtrio.Agent):
-        @voxtrio.function_tool
-        async def speak(self) -> str:
-            # a say() callback is not a place a task can pause
-            handle = self.session.say("hi")
-            handle.add_done_callback(lambda _: None)
-            return "ok"
-
     problems = []
 
     class Hooked(voxtrio.Agent):
@@ -223,16 +217,20 @@ async def test_a_task_can_only_be_awaited_where_the_session_can_run_it(autojump_
             except RuntimeError as error:
                 problems.append(str(error))
 
-    lines = await timeline_with(Hooked)
+    session, agents = await run_with(Hooked)
     assert problems == ["an AgentTask can only be awaited from a tool, on_enter or on_exit"]
-    assert lines
+    # the refused task never became the agent, and the turn went on as usual
+    assert agents == ["hooked"]
+    assert [(m.role, m.content) for m in session.history.items if m.type == "message"] == [("user", "hello")]
 
 
-async def timeline_with(agent_class):
+async def run_with(agent_class):
+    """A session with ``agent_class`` in which the user says "hello": the session,
+    and the ids of the agents it handed the call to."""
     from voxtrio.testing import ScriptedSTT, ScriptedTransport, ScriptedVAD, UserSpeech
 
     speech = [UserSpeech(start=0.5, end=1.0, transcript="hello")]
     session = voxtrio.AgentSession(vad=ScriptedVAD(speech), stt=ScriptedSTT(speech), llm=ScriptedLLM([]))
     async with running(session, agent_class(), ScriptedTransport()):
         await trio.sleep(3)
-    return session.history.items
+    return session, [item.new_agent for item in session.history.items if item.type == "agent_handoff"]

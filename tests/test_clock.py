@@ -17,13 +17,16 @@ def test_idle_sleeps_take_no_real_time():
     wall = time.perf_counter()
     virtual = trio.run(main, clock=clock)
     assert virtual >= 30.0
-    assert time.perf_counter() - wall < 5.0
+    assert time.perf_counter() - wall < 30.0  # it did not wait the 30 s
     assert clock.skipped >= 29.0
 
 
 def test_time_runs_at_the_real_rate_while_a_worker_is_busy():
     """A 0.3 s computation costs 0.3 s of trio time even while a timer is pending:
-    the timer must not fire before the worker is done."""
+    the clock does not jump to the timer while the worker runs, so the timer
+    fires in real time, before the worker is done. (No upper bound on real
+    time: on a loaded machine a thread may start late; what matters is that
+    nothing was skipped.)"""
     order = []
 
     async def main():
@@ -39,11 +42,12 @@ def test_time_runs_at_the_real_rate_while_a_worker_is_busy():
             await run_in_worker(time.sleep, 0.3, limiter=limiter)
             order.append(("worker", trio.current_time() - start))
 
-    trio.run(main, clock=FastForwardClock())
+    clock = FastForwardClock()
+    trio.run(main, clock=clock)
     (first, at_first), (second, at_second) = order
     assert (first, second) == ("timer", "worker")
-    assert 0.09 <= at_first < 0.25  # it fired on time, in real time, not after a jump
-    assert 0.29 <= at_second < 1.0
+    assert clock.skipped == 0.0  # no jump while the worker was busy
+    assert at_first >= 0.1 and at_second >= 0.3
 
 
 def test_run_in_worker_counts_busy_workers_and_works_on_any_clock():

@@ -25,7 +25,7 @@ from voxtrio.testing.invariants import (
 )
 from voxtrio.testing.strategies import conversations
 
-from helpers import drop_outputs_of_interrupted_speech
+from helpers import inject
 
 SCENARIOS = sorted((pathlib.Path(__file__).parent / "scenarios").glob("*.json"))
 
@@ -53,25 +53,29 @@ def check_generated(conversation, name):
         event(feature)
 
 
+@pytest.mark.property
 @given(conversations())
 def test_generated_conversations_keep_every_invariant(conversation):
     check_generated(conversation, "generated_conversation")
 
 
+@pytest.mark.property
 @settings(max_examples=max(1, settings.default.max_examples // 2))
 @given(conversations(faults=False, max_turns=3))
 def test_generated_conversations_without_faults_keep_every_invariant(conversation):
     check_generated(conversation, "generated_conversation_without_faults")
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_scenario_file_keeps_every_invariant(path):
     scenario = load_scenario(json.loads(path.read_text()))
     assert [str(v) for v in check_invariants(observe(scenario))] == []
 
 
+@pytest.mark.property
 def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkeypatch, tmp_path):
-    drop_outputs_of_interrupted_speech(monkeypatch)
+    inject(monkeypatch, "drop_outputs_of_interrupted_tools")
     tried = []
 
     # Same settings as the property test above (the active profile).
@@ -104,6 +108,7 @@ def test_the_harness_catches_a_runtime_that_drops_outputs_on_interruption(monkey
     assert check_invariants(observe(load_scenario(shrunk))) == []
 
 
+@pytest.mark.property
 def test_the_readme_property_example_runs():
     readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
     section = readme[readme.index("## Property tests"):readme.index("## Scenarios: conversations as data")]
@@ -114,6 +119,7 @@ def test_the_readme_property_example_runs():
     namespace["test_weather_agent_keeps_the_invariants"]()
 
 
+@pytest.mark.property
 @settings(max_examples=max(1, settings.default.max_examples // 2))
 @given(conversations(hostile=True))
 def test_hostile_conversations_keep_every_invariant(conversation):
@@ -125,24 +131,9 @@ def test_hostile_conversations_keep_every_invariant(conversation):
     check_generated(conversation, "hostile_conversation")
 
 
+@pytest.mark.property
 def test_the_hostile_harness_catches_a_runtime_that_loses_provider_errors(monkeypatch, tmp_path):
-    # A deliberate fault: failed provider requests are reported only when the
-    # provider raised an APIError (a provider's plain bug vanishes, as it once did).
-    import voxtrio.actors.planner
-    import voxtrio.actors.recognizer
-    import voxtrio.actors.speaker
-    from voxtrio import retry
-    from voxtrio.errors import APIError
-
-    async def forgetful(attempt, *, conn_options, on_error, delivered=lambda: False):
-        def api_errors_only(error, recoverable):
-            if isinstance(error, APIError):
-                on_error(error, recoverable)
-
-        return await retry.retrying(attempt, conn_options=conn_options, on_error=api_errors_only, delivered=delivered)
-
-    for module in (voxtrio.actors.planner, voxtrio.actors.speaker, voxtrio.actors.recognizer):
-        monkeypatch.setattr(module, "retrying", forgetful)
+    inject(monkeypatch, "report_api_errors_only")
 
     @settings(max_examples=max(1, settings.default.max_examples // 4))
     @given(conversations(hostile=True))

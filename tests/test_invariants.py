@@ -1,18 +1,17 @@
 """Each invariant of the conversation harness can fail: a deliberately broken
-runtime (a monkeypatched fault) breaks it on a small conversation, and the
-check names it. (A check that cannot fail would prove nothing.)"""
+runtime (a fault of ``voxtrio.faults`` switched on, or a wrapped public
+method) breaks it on a small conversation, and the check names it. (A check that cannot fail would prove nothing.)"""
 
 import json
 import pathlib
 
+import attrs
 import pytest
 import trio
 from hypothesis import given, settings
 
 import voxtrio.actors.session as session_actor
-from voxtrio.actors.planner import Planner
 from voxtrio.actors.recorder import Recorder
-from voxtrio.chat import ChatMessage
 from voxtrio.events import ErrorEvent, EventBus
 from voxtrio.testing import load_scenario
 from voxtrio.testing.invariants import (
@@ -25,6 +24,7 @@ from voxtrio.testing.invariants import (
     check_invariants,
     check_main_returns,
     check_no_audio_over_user,
+    check_no_resume_over_user,
     check_speaking_means_audio,
     check_speech_handles,
     check_state_transitions,
@@ -35,7 +35,7 @@ from voxtrio.testing.scripted import ScriptedAudioOutput, ScriptedLLM
 from voxtrio.testing.shrinking import reduce_scenario
 from voxtrio.testing.strategies import conversations
 
-from helpers import drop_outputs_of_interrupted_speech
+from helpers import inject
 
 SCENARIOS = pathlib.Path(__file__).parent / "scenarios"
 
@@ -81,35 +81,23 @@ def test_main_returns_catches_a_task_that_outlives_the_session(monkeypatch):
 
 
 def test_main_returns_catches_an_awaited_call_that_never_returns(monkeypatch):
-    async def dropped_drain(self, request):
-        drained = session_actor.Future()
-        await self._planner.send(session_actor.DrainActivity(interrupt=False, reply=drained, run_on_exit=True))
-        await drained  # the old bug: never answered when a close overtakes it
-        request.reply.set_result(None)
-
-    monkeypatch.setattr(session_actor.SessionSupervisor, "_drain", dropped_drain)
+    inject(monkeypatch, "leave_drain_unanswered_at_close")  # the old bug
     found = assert_only(check_main_returns, scenario("drain_returns_when_the_session_closes"), "main_returns")
     assert "['drain']" in str(found[0])
 
 
 def test_main_returns_catches_a_session_that_never_closes(monkeypatch):
-    async def never_closes(self, request):
-        await trio.sleep_forever()
-
-    monkeypatch.setattr(session_actor.SessionSupervisor, "_close", never_closes)
+    inject(monkeypatch, "close_never_finishes")
     observation = observe(scenario("barge_in"), time_limit=5.0)
     assert observation.gave_up
     assert "did not close" in str(check_main_returns(observation)[0])
 
 
+@pytest.mark.thorough  # 200,000 task steps
 def test_main_returns_catches_a_livelock(monkeypatch):
     # A loop of checkpoints that never sleeps: virtual time stands still, so
     # no time limit would ever end the run.
-    async def spins(self, message):
-        while True:
-            await trio.sleep(0)
-
-    monkeypatch.setattr(session_actor.SessionSupervisor, "_close", spins)
+    inject(monkeypatch, "close_spins")
     observation = observe(scenario("barge_in"))
     assert observation.livelocked_at is not None and not observation.gave_up
     assert "livelock" in str(check_main_returns(observation)[0])
@@ -135,7 +123,7 @@ def test_close_timeout_catches_a_close_that_overruns(monkeypatch):
 
 
 def test_function_calls_catches_outputs_dropped_on_interruption(monkeypatch):
-    drop_outputs_of_interrupted_speech(monkeypatch)
+    inject(monkeypatch, "drop_outputs_of_interrupted_tools")
     data = {
         "stt": False,
         "vad": None,
@@ -154,70 +142,60 @@ def test_function_calls_catches_outputs_dropped_on_interruption(monkeypatch):
 
 
 def test_function_calls_catches_a_tool_abandoned_at_close(monkeypatch):
-    monkeypatch.setattr(Planner, "_record_abandoned_tools", lambda self, handle, outcomes: None)
+    inject(monkeypatch, "forget_tools_abandoned_at_close")
     found = assert_only(check_function_calls, scenario("close_deadline_records_cancelled_tool"), "function_calls")
     assert "'lookup' began to run 1 time(s) but the history has 0" in str(found[0])
 
 
 def test_state_transitions_catch_a_change_that_was_not_announced(monkeypatch):
-    set_state = Planner._set_agent_state
-
-    def silent_thinking(self, new):
-        if new == "thinking":
-            self._state.agent_state = new  # changed without an event
-            return
-        set_state(self, new)
-
-    monkeypatch.setattr(Planner, "_set_agent_state", silent_thinking)
+    inject(monkeypatch, "think_silently")
     found = assert_only(check_state_transitions, scenario("tool_call"), "state_transitions")
     assert "but the state was" in str(found[0])
 
 
 def test_speaking_means_audio_catches_a_silent_speaking_agent(monkeypatch):
-    monkeypatch.setattr(Planner, "_on_playout_stalled", lambda self, message: None)
+    inject(monkeypatch, "ignore_playout_stalls")
     found = assert_only(check_speaking_means_audio, scenario("tts_stall_is_not_speaking"), "speaking_means_audio")
     assert "'speaking' with no audio playing from t=1.0 to t=3.5" in str(found[0])
 
 
 def test_no_audio_over_user_catches_an_ignored_barge_in(monkeypatch):
-    monkeypatch.setattr(Planner, "_interrupt_by_user", lambda self, reason: None)
+    inject(monkeypatch, "ignore_barge_in")
     found = assert_only(check_no_audio_over_user, scenario("barge_in"), "no_audio_over_user")
     assert "played" in str(found[0]) and "over the user speaking 5-6 s" in str(found[0])
 
 
+def test_no_resume_over_user_catches_a_paused_reply_resuming_over_the_user():
+    # The timer of a false interruption that the user's second noise (7.0-7.45 s)
+    # did not cancel: the reply resumes at 7.3, in the middle of the noise.
+    observation = observe(scenario("false_interruption_waits_for_the_last_sound"))
+    assert check_no_resume_over_user(observation) == []
+    [resumed] = observation.of("agent_false_interruption")
+    early = attrs.evolve(resumed, created_at=observation.origin + 7.3)
+    observation.events[observation.events.index(resumed)] = early
+    found = check_no_resume_over_user(observation)
+    assert [str(v) for v in found] == [
+        "[no_resume_over_user] the paused speech resumed at t=7.3 while the user was making sound (7-7.45 s)"
+    ]
+    # A resume the user could not have caused: the VAD had no update to hear them yet.
+    observation.events[observation.events.index(early)] = attrs.evolve(resumed, created_at=observation.origin + 7.02)
+    assert check_no_resume_over_user(observation) == []
+
+
 def test_speech_handles_catch_a_cut_speech_recorded_as_heard_in_full(monkeypatch):
-    commit = Planner._commit
-
-    def flip_interrupted(self, item, **kwargs):
-        if item.type == "message" and item.role == "assistant":
-            item.interrupted = not item.interrupted
-        commit(self, item, **kwargs)
-
-    monkeypatch.setattr(Planner, "_commit", flip_interrupted)
+    inject(monkeypatch, "flip_interrupted_on_assistant_messages")
     found = assert_only(check_speech_handles, scenario("barge_in"), "speech_handles")
     assert "0 playout(s) heard in full but 1 uninterrupted assistant message(s)" in str(found[0])
 
 
 def test_history_order_catches_two_items_in_one_place(monkeypatch):
-    def output_in_its_call_place(self, outcomes, handle):
-        for outcome in outcomes:
-            self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
-            self._commit(outcome.output, emit=False, owner=handle._owner, speech=handle, seq=outcome.call.seq)
-
-    monkeypatch.setattr(Planner, "_commit_tool_items", output_in_its_call_place)
+    inject(monkeypatch, "number_tool_outputs_as_their_calls")
     found = assert_only(check_history_order, scenario("tool_call"), "history_order")
     assert "history seq does not increase: function_call" in str(found[0])
 
 
 def test_user_turns_catch_a_turn_committed_twice(monkeypatch):
-    commit = Planner._commit
-
-    def commit_user_twice(self, item, **kwargs):
-        commit(self, item, **kwargs)
-        if item.type == "message" and item.role == "user":
-            commit(self, ChatMessage(role="user", content=item.content), emit=False)
-
-    monkeypatch.setattr(Planner, "_commit", commit_user_twice)
+    inject(monkeypatch, "commit_user_turns_twice")
     found = assert_only(check_user_turns, scenario("barge_in"), "user_turns")
     assert "'Tell me a story.' is not a new run of final transcripts" in str(found[0])
 
@@ -279,8 +257,26 @@ def test_shrinking_keeps_only_what_the_failure_needs():
     }
 
 
+@pytest.mark.property
 @settings(max_examples=25)
 @given(conversations())
 def test_generated_conversations_are_valid_scenarios(conversation):
-    scenario_ = load_scenario(json.loads(json.dumps(conversation)))
-    assert scenario_.name == "generated"
+    # plain JSON, as a scenario file would hold it, and accepted by the loader
+    assert json.loads(json.dumps(conversation)) == conversation
+    loaded = load_scenario(conversation)
+    assert loaded.name == "generated"
+    # what was generated is what will be played
+    options = dict(conversation.get("options", {}))
+    assert set(loaded.options) == set(options)
+    options.pop("conn_options", None)  # (loaded as ConnOptions)
+    assert {k: loaded.options[k] for k in options} == options
+    assert [(s.start, s.end, s.transcript) for s in loaded.user] == [
+        (s["start"], s["end"], s["transcript"]) for s in conversation.get("user", [])
+    ]
+    assert len(loaded.llm) == len(conversation.get("llm", []))
+    assert len(loaded.actions) == len(conversation.get("actions", []))
+    # the user's speeches come one after another, never overlapping
+    assert all(a.end <= b.start for a, b in zip(loaded.user, loaded.user[1:]))
+    # every tool an agent names is defined
+    for agent in loaded.agents.values():
+        assert set(agent.get("tools", [])) <= set(loaded.tools)

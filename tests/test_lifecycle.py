@@ -51,7 +51,7 @@ async def test_shutdown_with_drain_lets_queued_speech_play(autojump_clock):
 
     await run(session, voxtrio.Agent(), body)
     assert [m.content for m in session.history.items if m.type == "message"] == ["first one", "second one"]
-    assert [c.reason for c in close_events(session)] == ["user_initiated"]
+    assert [(c.reason, c.cancelled) for c in close_events(session)] == [("user_initiated", ())]
 
 
 async def test_aclose_interrupts_even_protected_speech(autojump_clock):
@@ -220,3 +220,37 @@ async def test_update_agent_runs_exit_then_enter_and_records_the_handoff(autojum
     assert calls == ["first.exit", "second.enter"]
     handoffs = [(i.old_agent, i.new_agent) for i in session.history.items if i.type == "agent_handoff"]
     assert handoffs == [(None, "first"), ("first", "second")]
+
+
+async def test_a_drain_past_close_timeout_cuts_even_protected_speech_and_records_what_was_heard(autojump_clock):
+    session = voxtrio.AgentSession(tts=tts(), close_timeout=2.0)
+    finished = []
+    session.on("playback_finished", finished.append)
+
+    async def body():
+        session.say("a protected announcement that takes far longer than the close timeout", allow_interruptions=False)
+        await trio.sleep(0.5)
+        t0 = trio.current_time()
+        session.shutdown(drain=True)
+        await trio.sleep(3.0)
+        # the drain is cut off at the deadline less the grace kept for it (2.0 - 0.25)
+        assert close_events(session)[0].created_at - t0 == pytest.approx(1.75)
+
+    await run(session, voxtrio.Agent(), body)
+    # cut then, and recorded as heard so far
+    assert [(round(f.position, 3), f.interrupted) for f in finished] == [(2.05, True)]
+    [said] = [m for m in session.history.items if m.type == "message"]
+    assert said.interrupted and said.content == "a protected"
+    assert session.last_close.cancelled == ()
+
+
+async def test_an_error_close_does_not_wait_for_the_users_last_words(autojump_clock):
+    from helpers import history, of, timeline
+
+    lines = await timeline(
+        user=[{"start": 0.5, "end": 2.5, "transcript": "Are you still there?"}],
+        faults={"vad": {"at": 1.5}},
+    )
+    [close] = of(lines, "close")
+    assert (close["t"], close["reason"]) == (1.5, "error")
+    assert [item for item in history(lines) if item["type"] == "message"] == []

@@ -6,6 +6,7 @@ import trio
 
 import voxtrio
 from voxtrio.actors.audio_in import PipelineConverter
+from voxtrio.chat import ChatContext
 from voxtrio.messages import STTEvent
 from voxtrio.providers.base import STT, EndOfTurnDetector, STTCapabilities
 from voxtrio.providers.energy_vad import EnergyVAD
@@ -51,9 +52,10 @@ class EndpointSTT(STT):
 
     capabilities = STTCapabilities(streaming=True)
 
-    def __init__(self, delay=0.2, texts=("hello there",)):
+    def __init__(self, delay=0.2, texts=("hello there",), language=None):
         self.delay = delay
         self.texts = list(texts)
+        self.language = language
         self.heard_silence_only = []
 
     async def stream(self, frames, events, *, language=None, conn_options=None):
@@ -68,7 +70,9 @@ class EndpointSTT(STT):
                 voiced_until = end
             elif voiced_until is not None and end - voiced_until >= self.delay and self.texts:
                 await events.send(
-                    STTEvent(kind="final", text=self.texts.pop(0), start_time=0.0, end_time=voiced_until)
+                    STTEvent(
+                        kind="final", text=self.texts.pop(0), start_time=0.0, end_time=voiced_until, language=self.language
+                    )
                 )
                 voiced_until = None
 
@@ -251,6 +255,80 @@ async def test_an_unlikely_end_of_turn_waits_for_the_max_delay(autojump_clock):
     assert metrics["endpointing_delay"] == 2.0
     assert metrics["end_of_utterance_delay"] == pytest.approx(2.0)
     assert metrics["end_of_turn_probability"] == 0.01
+
+
+class SlowDetector(EndOfTurnDetector):
+    """Answers ``probability`` after ``thinking`` seconds (never, if None), for
+    the ``languages`` it knows (any, if None)."""
+
+    def __init__(self, thinking, probability=0.01, languages=None):
+        self.thinking = thinking
+        self.probability = probability
+        self.languages = languages
+        self.asked = []
+
+    def supports_language(self, language):
+        return self.languages is None or language in self.languages
+
+    async def predict_end_of_turn(self, chat_ctx, transcript):
+        assert isinstance(chat_ctx, ChatContext)  # the conversation so far
+        self.asked.append((round(trio.current_time(), 3), transcript))
+        if self.thinking is None:
+            await trio.sleep_forever()
+        await trio.sleep(self.thinking)
+        return self.probability
+
+
+@pytest.mark.parametrize(
+    "thinking, commit_at, delay",
+    [
+        # asked at the VAD's end of speech (1.8); the speech ended at 1.5
+        (0.9, 3.5, 2.0),  # answered in time: unlikely, so the max delay (1.5 + 2.0)
+        (1.1, 2.8, 0.5),  # too late: the turn goes on after PREDICTION_TIMEOUT (1.8 + 1.0)
+        (None, 2.8, 0.5),  # never: the same, and the agent still answers
+    ],
+)
+async def test_an_end_of_turn_detector_gets_one_second_to_answer(autojump_clock, thinking, commit_at, delay):
+    detector = SlowDetector(thinking)
+    session = speech_session(
+        EndpointSTT(delay=0.2), turn_detection=detector, min_endpointing_delay=0.5, max_endpointing_delay=2.0
+    )
+    seen = []
+    session.on("*", lambda e: seen.append((round(trio.current_time(), 3), e.type, e.payload())))
+    audio = np.concatenate([silence(0.5), tone(1.0), silence(4.0)])
+    await run_until(session, ArrayTransport(audio), 5.0)
+    assert detector.asked == [(1.8, "hello there")]
+    [commit] = [t for t, k, p in seen if k == "conversation_item_added" and p["item"].get("role") == "user"]
+    assert commit == commit_at
+    [eou] = [p for t, k, p in seen if k == "metrics_collected" and p["kind"] == "eou"]
+    assert eou["endpointing_delay"] == delay
+    assert ("end_of_turn_probability" in eou) == (thinking == 0.9)
+    replies = [p["item"]["content"] for t, k, p in seen if k == "conversation_item_added" and p["item"].get("role") == "assistant"]
+    assert replies == ["hi"]
+
+
+@pytest.mark.parametrize(
+    "probability, languages, stt_language, commit_at",
+    [
+        (0.15, None, None, 2.7),  # exactly the threshold is not "unlikely": min delay, after the answer (1.8 + 0.9)
+        (0.14, None, None, 3.5),  # below it: max delay (1.5 + 2.0)
+        (0.01, {"fr"}, "fr", 3.5),  # the detector knows the language the recognizer heard
+        (0.01, {"fr"}, "en", 2.0),  # it does not: not asked, min delay (1.5 + 0.5)
+    ],
+)
+async def test_the_detector_decides_only_below_its_threshold_and_in_its_languages(
+    autojump_clock, probability, languages, stt_language, commit_at
+):
+    detector = SlowDetector(0.9, probability, languages)
+    session = speech_session(
+        EndpointSTT(delay=0.2, language=stt_language), turn_detection=detector, min_endpointing_delay=0.5, max_endpointing_delay=2.0
+    )
+    commits = []
+    session.on("conversation_item_added", lambda e: commits.append(round(trio.current_time(), 3)) if getattr(e.item, "role", None) == "user" else None)
+    audio = np.concatenate([silence(0.5), tone(1.0), silence(4.0)])
+    await run_until(session, ArrayTransport(audio), 5.0)
+    assert commits == [commit_at]
+    assert len(detector.asked) == (0 if stt_language == "en" else 1)
 
 
 async def test_protected_speech_sends_silence_to_the_recognizer(autojump_clock):

@@ -19,6 +19,8 @@ import voxtrio
 from voxtrio.testing import LLMResponse, ScriptedLLM, ToolCall
 
 pytest.importorskip("mcp")
+# The servers are other processes: real waits, seconds of them.
+pytestmark = [pytest.mark.real_io, pytest.mark.thorough]
 from voxtrio.mcp import MCPServerHTTP, MCPServerStdio  # noqa: E402
 
 SERVER = str(pathlib.Path(__file__).parent / "mcp_server.py")

@@ -20,6 +20,7 @@ def test_scenario_replays_its_expected_timeline(path):
     assert compare_expected(lines, scenario.expect) is None, compare_expected(lines, scenario.expect)
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_the_same_scenario_gives_byte_identical_timelines(path):
     scenario = load_scenario(json.loads(path.read_text()))
@@ -34,6 +35,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.thorough
 def test_cli_prints_json_lines_and_checks_expectations(tmp_path):
     source = json.loads((pathlib.Path(__file__).parent / "scenarios" / "barge_in.json").read_text())
     good = tmp_path / "good.json"
@@ -52,6 +54,7 @@ def test_cli_prints_json_lines_and_checks_expectations(tmp_path):
     assert "line 6.new" in result.stderr
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize(
     "patch, field",
     [
@@ -82,12 +85,14 @@ def test_unknown_or_malformed_fields_are_rejected_by_name(patch, field, tmp_path
     assert field in result.stderr
 
 
+@pytest.mark.thorough
 def test_invalid_json_exits_2(tmp_path):
     path = tmp_path / "s.json"
     path.write_text("{nope")
     assert run_cli(str(path)).returncode == 2
 
 
+@pytest.mark.thorough
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_timelines_do_not_depend_on_the_order_trio_runs_simultaneous_tasks(path):
     """Tasks that wake at the same virtual instant may run in any order; what

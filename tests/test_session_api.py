@@ -5,7 +5,17 @@ import trio
 import trio.testing
 
 import voxtrio
-from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedTransport, ScriptedTTS
+from voxtrio.testing import (
+    LLMResponse,
+    ScriptedLLM,
+    ScriptedSTT,
+    ScriptedTransport,
+    ScriptedTTS,
+    ScriptedVAD,
+    ToolCall,
+    UserSpeech,
+    running,
+)
 
 
 def make_session(**options):
@@ -97,7 +107,12 @@ async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_clo
         streamed = [event async for event in events]
     assert [e.seq for e in streamed] == [e.seq for e in seen]
     seqs = [e.seq for e in streamed]
-    assert seqs == sorted(set(seqs))
+    assert all(a < b for a, b in zip(seqs, seqs[1:]))  # strictly: no number twice
+    items = session.history.items
+    # One counter numbers events and history items: the first number, 1, went
+    # to the first item (the hand-off to the agent), whose event is number 2.
+    assert (items[0].type, items[0].seq, seqs[0]) == ("agent_handoff", 1, 2)
+    assert not set(seqs) & {i.seq for i in items}
     assert [e.type for e in streamed].count("close") == 1
     assert streamed[-1].type == "close"
     assert {e.type for e in streamed} >= {
@@ -109,8 +124,8 @@ async def test_events_iterator_and_callbacks_see_one_ordered_log_ending_with_clo
         "metrics_collected",
         "close",
     }
-    items = session.history.items
-    assert [i.seq for i in items] == sorted(i.seq for i in items)
+    item_seqs = [i.seq for i in items]
+    assert all(a < b for a, b in zip(item_seqs, item_seqs[1:]))
 
 
 async def test_a_session_can_run_again_after_it_closed(autojump_clock):
@@ -152,11 +167,34 @@ async def test_generate_reply_commits_user_input_and_instructions_stay_out_of_hi
 
 
 async def test_update_options_reaches_the_running_actors(autojump_clock):
-    session = make_session()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(session.main, voxtrio.Agent(), ScriptedTransport(input_audio=False))
-        session.update_options(min_endpointing_delay=0.8)
+    speech = [UserSpeech(start=1.0, end=2.0, transcript="Check it.")]
+
+    @voxtrio.function_tool
+    async def check() -> str:
+        return "checked"
+
+    llm = ScriptedLLM(
+        [
+            LLMResponse(input="Check it.", content="**Checking**.", tool_calls=(ToolCall(name="check", arguments="{}", call_id="c"),)),
+            LLMResponse(input="checked", content="Done."),
+        ]
+    )
+    tts = ScriptedTTS([], default_chars_per_second=10.0)
+    session = voxtrio.AgentSession(vad=ScriptedVAD(speech), stt=ScriptedSTT(speech), llm=llm, tts=tts, tools=[check])
+    user_turns = []
+    session.on(
+        "conversation_item_added",
+        lambda e: user_turns.append(round(trio.current_time(), 3)) if getattr(e.item, "role", None) == "user" else None,
+    )
+    async with running(session, voxtrio.Agent(), ScriptedTransport()):
+        session.update_options(min_endpointing_delay=0.8, max_tool_steps=0, tts_text_transforms=[])
         assert session.options.min_endpointing_delay == 0.8
         with pytest.raises(TypeError):
             session.update_options(nonsense=1)
-        await session.aclose()
+        await trio.sleep(8)
+    # the Turn: the turn commits 0.8 s after the speech ended (by default 0.5 s)
+    assert user_turns == [2.8]
+    # the Planner: no tool step after the first, so the follow-up may call no tool
+    assert llm.tool_choices == [None, "none"]
+    # the Speaker: no text transforms, so the markdown reaches the TTS
+    assert tts.requests == ["**Checking**.", "Done."]

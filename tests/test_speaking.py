@@ -61,12 +61,29 @@ def test_sentence_splitter_joins_short_sentences_and_flushes_the_rest():
     assert splitter.flush() == ["And then"]
 
 
-def test_heard_prefix_counts_whole_words_only():
-    text = "Here is a long story"
-    assert heard_prefix(text, 0.0) == ""
-    assert heard_prefix(text, 0.2) == "Here"
-    assert heard_prefix(text, 0.5) == "Here is a"
-    assert heard_prefix(text, 1.0) == text
+@pytest.mark.parametrize(
+    "fraction, heard",
+    [
+        # "Here is a long story": 20 characters, words ending at 4, 7, 9, 14, 20
+        (0.0, ""),
+        (0.19, ""),  # 3.8 characters in: "Here" is not finished
+        (0.2, "Here"),  # its last character just reached
+        (0.3, "Here"),  # half-way through "is"
+        (0.36, "Here is"),
+        (0.69, "Here is a"),  # "long" cut at its last letter
+        (0.99, "Here is a long"),
+        (1.0, "Here is a long story"),
+        (-0.5, ""),
+        (1.5, "Here is a long story"),
+    ],
+)
+def test_heard_prefix_counts_whole_words_only(fraction, heard):
+    assert heard_prefix("Here is a long story", fraction) == heard
+
+
+def test_heard_prefix_keeps_the_text_as_written_up_to_the_last_word_heard():
+    assert heard_prefix("Hi,  there\nfriend", 0.7) == "Hi,  there"  # 11.9 of 17 characters
+    assert heard_prefix("", 0.5) == ""
 
 
 class WordTimedTTS(TTS):

@@ -257,6 +257,8 @@ async def test_an_interrupted_step_still_commits_its_calls_with_their_outputs(au
     )
     tts = ScriptedTTS([], default_chars_per_second=10.0)
     session = voxtrio.AgentSession(llm=llm, tts=tts, tools=[book])
+    executed = []
+    session.on("function_tools_executed", executed.append)
     async with running(session, voxtrio.Agent(), voxtrio.testing.ScriptedTransport(input_audio=False)):
         handle = session.generate_reply(user_input="book it")
         await trio.sleep(2.0)  # 1.5 s of the 3.1 s sentence played
@@ -266,6 +268,32 @@ async def test_an_interrupted_step_still_commits_its_calls_with_their_outputs(au
     assert items == [("message", None), ("function_call", None), ("function_call_output", "booked")]
     assert session.history.items[-3].interrupted
     assert len(llm.requests) == 1  # no reply after an interruption
+    assert [e.max_steps_reached for e in executed] == [False]
+    # the speech's own items: what it said, and its call with the output
+    assert [i.type for i in handle.chat_items] == ["message", "function_call", "function_call_output"]
+
+
+async def test_the_follow_up_step_sees_what_was_said_and_each_call_with_its_output(autojump_clock):
+    @voxtrio.function_tool
+    async def weather(city: str) -> str:
+        return f"sunny in {city}"
+
+    llm = ScriptedLLM(
+        [
+            LLMResponse(input="weather?", content="Let me check.", tool_calls=calls(("weather", '{"city": "Oslo"}', "w"))),
+            LLMResponse(input="sunny in Oslo", content="It is sunny."),
+        ]
+    )
+    async with running(voxtrio.AgentSession(llm=llm, tools=[weather]), voxtrio.Agent(instructions="Be brief.")) as session:
+        await session.run(user_input="weather?")
+    follow_up = llm.requests[1].items
+    assert [(i.type, getattr(i, "role", None), getattr(i, "content", None) or getattr(i, "output", None)) for i in follow_up] == [
+        ("message", "system", "Be brief."),
+        ("message", "user", "weather?"),
+        ("message", "assistant", "Let me check."),
+        ("function_call", None, None),
+        ("function_call_output", None, "sunny in Oslo"),
+    ]
 
 
 async def test_run_context_sees_the_call_userdata_and_can_protect_the_speech(autojump_clock):
@@ -329,3 +357,20 @@ async def test_toolsets_group_tools_and_session_tools_survive_hand_offs(autojump
     assert offered[:2] == [["hours", "to_billing"], ["hours", "refund"]]
     # the agent's tool of the same name beats the session's
     result.expect.contains_function_call_output(output="billing is open 10 to 4")
+
+
+async def test_a_tool_cut_off_by_the_close_is_reported_once_with_its_output(autojump_clock):
+    @voxtrio.function_tool
+    async def stuck() -> str:
+        await trio.sleep_forever()
+
+    llm = ScriptedLLM([LLMResponse(input="go", tool_calls=calls(("stuck", "{}", "s")))])
+    session = voxtrio.AgentSession(llm=llm, tools=[stuck], close_timeout=1.0)
+    executed = []
+    session.on("function_tools_executed", executed.append)
+    async with running(session, voxtrio.Agent(), voxtrio.testing.ScriptedTransport(input_audio=False)):
+        session.generate_reply(user_input="go")
+        await trio.sleep(0.5)
+    [event] = executed
+    assert event.max_steps_reached is False
+    assert [(o.call_id, o.is_error) for o in event.function_call_outputs] == [("s", True)]

@@ -75,3 +75,27 @@ async def test_interrupted_before_any_audio_commits_no_assistant_message(autojum
     assert not of(lines, "playback_started")
     assert not of(lines, "playback_finished")
     assert messages(lines) == [("user", "Tell me a story.", False), ("user", "Stop!", False)]
+
+
+async def test_with_min_interruption_words_1_a_cough_does_not_interrupt_but_one_word_does(autojump_clock):
+    lines = await timeline(
+        options={"min_interruption_words": 1},
+        user=[*STORY["user"], {"start": 4.0, "end": 5.0}, {"start": 7.0, "end": 7.5, "transcript": "Stop."}],
+        llm=STORY["llm"],
+        tts=STORY["tts"],
+    )
+    # the cough (4-5 s) has no words; "Stop." cuts the story when its final comes (7.7)
+    finished = of(lines, "playback_finished")
+    assert [(f["t"], f["interrupted"]) for f in finished] == [(7.7, True)]
+
+
+async def test_a_manual_commit_can_skip_the_reply(autojump_clock):
+    lines = await timeline(
+        options={"turn_detection": "manual"},
+        user=[{"start": 0.5, "end": 1.5, "transcript": "Just noting this."}],
+        llm=[{"input": "Just noting this.", "content": "Noted."}],
+        actions=[{"at": 2.0, "call": "commit_user_turn", "args": {"skip_reply": True}}],
+        end={"at": 5.0},
+    )
+    assert messages(lines) == [("user", "Just noting this.", False)]
+    assert of(lines, "speech_created") == []

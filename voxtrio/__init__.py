@@ -13,19 +13,24 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     AudioFormatError,
+    MissingAPIKeyError,
     SessionClosedError,
     StopResponse,
     ToolError,
     VoxtrioError,
 )
 from .events import (
+    ActiveProviderChanged,
     AgentFalseInterruption,
     AgentStateChanged,
     CloseEvent,
     ConversationItemAdded,
+    DTMFReceived,
     ErrorEvent,
     Event,
     FunctionToolsExecuted,
+    IVRLoopDetected,
+    LineSilenceDetected,
     MetricsCollected,
     PlaybackFinished,
     PlaybackStarted,
@@ -34,6 +39,7 @@ from .events import (
     UserStateChanged,
 )
 from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
+from .providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from .session import AgentSession
 from .speech import SpeechHandle
 from .tools import FunctionTool, RunContext, ToolArgumentsError, Toolset, function_tool
@@ -45,6 +51,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "ActiveProviderChanged",
     "Agent",
     "AgentFalseInterruption",
     "AgentHandoff",
@@ -58,13 +65,20 @@ __all__ = [
     "ChatMessage",
     "CloseEvent",
     "ConversationItemAdded",
+    "DTMFReceived",
     "ErrorEvent",
     "Event",
+    "FallbackLLM",
+    "FallbackSTT",
+    "FallbackTTS",
     "FunctionCall",
     "FunctionCallOutput",
     "FunctionTool",
     "FunctionToolsExecuted",
+    "IVRLoopDetected",
+    "LineSilenceDetected",
     "MetricsCollected",
+    "MissingAPIKeyError",
     "PlaybackFinished",
     "PlaybackStarted",
     "RunContext",

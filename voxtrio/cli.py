@@ -4,7 +4,11 @@
 clock and prints its timeline (exit 2 for an invalid file, 1 when ``--expect``
 finds a difference). ``voxtrio console`` chats with the example agent in the terminal.
 ``voxtrio demo`` runs a spoken conversation through the offline pipeline
-(``--scripted``: the model-free one).
+(``--scripted``: the model-free one). ``voxtrio serve`` serves a page to talk
+to the agent in a browser (``--telephony twilio``: and answers phone calls).
+``voxtrio start AGENT.py`` serves LiveKit
+rooms as an agent worker (``voxtrio dev AGENT.py``: one process, restarted when
+the code changes; both need ``voxtrio[livekit]``).
 """
 
 from __future__ import annotations
@@ -98,6 +102,39 @@ def _console(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server.command import run
+
+    return run(args)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import os
+
+    import trio
+
+    try:
+        from .worker.credentials import Credentials
+        from .worker.pool import Pool, load_agent, run_dev
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from .errors import VoxtrioError
+
+    try:
+        Credentials.from_env()
+        load_agent(args.agent)
+    except VoxtrioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "dev":
+        trio.run(run_dev, args.agent)
+    else:
+        processes = args.processes or os.cpu_count() or 1
+        trio.run(Pool(args.agent, processes, drain_timeout=args.drain_timeout).run)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voxtrio", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +158,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.add_argument("--no-audio", action="store_true", help="text only, even with a sound device")
     console.add_argument("--agent", default=None, help="the example agent module (examples/weather_agent.py)")
     console.set_defaults(handler=_console)
+    serve = commands.add_parser("serve", help="talk to the agent in a browser (page and WebSocket on one port)")
+    serve.add_argument(
+        "agent", nargs="?", default=None, help="FILE.py[:AgentClass] (default: examples/weather_agent.py)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--scripted", action="store_true", help="the model-free pipeline instead of the offline models")
+    serve.add_argument(
+        "--origin", action="append", default=[], help="another origin whose pages may open sessions (repeatable)"
+    )
+    serve.add_argument("--max-sessions", type=int, default=20, help="concurrent sessions (default 20)")
+    serve.add_argument("--record", default=None, help="write each session's transcript JSON into this folder")
+    serve.add_argument(
+        "--telephony", action="append", default=[], choices=("twilio", "telnyx", "plivo", "vonage"),
+        help="also answer this provider's phone calls (repeatable; its secrets from the environment)",
+    )
+    serve.add_argument("--telephony-port", type=int, default=8080, help="the phone calls' port (default 8080)")
+    serve.add_argument(
+        "--public-url", default=None,
+        help="the https address the phone provider reaches (default: $VOXTRIO_PUBLIC_URL, else this machine)",
+    )
+    serve.set_defaults(handler=_serve)
+    start = commands.add_parser("start", help="serve LiveKit rooms: an agent worker pool (production)")
+    start.add_argument("agent", help="the agent file (defines `async def entrypoint(ctx)`)")
+    start.add_argument("--processes", type=int, default=None, help="worker processes (default: one per core)")
+    start.add_argument("--drain-timeout", type=float, default=None, help="seconds live calls get on SIGTERM")
+    start.set_defaults(handler=_worker)
+    dev = commands.add_parser("dev", help="one LiveKit worker, restarted when the code changes")
+    dev.add_argument("agent", help="the agent file (defines `async def entrypoint(ctx)`)")
+    dev.set_defaults(handler=_worker)
     parser.add_argument(
         "--log-level",
         default="CRITICAL",

@@ -17,13 +17,22 @@ class AudioFormatError(VoxtrioError, ValueError):
 
 
 class APIError(VoxtrioError):
-    """A provider failed. ``retryable`` says whether another attempt can succeed."""
+    """A provider failed. ``retryable`` says whether another attempt can succeed;
+    ``retry_after`` is how long the provider asked us to wait first (seconds)."""
 
-    def __init__(self, message: str, *, retryable: bool = True, body: object = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.body = body
+        self.retry_after = retry_after
 
 
 class APIConnectionError(APIError):
@@ -44,10 +53,11 @@ class APIStatusError(APIError):
         status_code: int = -1,
         retryable: bool | None = None,
         body: object = None,
+        retry_after: float | None = None,
     ) -> None:
         if retryable is None:
             retryable = status_code == 429 or status_code >= 500
-        super().__init__(message, retryable=retryable, body=body)
+        super().__init__(message, retryable=retryable, body=body, retry_after=retry_after)
         self.status_code = status_code
 
 
@@ -80,6 +90,11 @@ def root_cause(error: BaseException) -> BaseException:
         causes = [e for e in error.exceptions if not isinstance(e, trio.Cancelled)]
         error = (causes or error.exceptions)[0]
     return error
+
+
+class MissingAPIKeyError(VoxtrioError, ValueError):
+    """A provider was built without an API key: neither the argument nor its
+    environment variable (named in the message) was set."""
 
 
 class ToolError(VoxtrioError):

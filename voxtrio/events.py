@@ -196,6 +196,21 @@ class ErrorEvent(Event):
 
 
 @attrs.frozen(kw_only=True)
+class ActiveProviderChanged(Event):
+    """A fallback adapter (``voxtrio.FallbackLLM``...) moved to another provider:
+    the one it used failed, or a better one it had left is healthy again."""
+
+    type: ClassVar[str] = "active_provider_changed"
+    source: Literal["stt", "llm", "tts"]
+    active: str
+    previous: str
+    reason: str
+
+    def payload(self) -> dict[str, Any]:
+        return {"source": self.source, "active": self.active, "previous": self.previous, "reason": self.reason}
+
+
+@attrs.frozen(kw_only=True)
 class CloseEvent(Event):
     """The session ended. ``cancelled`` names user code cut off by ``close_timeout``."""
 
@@ -209,6 +224,41 @@ class CloseEvent(Event):
         if self.cancelled:
             payload["cancelled"] = list(self.cancelled)
         return payload
+
+
+@attrs.frozen(kw_only=True)
+class DTMFReceived(Event):
+    """The caller pressed a key of the phone's keypad (a telephony transport)."""
+
+    type: ClassVar[str] = "dtmf_received"
+    digit: str
+    duration: float | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {"digit": self.digit, "duration": _r(self.duration)}
+
+
+@attrs.frozen(kw_only=True)
+class IVRLoopDetected(Event):
+    """What the other end of the line says keeps repeating (a phone menu played again)."""
+
+    type: ClassVar[str] = "ivr_loop_detected"
+    transcript: str
+    repetitions: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"transcript": self.transcript, "repetitions": self.repetitions}
+
+
+@attrs.frozen(kw_only=True)
+class LineSilenceDetected(Event):
+    """Neither side has said anything on the line for ``duration`` seconds."""
+
+    type: ClassVar[str] = "line_silence_detected"
+    duration: float
+
+    def payload(self) -> dict[str, Any]:
+        return {"duration": _r(self.duration)}
 
 
 EVENT_TYPES = {
@@ -226,7 +276,11 @@ EVENT_TYPES = {
         AgentFalseInterruption,
         MetricsCollected,
         ErrorEvent,
+        ActiveProviderChanged,
         CloseEvent,
+        DTMFReceived,
+        IVRLoopDetected,
+        LineSilenceDetected,
     )
 }
 

@@ -191,7 +191,8 @@ class UserActivity:
 @attrs.frozen(kw_only=True)
 class EndOfTurnPending:
     """An end-of-turn decision is open (``pending``) or settled (and whether it
-    committed); a false-interruption resume waits for it to settle."""
+    committed a turn that gets a reply, which cuts a paused speech off); a
+    false-interruption resume waits for it to settle."""
 
     pending: bool
     committed: bool = False

@@ -5,7 +5,8 @@ deadline on every chunk (``timeout`` bounds the wait for *progress*, so a long
 answer is fine and a stalled one is not) and re-raises the provider's own error
 unwrapped. :func:`retrying` repeats an attempt while the error is retryable,
 the budget allows it and no output was delivered yet (audio already played or
-text already spoken cannot be taken back).
+text already spoken cannot be taken back), waiting at least as long as the
+provider's ``Retry-After`` asked.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import trio
 
 from .errors import APIError, APITimeoutError
+from .faults import FAULTS
 from .options import APIConnectOptions
 
 T = TypeVar("T")
@@ -117,8 +119,9 @@ async def retrying(
                 and retries < conn_options.max_retry
                 and not delivered()
             )
-            on_error(error, again)
+            if isinstance(error, APIError) or not FAULTS.report_api_errors_only:
+                on_error(error, again)
             if not again:
                 raise error from None
-            await trio.sleep(conn_options.retry_delay(retries))
+            await trio.sleep(max(conn_options.retry_delay(retries), error.retry_after or 0.0))  # type: ignore[attr-defined]
             retries += 1

@@ -192,8 +192,9 @@ class AgentSession:
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
+            speaker_tts = agent.override("tts", self.tts)
             speaker = self._speaker = Speaker(
-                tts=agent.override("tts", self.tts),
+                tts=speaker_tts,
                 transport=transport,
                 bus=bus,
                 options=self._options,
@@ -273,6 +274,10 @@ class AgentSession:
                 for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
                     if actor is not None:
                         await actors.start(actor.run)
+                # Providers with work of their own (a fallback adapter's probes) do it here.
+                providers = (self.stt, stt, self.llm, agent.override("llm", self.llm), self.tts, speaker_tts)
+                for provider in {id(p): p for p in providers if hasattr(p, "run_background")}.values():
+                    await actors.start(provider.run_background, bus.emit)
                 state.running = True
                 session_toolsets = ToolsetLease()
                 # A close asked for while a toolset connects (a server that does
@@ -570,6 +575,12 @@ class AgentSession:
 
     def off(self, name: str, callback: Any) -> None:
         self._bus.off(name, callback)
+
+    def emit(self, event: Event) -> Event:
+        """Put ``event`` in the session's ordered log (numbered, timed, passed to
+        ``on`` callbacks and ``events()`` iterators) and return it as logged:
+        how a transport reports what only it sees, a keypress on a phone line."""
+        return self._bus.emit(event)
 
     def events(self) -> trio.MemoryReceiveChannel[Event]:
         """Every event from now on, in order; the iteration ends after ``close``."""

@@ -127,11 +127,11 @@ def _decode(data: bytes, fmt: tuple[int, int, int, int], name: str) -> WavAudio:
     return WavAudio(np.ascontiguousarray(samples), rate, channels)
 
 
-def write_wav(path: PathLike, samples: np.ndarray, sample_rate: int, num_channels: int = 1) -> None:
-    """Write interleaved int16 samples as a 16-bit PCM WAV (atomically: a temp file, then rename)."""
+def wav_bytes(samples: np.ndarray, sample_rate: int, num_channels: int = 1) -> bytes:
+    """Interleaved int16 samples as the bytes of a 16-bit PCM WAV file."""
     samples = np.asarray(samples)
     if samples.dtype != np.int16 or samples.ndim != 1:
-        raise AudioFormatError(f"write_wav needs 1-D int16 samples, got {samples.dtype} {samples.shape}")
+        raise AudioFormatError(f"a WAV needs 1-D int16 samples, got {samples.dtype} {samples.shape}")
     if len(samples) % num_channels:
         raise AudioFormatError(f"{len(samples)} samples cannot be split into {num_channels} channels")
     data = samples.astype("<i2").tobytes()
@@ -140,8 +140,13 @@ def write_wav(path: PathLike, samples: np.ndarray, sample_rate: int, num_channel
         "<IHHIIHH", 16, _FORMAT_PCM, num_channels, sample_rate, sample_rate * num_channels * 2, num_channels * 2, 16
     )
     header += b"data" + struct.pack("<I", len(data))
+    return header + data
+
+
+def write_wav(path: PathLike, samples: np.ndarray, sample_rate: int, num_channels: int = 1) -> None:
+    """Write interleaved int16 samples as a 16-bit PCM WAV (atomically: a temp file, then rename)."""
+    content = wav_bytes(samples, sample_rate, num_channels)
     temporary = f"{os.fspath(path)}.partial"
     with open(temporary, "wb") as file:
-        file.write(header)
-        file.write(data)
+        file.write(content)
     os.replace(temporary, path)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from harness import workload as W  # noqa: E402
@@ -15,12 +17,34 @@ from harness.call import FULL, QUICK, Call  # noqa: E402
 from harness.playout import Playout  # noqa: E402
 
 
-def test_workload_constants():
-    assert len(W.REPLY_TOKENS) == 40
-    assert W.SENTENCES[0] == "".join(W.REPLY_TOKENS[:8])
-    assert round(W.CRITICAL_PATH_S, 3) == 0.33 and round(W.TOOL_CRITICAL_PATH_S, 3) == 0.48
-    assert [W.tts_chunk_count(s) for s in W.SENTENCES] == [24, 74, 56]
-    assert W.is_speech(W.SPEECH_FRAMES[0]) and not W.is_speech(W.SILENCE_FRAME)
+def test_tts_audio_lasts_3_s_per_172_characters_rounded_up_to_20_ms():
+    # spec: duration = chars x (3.0 s / 172), rounded up to 20 ms
+    assert [W.tts_chunk_count("x" * n) for n in (0, 1, 172, 173, 344)] == [0, 1, 150, 151, 300]
+    assert W.tts_chunk_count("  Sure.  ") == W.tts_chunk_count("Sure.")  # spaces kept or not
+    for sentence in W.SENTENCES:
+        rounding = W.tts_chunk_count(sentence) * W.FRAME_S - len(sentence) * W.TTS_S_PER_CHAR
+        assert 0 <= rounding < W.FRAME_S
+    whole = sum(W.tts_chunk_count(s) for s in W.SENTENCES) * W.FRAME_S
+    assert abs(whole - 3.0) < 0.1  # "the full reply is about 3.0 s"
+    chunks = W.tts_audio(W.SENTENCES[0])
+    assert len(chunks) == W.tts_chunk_count(W.SENTENCES[0])
+    assert {len(c) for c in chunks} == {2 * W.OUT_CHUNK_SAMPLES}
+
+
+def test_the_reply_streams_as_40_tokens_the_first_sentence_in_8():
+    assert "".join(W.REPLY_TOKENS) == W.REPLY and len(W.REPLY_TOKENS) == 40
+    assert "".join(W.REPLY_TOKENS[: W.FIRST_SENTENCE_TOKENS]) == W.SENTENCES[0] == "Sure, I can help with that."
+    assert all(token.strip() for token in W.REPLY_TOKENS)  # no token is only a space
+
+
+def test_speech_is_a_window_louder_than_rms_500():
+    def frame(amplitude):
+        return np.full(W.IN_FRAME_SAMPLES, amplitude, dtype="<i2").tobytes()
+
+    assert not W.is_speech(frame(500)) and W.is_speech(frame(501)) and W.is_speech(frame(-501))
+    assert not W.is_speech(b"") and not W.is_speech(W.SILENCE_FRAME)
+    assert all(W.is_speech(f) for f in W.SPEECH_FRAMES)
+    assert len(W.SPEECH_FRAMES) * W.FRAME_S == 2.0  # a user turn: 2 s of speech
 
 
 def test_playout_backpressure_gap_and_clear():

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 trio = pytest.importorskip("trio")
+pytestmark = pytest.mark.thorough  # whole benchmark calls
 import trio.testing  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))

@@ -53,6 +53,7 @@ from ..events import (
     FunctionToolsExecuted,
     MetricsCollected,
 )
+from ..faults import FAULTS
 from ..messages import (
     ActivityChanged,
     AgentSpeech,
@@ -406,6 +407,8 @@ class Planner:
         if old == new:
             return
         self._state.agent_state = new
+        if FAULTS.think_silently and new == "thinking":
+            return
         self._bus.emit(AgentStateChanged(old_state=old, new_state=new))
         if new == "speaking":
             self._session_inbox.send_nowait(ErrorCountReset(sources=("llm", "tts")))
@@ -670,6 +673,8 @@ class Planner:
         """
         if speech is not None and item not in speech.chat_items:
             speech.chat_items.append(item)
+        if FAULTS.flip_interrupted_on_assistant_messages and item.type == "message" and item.role == "assistant":
+            item.interrupted = not item.interrupted
         if seq is not None:
             item.seq = seq
         elif item.seq == math.inf:
@@ -682,6 +687,10 @@ class Planner:
         self._state.notify_committed(item)
         if emit:
             self._bus.emit(ConversationItemAdded(item=item))
+        if FAULTS.commit_user_turns_twice and item.type == "message" and item.role == "user":
+            again = ChatMessage(role="user", content=item.content)
+            again.seq = self._bus.next_seq()
+            self._state.history.insert(again)
 
     def commit_handoff(self, old: Agent | None, new: Agent) -> None:
         item = AgentHandoff(old_agent=old.id if old is not None else None, new_agent=new.id)
@@ -733,7 +742,7 @@ class Planner:
         within ``false_interruption_timeout`` (A.8). Words end it for good.
         """
         current = self._state.current_speech
-        if current is None or current.done() or current.interrupted:
+        if current is None or current.done() or current.interrupted or FAULTS.ignore_barge_in:
             return
         if not current.allow_interruptions:
             return
@@ -903,6 +912,8 @@ class Planner:
     def _on_playout_stalled(self, message: PlayoutStalled) -> None:
         """The agent is 'speaking' only while its audio plays: while the speech's
         audio has run out (a stuck TTS) it is 'thinking' (reference problem 1)."""
+        if FAULTS.ignore_playout_stalls:
+            return
         if self._state.current_speech is not message.handle or message.handle.done():
             return
         if message.stalled and self._state.agent_state == "speaking":
@@ -1142,6 +1153,7 @@ class Planner:
                 if usage.prompt_tokens or usage.completion_tokens:
                     metrics["prompt_tokens"] = usage.prompt_tokens
                     metrics["completion_tokens"] = usage.completion_tokens
+                    metrics["prompt_cached_tokens"] = usage.prompt_cached_tokens
                 self._bus.emit(MetricsCollected(kind="llm", metrics=metrics))
 
     async def _produce(
@@ -1317,6 +1329,8 @@ class Planner:
             self._schedule_speech(handle, force=True)
 
     def _record_abandoned_tools(self, handle: SpeechHandle, outcomes: list[ToolOutcome]) -> None:
+        if FAULTS.forget_tools_abandoned_at_close:
+            return
         outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
         self._emit_tools_executed(outcomes, max_steps_reached=False)
         self._commit_tool_items(outcomes, handle)
@@ -1333,7 +1347,10 @@ class Planner:
     def _commit_tool_items(self, outcomes: list[ToolOutcome], handle: SpeechHandle) -> None:
         for outcome in outcomes:
             self._commit(outcome.call, emit=False, owner=handle._owner, speech=handle)
-            self._commit(outcome.output, emit=False, owner=handle._owner, speech=handle)
+            if FAULTS.drop_outputs_of_interrupted_tools and handle.interrupted:
+                continue
+            seq = outcome.call.seq if FAULTS.number_tool_outputs_as_their_calls else None
+            self._commit(outcome.output, emit=False, owner=handle._owner, speech=handle, seq=seq)
 
     # -- user turns ------------------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """Recognizer actor: the user's audio to transcripts, through the STT provider.
 
 A streaming STT gets every frame as it comes: AudioIn sends straight into the
-running stream's channel (10 s deep). The stream heals itself: after an
+running stream's channel (10 s deep). Besides transcripts it may report its
+usage (``STTUsage``: a ``metrics_collected`` event of kind ``stt``) and a
+connection it replaced by itself (``STTReconnected``: a recoverable ``error``
+event). The stream heals itself: after an
 ``APIError`` it is opened again after a backoff (``retry_delay``; audio of
 the backoff itself reaches no stream), and each failure is an ``error`` event; one that exhausts ``max_retry`` attempts in a row is
 unrecoverable and counts toward the session's error budget. A transcript
@@ -30,7 +33,7 @@ from ..errors import APIError, describe_error
 from ..events import ErrorEvent, EventBus, MetricsCollected
 from ..messages import FlushRecognizer, OptionsChanged, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
 from ..options import SessionOptions
-from ..providers.base import STT, check_stt_event
+from ..providers.base import STT, STTReconnected, STTStreamItem, STTUsage, check_stt_event
 from ..retry import retrying, unwrap
 from .audio_in import RECOGNIZER_BACKLOG
 
@@ -111,7 +114,7 @@ class Recognizer:
         while not link.closed:
             send, receive = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
             link.target = send
-            events_send, events_receive = trio.open_memory_channel[STTEvent](64)
+            events_send, events_receive = trio.open_memory_channel[STTStreamItem](64)
             try:
                 with trio.CancelScope() as restart:
                     self._restart = restart
@@ -146,8 +149,18 @@ class Recognizer:
             await self._session_inbox.send(ProviderFailed(source="stt", error=error))
         await trio.sleep(conn_options.retry_delay(max(0, self._failures - 1)))
 
-    async def _forward(self, receive: trio.MemoryReceiveChannel[STTEvent]) -> None:
+    async def _forward(self, receive: trio.MemoryReceiveChannel[STTStreamItem]) -> None:
         async for event in receive:
+            if isinstance(event, STTUsage):
+                metrics = {"audio_duration": event.audio_duration}
+                if event.latency is not None:
+                    metrics["duration"] = event.latency
+                self._bus.emit(MetricsCollected(kind="stt", metrics=metrics))
+                continue
+            if isinstance(event, STTReconnected):
+                error = event.error
+                self._bus.emit(ErrorEvent(source="stt", message=describe_error(error), recoverable=True, error=error))
+                continue
             check_stt_event(event)
             if event.kind == "final" and event.text:
                 self._failures = 0

@@ -11,7 +11,11 @@ which cancels the playout scope from ``SpeechHandle.interrupt()`` directly,
 leaves at most that much audio in the device, and ``clear()`` drops it. The
 result of a playout says what was heard: the position, and the words up to
 it (from TTS word timings when the provider gives them, else the pacing
-estimate of :func:`voxtrio.text.heard_prefix`).
+estimate of :func:`voxtrio.text.heard_prefix`). A device that knows its play
+head better than the timeline (``AudioOutput.queued``) is believed.
+
+A transport that shows the agent's words (``Transport.publish_text``) gets
+them as they are heard, by the same measure, and the final text at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import re
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator
 
 import attrs
@@ -44,13 +49,16 @@ from ..errors import describe_error
 from ..providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
+from ..transports.base import Transport
 
 if TYPE_CHECKING:
-    from ..transports.base import AudioOutput, Transport
+    from ..transports.base import AudioOutput
 
 # Speech pace assumed for text whose audio was never fully synthesized (a TTS
 # failure): about 170 words a minute.
 NOMINAL_CHARS_PER_SECOND = 15.0
+
+_WORD = re.compile(r"\S+")
 
 # What _next_audio returns when the device ran dry waiting for audio.
 _STALLED = object()
@@ -58,6 +66,14 @@ _STALLED = object()
 # A TTS provider may send this before its first audio to say when it started
 # working on the text (time-to-first-byte is measured from there).
 TTS_REQUEST_STARTED = "tts-request-started"
+
+# The longest wait between two looks at what has been heard, when the next
+# word's end is only estimated (its audio is still being synthesized).
+CAPTION_RECHECK = 0.25
+
+# How long a playout waits, after the timeline says it has played, for a
+# device that reports it is still playing.
+DEVICE_LAG_LIMIT = 1.0
 
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.
@@ -83,6 +99,7 @@ class _Segment:
     text_only: bool = False
     tts: Any = None
     ticket: int = -1
+    captioned: bool = False  # some of its words were shown (publish_text)
     scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
     @property
@@ -103,9 +120,17 @@ class _ReplayableText:
         self._chunks.append(chunk)
         self._notify()
 
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
     def close(self) -> None:
         self._closed = True
         self._notify()
+
+    @property
+    def characters(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -151,6 +176,7 @@ class Speaker:
         self._timeline = PlayoutTimeline()
         self._paused = Flag()
         self._nursery: trio.Nursery | None = None
+        self._shows_text = transport is not None and type(transport).publish_text is not Transport.publish_text
 
     @property
     def can_pause(self) -> bool:
@@ -330,7 +356,7 @@ class Speaker:
                 return
             check_synthesized_audio(item)
             offset = segment.synthesized
-            if timing["first_audio"] is None:
+            if timing["first_audio"] is None and item.frame.samples_per_channel:
                 timing["first_audio"] = trio.current_time()
             segment.words.extend(
                 TimedWord(text=w.text, start=w.start + offset, end=w.end + offset)
@@ -386,6 +412,7 @@ class Speaker:
                         "ttfb": timing["first_audio"] - (anchor or request_started),
                         "duration": finished - (anchor or request_started),
                         "audio_duration": segment.synthesized,
+                        "characters": text.characters,
                     },
                 )
             )
@@ -421,6 +448,7 @@ class Speaker:
         started_at: float | None = None
         wrote_any = False
         interrupted = False
+        captions = trio.CancelScope() if self._shows_text else None
         with trio.CancelScope() as scope:
             handle._bind_scope(scope)
             try:
@@ -439,12 +467,17 @@ class Speaker:
                         if item is None:
                             break
                         frame = item.frame
+                        if not frame.samples_per_channel:
+                            continue  # it only carried word timings
                         if not wrote_any and request.hold_while_user_speaks is not None:
                             await request.hold_while_user_speaks.wait_value(True)
                         await self._wait_for_room(frame.duration)
                         now = trio.current_time()
                         await self._output.write(frame)
                         self._timeline.write(frame.duration, now)
+                        if not wrote_any and captions is not None:
+                            assert self._nursery is not None
+                            self._nursery.start_soon(self._show_words, segment, handle.id, captions)
                         wrote_any = True
                         if stalled:
                             stalled = False
@@ -459,6 +492,8 @@ class Speaker:
                     await self._wait_until_played()
             finally:
                 handle._unbind_scope(scope)
+                if captions is not None:
+                    captions.cancel()
         interrupted = scope.cancelled_caught or handle.interrupted
         # Synthesis that failed after some audio cut the speech short: the user
         # heard the start of it, as if it had been interrupted there.
@@ -467,8 +502,8 @@ class Speaker:
         if not segment.text_only:
             assert self._output is not None
             if interrupted:
+                position = self._heard_position(now)  # before clear(): it empties the device
                 self._output.clear()
-                position = self._timeline.position(now)
             else:
                 position = self._timeline.pushed
             self._timeline.reset()
@@ -483,6 +518,8 @@ class Speaker:
             heard = "" if started_at is None or segment.error is not None else segment.text
             if interrupted:
                 segment.scope.cancel()
+        if self._shows_text and (heard or segment.captioned):
+            self._publish_text(handle.id, heard, final=True)
         if wrote_any:
             self._bus.emit(PlaybackFinished(speech_id=handle.id, position=position, interrupted=interrupted))
         if not request.started.done():
@@ -565,9 +602,79 @@ class Speaker:
                 continue
             end = self._timeline.end_time(trio.current_time())
             if end <= trio.current_time() + 1e-9:
-                return
+                break
             with trio.move_on_at(end):
                 await self._paused.wait_value(True)
+        # A device that reports its play head may still be playing what the
+        # timeline says has played (a network and a jitter buffer behind).
+        give_up = trio.current_time() + DEVICE_LAG_LIMIT
+        while True:
+            queued = self._output.queued() if self._output is not None else None
+            now = trio.current_time()
+            if queued is None or queued <= 1e-3 or now >= give_up:
+                return
+            if self._paused:
+                await self._paused.wait_value(False)
+                continue
+            with trio.move_on_at(min(give_up, now + queued)):
+                await self._paused.wait_value(True)
+
+    def _heard_position(self, now: float) -> float:
+        """Seconds of the playing segment heard so far (the device's word for it
+        when it has one)."""
+        assert self._output is not None
+        queued = self._output.queued()
+        if queued is None:
+            return self._timeline.position(now)
+        return min(self._timeline.pushed, max(0.0, self._timeline.pushed - queued))
+
+    async def _show_words(self, segment: _Segment, speech_id: str, scope: trio.CancelScope) -> None:
+        """Publish the segment's words as they are heard, until ``scope`` is cancelled."""
+        with scope:
+            shown = ""
+            while not scope.cancel_called:  # (the playout ends before a start_soon task first runs)
+                position = self._heard_position(trio.current_time())
+                text, next_end, exact = self._words_heard(segment, position)
+                if segment.synthesis_done and position >= segment.synthesized - 1e-9:
+                    return  # all of it played: the final text comes now
+                if text != shown and not shown.startswith(text):  # estimates may wobble: never unsay
+                    shown = text
+                    segment.captioned = True
+                    self._publish_text(speech_id, text, final=False)
+                if self._paused:
+                    await self._paused.wait_value(False)
+                    continue
+                wait = CAPTION_RECHECK if next_end is None else max(next_end - position, 0.02)
+                await trio.sleep(wait if exact else min(wait, CAPTION_RECHECK))
+
+    def _words_heard(self, segment: _Segment, position: float) -> tuple[str, float | None, bool]:
+        """What has been heard at ``position``, where the next word ends (or None),
+        and whether that end is exact (word timings, or all of the audio known)."""
+        timed = segment.tts is not None and segment.tts.capabilities.aligned_transcript
+        if segment.words or (timed and not segment.synthesis_done):
+            heard = [w.text for w in segment.words if w.end <= position + 1e-9]
+            following = [w.end for w in segment.words if w.end > position + 1e-9]
+            if following:
+                return " ".join(heard), following[0], True
+            # The next word's timing has not come yet: it ends after the audio known so far.
+            return " ".join(heard), max(segment.synthesized, position), bool(segment.synthesis_done)
+        text = segment.text
+        exact = bool(segment.synthesis_done)
+        total = segment.synthesized
+        if not exact:
+            total = max(total, len(text) / NOMINAL_CHARS_PER_SECOND)
+        if total <= 0 or not text:
+            return "", None, exact
+        heard = heard_prefix(text, (position + 1e-9) / total)
+        following = _WORD.search(text, len(heard))
+        return heard, (None if following is None else following.end() / len(text) * total), exact
+
+    def _publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
+        assert self._transport is not None
+        try:
+            self._transport.publish_text(speech_id, text, final=final)
+        except Exception as error:  # showing words must not stop the speech
+            self._bus.emit(ErrorEvent(source="transport", message=str(error), recoverable=True, error=error))
 
     def _heard_text(self, segment: _Segment, position: float, interrupted: bool) -> str:
         if not interrupted:

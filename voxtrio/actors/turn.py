@@ -405,12 +405,14 @@ class Turn:
         self._last_voiced = event.timestamp
         self._stt_eos_received = False
         self._committed_since_speech = False
+        # Before the pending commit is called off: a false-interruption resume
+        # waiting for that decision must see that the user is talking again.
+        self._planner.send_nowait(UserActivity(speaking=True, at=event.timestamp))
         self._cancel_bounce()
         self._cancel_transcription_timeout()
         if self._mode != "stt":
             self._set_user_state("speaking")
         self._set_holding(True)
-        self._planner.send_nowait(UserActivity(speaking=True, at=event.timestamp))
         if event.speech_duration >= self._options.min_interruption_duration:
             self._interrupt_by_audio_activity("vad")
 
@@ -535,8 +537,9 @@ class Turn:
             await trio.sleep_until(self._to_trio_time(last_voiced) + delay)
             if self._bounce is scope:
                 self._bounce = None
+            answered = bool(self._transcript) and not skip_reply  # a turn without words gets no reply
             committed = self._commit(skip_reply=skip_reply, delay=delay, probability=probability)
-            self._planner.send_nowait(EndOfTurnPending(pending=False, committed=committed))
+            self._planner.send_nowait(EndOfTurnPending(pending=False, committed=committed and answered))
 
     def _commit(
         self,

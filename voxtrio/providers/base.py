@@ -38,6 +38,12 @@ ToolChoice = Union[Literal["auto", "required", "none"], str]
 DEFAULT_CONN_OPTIONS = APIConnectOptions()
 
 
+def _shown(value: Any) -> str:
+    """What a provider sent, for the error that says it is not allowed."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
 # ---------------------------------------------------------------------------
 # VAD
 # ---------------------------------------------------------------------------
@@ -97,6 +103,34 @@ class STTCapabilities:
     interim_results: bool = False
     aligned_transcript: bool = False
     offline_recognize: bool = True
+    speech_boundaries: bool = False
+    """Sends ``start_of_speech``/``end_of_speech`` events of its own (what
+    ``turn_detection="stt"`` follows)."""
+
+
+@attrs.frozen(kw_only=True)
+class STTUsage:
+    """Sent by a streaming STT on its events channel, between its transcripts:
+    ``audio_duration`` seconds of audio went to the service since the last
+    report, and a final transcript came ``latency`` seconds after the end of
+    the audio it covers was sent. The Recognizer reports it as a
+    ``metrics_collected`` event (kind ``stt``) and sends it no further."""
+
+    audio_duration: float
+    latency: float | None = None
+
+
+@attrs.frozen
+class STTReconnected:
+    """Sent by a streaming STT on its events channel when it lost its
+    connection and opened a new one itself, within the retry budget, without
+    losing audio. The Recognizer reports ``error`` as a recoverable ``error``
+    event; a stream that gives up raises instead."""
+
+    error: BaseException
+
+
+STTStreamItem = Union[STTEvent, STTUsage, STTReconnected]
 
 
 class STT(abc.ABC):
@@ -105,7 +139,7 @@ class STT(abc.ABC):
     async def stream(
         self,
         frames: trio.MemoryReceiveChannel[AudioFrame],
-        events: trio.MemorySendChannel[STTEvent],
+        events: trio.MemorySendChannel[STTStreamItem],
         *,
         language: str | None = None,
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
@@ -113,7 +147,9 @@ class STT(abc.ABC):
         """Streaming recognition: read frames until closed, send interim/final events.
 
         Only for ``capabilities.streaming``. An empty ``AudioFrame`` (no samples)
-        asks for a flush: finalize what was heard so far.
+        asks for a flush: finalize what was heard so far. Usage and reconnection
+        reports (:class:`STTUsage`, :class:`STTReconnected`) may go on the same
+        channel.
         """
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 
@@ -129,9 +165,13 @@ class STT(abc.ABC):
 
 
 def check_stt_event(event: Any) -> STTEvent:
-    """``event`` if a recognizer may send it, else :class:`ProviderOutputError`."""
+    """``event`` if it is a transcript or a speech boundary, else
+    :class:`ProviderOutputError` (the Recognizer takes ``STTUsage`` and
+    ``STTReconnected`` before it asks)."""
     if not isinstance(event, STTEvent):
-        raise ProviderOutputError(f"the STT sent {_shown(event)}, not an STTEvent", output=event)
+        raise ProviderOutputError(
+            f"the STT sent {_shown(event)}, not an STTEvent, STTUsage or STTReconnected", output=event
+        )
     return event
 
 
@@ -153,14 +193,11 @@ class ToolCallChunk:
 class UsageChunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_cached_tokens: int = 0
+    """Of ``prompt_tokens``, those the provider read from its prompt cache."""
 
 
 LLMChunk = Union[str, ToolCallChunk, UsageChunk]
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def check_llm_chunk(chunk: Any) -> LLMChunk:
@@ -223,6 +260,10 @@ class TimedWord:
 
 @attrs.frozen(kw_only=True)
 class SynthesizedAudio:
+    """A chunk of synthesized audio and the words it carries, timed from the
+    chunk's first sample (a word may have begun in an earlier chunk: its start
+    is then negative). A chunk with no samples only carries words."""
+
     frame: AudioFrame
     words: tuple[TimedWord, ...] = ()
 

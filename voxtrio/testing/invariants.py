@@ -33,6 +33,8 @@ test can also call on its own):
   ``listening`` while it plays;
 - ``check_no_audio_over_user``: no interruptible speech starts while the user
   speaks or plays on over the user once it can be cut;
+- ``check_no_resume_over_user``: a paused reply never resumes while the user
+  is making sound;
 - ``check_speech_handles``: every handle done with one terminal record that the
   history reflects;
 - ``check_history_order``: strictly increasing sequence numbers, no item twice;
@@ -694,6 +696,33 @@ def check_no_audio_over_user(obs: Observation) -> list[Violation]:
     return found
 
 
+def check_no_resume_over_user(obs: Observation) -> list[Violation]:
+    """A paused reply never resumes while the user is making sound: after a
+    false-interruption pause (A.8) it resumes only once the user is quiet again.
+    (Sound the VAD has not had an update to hear yet, and sound after the VAD
+    failed, do not count: nothing could have known.)"""
+    if obs.scenario.vad is None:
+        return []
+    step = obs.scenario.vad.get("min_speech_duration", 0.05)
+    deaf_from = obs.scenario.vad_fail_at if obs.scenario.vad_fail_at is not None else math.inf
+    found = []
+    for event in obs.of("agent_false_interruption"):
+        if not event.resumed:
+            continue
+        t = event.created_at - obs.origin
+        for speech in obs.scenario.user:
+            heard_from = speech.start + step
+            if heard_from - 1e-6 <= t < speech.end - 1e-6 and heard_from < deaf_from:
+                found.append(
+                    Violation(
+                        "no_resume_over_user",
+                        f"the paused speech resumed at t={obs.t(event.created_at)} while the user was "
+                        f"making sound ({speech.start:g}-{speech.end:g} s)",
+                    )
+                )
+    return found
+
+
 def _say_keeps_text(obs: Observation) -> dict[int, bool]:
     keeps = {}
     for record in obs.calls:
@@ -946,6 +975,7 @@ INVARIANTS: list[Callable[[Observation], list[Violation]]] = [
     check_state_transitions,
     check_speaking_means_audio,
     check_no_audio_over_user,
+    check_no_resume_over_user,
     check_speech_handles,
     check_history_order,
     check_user_turns,

@@ -53,6 +53,17 @@ class AudioOutput(abc.ABC):
     def segment_done(self) -> None:
         """The current utterance has no more audio (a device may flush)."""
 
+    def queued(self) -> float | None:
+        """Seconds of the audio written so far that the listener has not heard yet.
+
+        A device that plays somewhere the Speaker cannot see (a browser behind
+        a network and a jitter buffer) reports its true play head here, so an
+        interruption records what was really heard and the agent's transcript
+        keeps step with the sound. None (the default): the device plays as it
+        is written, and the Speaker's own timeline is the truth.
+        """
+        return None
+
 
 class Transport(abc.ABC):
     """The session's connection to the user."""
@@ -72,7 +83,15 @@ class Transport(abc.ABC):
         """
 
     def publish_text(self, speech_id: str, text: str, *, final: bool) -> None:
-        """Show the agent's words as they are spoken (optional)."""
+        """Show the agent's words as they are heard (optional).
+
+        The Speaker calls it while a reply plays: ``text`` is what has been
+        heard so far of the current utterance (a speech has one per LLM step),
+        growing word by word in step with the audio (TTS word timings when the
+        provider gives them, the pacing estimate otherwise); ``final`` closes
+        the utterance with the words heard in the end, cut where an
+        interruption cut the audio (the text the history records).
+        """
 
     async def aclose(self) -> None:
         pass

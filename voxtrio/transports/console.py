@@ -25,6 +25,7 @@ import trio
 
 from ..audio import AudioFrame
 from .base import AudioOutput, Transport
+from .client_events import submit_text_input
 
 if TYPE_CHECKING:
     from ..session import AgentSession
@@ -160,13 +161,8 @@ class ConsoleTransport(Transport):
                     self._user_said(line.decode("utf-8", errors="replace").strip())
 
     def _user_said(self, text: str) -> None:
-        session = self._session
-        if not text or session is None:
-            return
-        current = session.current_speech
-        if current is not None and not current.done() and current.allow_interruptions:
-            session.interrupt()
-        session.generate_reply(user_input=text)
+        if text and self._session is not None:
+            submit_text_input(self._session, text)
 
     async def aclose(self) -> None:
         if isinstance(self.audio_output, SpeakerOutput):
