@@ -57,9 +57,37 @@ class FastForwardClock(trio.abc.Clock):
 # Real seconds a worker may run on an autojumping MockClock before virtual
 # time moves on without it (a worker that blocks must not stop every deadline).
 MOCK_CLOCK_WORKER_HOLD = 0.25
+# Per MockClock: how many workers hold its time, and its autojump threshold.
+_mock_clock_holds: dict[trio.abc.Clock, list[Any]] = {}
 
-_abandoned_lock = threading.Lock()
-_abandoned = 0
+class _Worker:
+    """One call run in a worker thread, and whether its caller left it running.
+
+    The class counts the workers abandoned by a cancelled caller and still
+    running, in the whole process (threads are the process's)."""
+
+    _lock = threading.Lock()
+    abandoned = 0
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._fn, self._args = fn, args
+        self._done = False
+        self._left = False
+
+    def __call__(self) -> Any:
+        try:
+            return self._fn(*self._args)
+        finally:
+            with _Worker._lock:
+                self._done = True
+                if self._left:
+                    _Worker.abandoned -= 1
+
+    def abandon(self) -> None:
+        with _Worker._lock:
+            if not self._done and not self._left:
+                self._left = True
+                _Worker.abandoned += 1
 
 
 def abandoned_workers() -> int:
@@ -69,7 +97,7 @@ def abandoned_workers() -> int:
     ``abandon_on_cancel`` returns at once and the thread runs on until its
     function returns. This counts those still running, in the whole process.
     """
-    return _abandoned
+    return _Worker.abandoned
 
 
 async def run_in_worker(
@@ -92,28 +120,13 @@ async def run_in_worker(
     counted = clock if isinstance(clock, FastForwardClock) else None
     if counted is not None:
         counted.busy_workers += 1
-    state = {"done": False, "abandoned": False}
-
-    def work() -> T:
-        global _abandoned
-        try:
-            return fn(*args)
-        finally:
-            with _abandoned_lock:
-                state["done"] = True
-                if state["abandoned"]:
-                    _abandoned -= 1
-
+    worker = _Worker(fn, args)
     try:
         with _holding_virtual_time(clock):
-            return await trio.to_thread.run_sync(work, limiter=limiter, abandon_on_cancel=abandon_on_cancel)
+            return await trio.to_thread.run_sync(worker, limiter=limiter, abandon_on_cancel=abandon_on_cancel)  # type: ignore[no-any-return]
     except trio.Cancelled:
         if abandon_on_cancel:
-            global _abandoned
-            with _abandoned_lock:
-                if not state["done"]:
-                    state["abandoned"] = True
-                    _abandoned += 1
+            worker.abandon()
         raise
     finally:
         if counted is not None:
@@ -122,12 +135,14 @@ async def run_in_worker(
 
 @contextlib.contextmanager
 def _holding_virtual_time(clock: trio.abc.Clock) -> Iterator[None]:
-    if not isinstance(clock, trio.testing.MockClock) or clock.autojump_threshold == math.inf:
-        yield
+    if not isinstance(clock, trio.testing.MockClock) or (
+        clock not in _mock_clock_holds and clock.autojump_threshold == math.inf
+    ):
+        yield  # not an autojumping MockClock
         return
-    holds = _mock_clock_holds.setdefault(clock, [0, clock.autojump_threshold])
-    if holds[0] == 0:
-        holds[1] = clock.autojump_threshold
+    holds = _mock_clock_holds.get(clock)
+    if holds is None:
+        holds = _mock_clock_holds[clock] = [0, clock.autojump_threshold]
         clock.autojump_threshold = math.inf
     holds[0] += 1
     released = False
@@ -158,7 +173,3 @@ def _run_soon(token: trio.lowlevel.TrioToken, fn: Callable[[], None]) -> None:
         token.run_sync_soon(fn)
     except trio.RunFinishedError:
         pass
-
-
-# Per MockClock: how many workers hold its time, and its autojump threshold.
-_mock_clock_holds: dict[trio.abc.Clock, list[Any]] = {}

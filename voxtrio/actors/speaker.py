@@ -31,6 +31,7 @@ import trio
 
 from .._sync import Flag, Future
 from ..audio import AudioFrame, PlayoutTimeline
+from ..errors import describe_error
 from ..events import ErrorEvent, EventBus, MetricsCollected, PlaybackFinished, PlaybackStarted
 from ..messages import (
     DiscardSegment,
@@ -45,7 +46,6 @@ from ..messages import (
     SynthesizeSegment,
 )
 from ..options import NOT_GIVEN, SessionOptions
-from ..errors import describe_error
 from ..providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
