@@ -117,3 +117,30 @@ def test_the_readme_property_example_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     namespace["test_weather_agent_keeps_the_invariants"]()
+
+
+@pytest.mark.property
+@settings(max_examples=max(1, settings.default.max_examples // 2))
+@given(conversations(hostile=True))
+def test_hostile_conversations_keep_every_invariant(conversation):
+    """A careless application and broken providers: wrong arguments at random
+    times, providers that raise anything or send junk, a transport that sends
+    something else than audio or breaks. session.main still returns on its own,
+    within the close bound, nothing outlives it, and every failure is exactly
+    one error event naming its source."""
+    check_generated(conversation, "hostile_conversation")
+
+
+@pytest.mark.property
+def test_the_hostile_harness_catches_a_runtime_that_loses_provider_errors(monkeypatch, tmp_path):
+    inject(monkeypatch, "report_api_errors_only")
+
+    @settings(max_examples=max(1, settings.default.max_examples // 4))
+    @given(conversations(hostile=True))
+    def hostile_conversations_keep_every_invariant(conversation):
+        check_conversation(conversation, directory=tmp_path, name="lost_error", shrink=False, replay=False)
+
+    with pytest.raises(InvariantViolation) as caught:
+        hostile_conversations_keep_every_invariant()
+    assert "failures_reported" in {v.invariant for v in caught.value.violations}
+    assert "appears in 0 error event(s)" in str(caught.value)

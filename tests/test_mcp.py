@@ -155,3 +155,85 @@ async def test_an_agents_server_is_connected_while_it_is_active(autojump_clock):
         seen.append(("after", server.connected))
         await session.aclose()
     assert seen == [("enter", True, ["get_weather", "add", "refuse", "slow"]), ("after", False)]
+
+
+# -- the default timeouts, and servers that do not answer ---------------------------------------
+# These run on the real clock: the defaults are real deadlines around a real process.
+
+
+async def test_a_stdio_server_with_the_default_timeouts_connects_and_answers():
+    # The connect deadline used to be a cancel scope exited while the mcp
+    # client's task groups, entered inside it, were still open: "Cancel scope
+    # stack corrupted", and the server offered no tools.
+    server = MCPServerStdio(sys.executable, [SERVER, "stdio"])
+    session = voxtrio.AgentSession(llm=ScriptedLLM(WEATHER_LLM), tools=[server])
+    errors = []
+    session.on("error", errors.append)
+    result = await ask_weather(session, voxtrio.Agent())
+    result.expect.contains_function_call_output(output="It is sunny in Paris.", is_error=False)
+    assert errors == []
+
+
+async def test_a_streamable_http_server_with_the_default_timeouts_connects_and_answers(http_url):
+    session = voxtrio.AgentSession(llm=ScriptedLLM(WEATHER_LLM))
+    errors = []
+    session.on("error", errors.append)
+    result = await ask_weather(session, voxtrio.Agent(tools=[MCPServerHTTP(http_url)]))
+    result.expect.contains_function_call_output(output="It is sunny in Paris.", is_error=False)
+    assert errors == []
+
+
+@pytest.fixture
+def mute_http_url():
+    """An HTTP endpoint that accepts connections and never answers."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+    finally:
+        listener.close()
+
+
+MUTE_STDIO = [sys.executable, ["-c", "import time; time.sleep(600)"]]
+
+
+@pytest.mark.parametrize("whose", ["session", "agent"])
+async def test_aclose_while_an_http_server_does_not_answer_returns_within_the_close_timeout(
+    autojump_clock, mute_http_url, whose
+):
+    server = MCPServerHTTP(mute_http_url, connect_timeout=None, protocol="legacy")
+    session = voxtrio.AgentSession(tools=[server] if whose == "session" else [], close_timeout=1.0)
+    agent = voxtrio.Agent(tools=[server] if whose == "agent" else [])
+    async with trio.open_nursery() as nursery:
+        # A virtual deadline far ahead: while the close waits for real I/O,
+        # the autojumping clock jumps to it, so a real wait shows as virtual time.
+        nursery.start_soon(trio.sleep, 100)
+        if whose == "session":
+            nursery.start_soon(session.main, agent)  # it starts once its tools connect
+        else:
+            await nursery.start(session.main, voxtrio.Agent())
+            session.update_agent(agent)
+        await trio.sleep(0.5)
+        asked = trio.current_time()
+        await session.aclose()
+        assert trio.current_time() - asked <= 1.0 + 1e-6
+        nursery.cancel_scope.cancel()
+    assert not server.connected
+
+
+async def test_aclose_while_a_stdio_server_does_not_answer_returns():
+    # On the real clock: the mcp package's own cleanup of the process (close its
+    # input, give it PROCESS_TERMINATION_TIMEOUT to exit, then kill it) waits
+    # for the real process. It used to wait for ever: the start-up, stuck
+    # connecting, was not cut short by the close. (The guard only stops a hang.)
+    server = MCPServerStdio(*MUTE_STDIO, connect_timeout=None, protocol="legacy")
+    session = voxtrio.AgentSession(tools=[server], close_timeout=0.5)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.main, voxtrio.Agent())
+            await trio.sleep(0.5)
+            await session.aclose()
+    assert session.last_close.reason == "user_initiated"

@@ -26,16 +26,20 @@ def make_session(**options):
     )
 
 
-def test_calls_that_need_a_running_session_raise_before_start():
-    session = make_session()
-    for call in (
+def calls_that_need_a_running_session(session):
+    return (
         lambda: session.say("x"),
         lambda: session.generate_reply(),
         lambda: session.interrupt(),
         lambda: session.update_agent(voxtrio.Agent()),
         lambda: session.commit_user_turn(),
         lambda: session.clear_user_turn(),
-    ):
+    )
+
+
+def test_calls_that_need_a_running_session_raise_before_start():
+    session = make_session()
+    for call in calls_that_need_a_running_session(session):
         with pytest.raises(RuntimeError, match="not running"):
             call()
     with pytest.raises(RuntimeError):
@@ -92,6 +96,16 @@ async def test_nursery_start_returns_once_listening_and_calls_fail_after_close(a
     with pytest.raises(RuntimeError):
         session.say("too late")
     await session.aclose()  # closing a closed session is a no-op
+
+
+async def test_calls_after_close_say_the_session_is_closed(autojump_clock):
+    session = make_session()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent())
+        await session.aclose()
+    for call in calls_that_need_a_running_session(session):
+        with pytest.raises(voxtrio.SessionClosedError, match="the session is closed"):
+            call()
 
 
 async def reply_to_hi_and_close(session, after):

@@ -127,6 +127,18 @@ class Agent:
             raise RuntimeError(f"{self!r} is not running in a session")
         return self._session
 
+    def _bind(self, session: AgentSession) -> None:
+        """Belong to ``session``. An agent serves one running session at a time:
+        its context, hooks and tools speak for one call, and a tool run for
+        one caller must not speak into another caller's call."""
+        other = self._session
+        if other is not None and other is not session and other._closed is not None:
+            raise RuntimeError(
+                f"{self!r} is already running in another session; an Agent object serves "
+                "one session at a time: make one per call"
+            )
+        self._session = session
+
     def update_instructions(self, instructions: str) -> None:
         self._instructions = instructions
 

@@ -29,8 +29,17 @@ def _scenario_run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"error: cannot read {args.file}: {error.strerror}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as error:
+        print(f"error: {args.file} is not UTF-8 text (byte {error.start}: {error.reason})", file=sys.stderr)
+        return 2
     except json.JSONDecodeError as error:
         print(f"error: {args.file} is not valid JSON: {error}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"error: {args.file}: the JSON is nested too deeply to read", file=sys.stderr)
+        return 2
+    except ValueError as error:  # an integer longer than Python converts
+        print(f"error: {args.file} cannot be read as JSON: {error}", file=sys.stderr)
         return 2
     try:
         scenario = load_scenario(data)

@@ -61,6 +61,37 @@ class APIStatusError(APIError):
         self.status_code = status_code
 
 
+class ProviderOutputError(APIError, TypeError):
+    """A provider (or a transport) sent something its protocol does not allow:
+    an int from an LLM stream, a str from a TTS, an STT event that is not an
+    ``STTEvent``, input audio that is not an ``AudioFrame``. ``output`` is what
+    it sent. Never retried: the provider is broken."""
+
+    def __init__(self, message: str, *, output: object = None) -> None:
+        super().__init__(message, retryable=False)
+        self.output = output
+
+
+def describe_error(error: BaseException) -> str:
+    """How an error reads in an ``error`` or ``close`` event: a provider's
+    ``APIError`` by its message (it is written for that), anything else by its
+    type and message, so a plain ``ValueError`` is recognisable as one."""
+    if isinstance(error, APIError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups that is not a
+    cancellation: what a crash of a nursery tree was really about."""
+    import trio
+
+    while isinstance(error, BaseExceptionGroup):
+        causes = [e for e in error.exceptions if not isinstance(e, trio.Cancelled)]
+        error = (causes or error.exceptions)[0]
+    return error
+
+
 class MissingAPIKeyError(VoxtrioError, ValueError):
     """A provider was built without an API key: neither the argument nor its
     environment variable (named in the message) was set."""

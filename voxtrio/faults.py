@@ -54,5 +54,9 @@ class Faults:
     close_spins: bool = False
     """The close sequence loops without ever sleeping (virtual time stands still)."""
 
+    report_api_errors_only: bool = False
+    """A provider request that fails with anything but an ``APIError`` (a
+    provider's own bug) leaves no ``error`` event."""
+
 
 FAULTS = Faults()

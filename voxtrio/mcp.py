@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Sequence
+import math
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping, Sequence
 
 import trio
 
@@ -51,6 +52,11 @@ class MCPServer(Toolset):
     ``Client(mode=...)``). The probe waits up to 10 s of trio time: under an
     autojumping ``MockClock`` that wait is over at once, so tests against a
     real server process use ``"legacy"``.
+
+    A session that closes while a server is connecting or saying goodbye
+    does not wait past its close deadline: the connection is cut off there.
+    Only what the mcp package itself shields from cancellation still runs
+    (for a stdio server: it gives the process 2 s to exit before killing it).
     """
 
     def __init__(
@@ -90,17 +96,23 @@ class MCPServer(Toolset):
             raise RuntimeError(
                 "MCP servers need the mcp package: pip install 'voxtrio[mcp]'"
             ) from error
-        async with contextlib.AsyncExitStack() as stack:
-            with self._deadline(self.connect_timeout, "connecting"):
+        # The connect deadline's scope encloses the whole connection: the
+        # client's task groups (anyio cancel scopes) are entered inside it, and
+        # a cancel scope must not be exited while one entered within it is
+        # still open ("Cancel scope stack corrupted"). Once connected, the
+        # deadline is lifted.
+        with self._deadline(self.connect_timeout, "connecting") as connecting:
+            async with contextlib.AsyncExitStack() as stack:
                 target = await self._target(stack)
                 client = await stack.enter_async_context(Client(target, mode=self.protocol))
                 tools = await self._list_tools(client)
-            self._client, self._tools = client, tools
-            try:
-                yield
-            finally:
-                self._client = None
-                self._tools = []
+                connecting.deadline = math.inf
+                self._client, self._tools = client, tools
+                try:
+                    yield
+                finally:
+                    self._client = None
+                    self._tools = []
 
     async def _list_tools(self, client: Client) -> list[FunctionTool]:
         tools: list[FunctionTool] = []
@@ -141,12 +153,11 @@ class MCPServer(Toolset):
         return ""
 
     @contextlib.contextmanager
-    def _deadline(self, seconds: float | None, doing: str) -> Any:
-        if seconds is None:
-            yield
-            return
-        with trio.move_on_after(seconds) as scope:
-            yield
+    def _deadline(self, seconds: float | None, doing: str) -> Iterator[trio.CancelScope]:
+        with trio.CancelScope() as scope:
+            if seconds is not None:
+                scope.deadline = trio.current_time() + seconds
+            yield scope
         if scope.cancelled_caught:
             raise ToolError(f"the MCP server {self.id} did not answer within {seconds} s ({doing})")
 

@@ -9,6 +9,7 @@ Read top to bottom, this module is the data flow of a session::
     Turn ──UserTurnCompleted / UserInterrupted / UserActivity──► Planner
     Turn ──SessionState.user_silent (a flag: the reply hold-off)──► Planner, Speaker
     Turn ──SetRecognizerMuted──► AudioIn ; Turn ──FlushRecognizer / ResetRecognizer──► Recognizer
+    AudioIn ──InputEnded──► Turn  (the input is over; the recognizer was flushed)
     Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
@@ -25,6 +26,7 @@ inboxes so that a public API call never blocks.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, Union
 
 import attrs
@@ -32,6 +34,7 @@ import attrs
 from ._sync import Flag, Future
 from .audio import AudioFrame
 from .options import NOT_GIVEN
+from .validation import check_bool, check_choice, check_number, check_str, field_check
 
 if TYPE_CHECKING:
     import trio
@@ -50,6 +53,11 @@ __all__ = ["AudioFrame"]  # the audio path's message is the frame itself (voxtri
 # ---------------------------------------------------------------------------
 
 
+_time = field_check(check_number, minimum=-math.inf, finite=True)
+_duration = field_check(check_number, finite=True)
+_optional_time = field_check(check_number, minimum=-math.inf, optional=True, finite=True)
+
+
 @attrs.frozen(kw_only=True)
 class VADEvent:
     """One VAD observation; times are audio time (``AudioFrame.timestamp``).
@@ -57,17 +65,21 @@ class VADEvent:
     ``start_of_speech`` comes once speech has lasted the VAD's minimum speech
     duration; ``inference`` reports progress while speaking; ``end_of_speech``
     comes after the minimum silence, and carries the silence it waited, so the
-    true end of speech is ``timestamp - silence_duration``.
+    true end of speech is ``timestamp - silence_duration``. Every field is
+    checked when the event is made (a NaN time is a ``ValueError``): a VAD
+    that cannot say when speech happened fails, it does not lose turns.
     """
 
-    kind: Literal["start_of_speech", "inference", "end_of_speech"]
-    timestamp: float
-    speech_duration: float
-    silence_duration: float
-    speaking: bool
-    probability: float = 1.0
-    inference_duration: float = 0.0
-    raw_accumulated_silence: float = 0.0
+    kind: Literal["start_of_speech", "inference", "end_of_speech"] = attrs.field(
+        validator=field_check(check_choice, choices=("start_of_speech", "inference", "end_of_speech"))
+    )
+    timestamp: float = attrs.field(validator=_time)
+    speech_duration: float = attrs.field(validator=_duration)
+    silence_duration: float = attrs.field(validator=_duration)
+    speaking: bool = attrs.field(validator=field_check(check_bool))
+    probability: float = attrs.field(default=1.0, validator=_time)
+    inference_duration: float = attrs.field(default=0.0, validator=_duration)
+    raw_accumulated_silence: float = attrs.field(default=0.0, validator=_duration)
 
 
 @attrs.frozen(kw_only=True)
@@ -76,15 +88,17 @@ class STTEvent:
 
     ``start_of_speech``/``end_of_speech`` only matter with
     ``turn_detection="stt"``. ``start_time``/``end_time`` are audio time when the
-    recognizer knows them.
+    recognizer knows them. Checked when made, like :class:`VADEvent`.
     """
 
-    kind: Literal["start_of_speech", "interim", "final", "end_of_speech"]
-    text: str = ""
-    language: str | None = None
-    confidence: float = 1.0
-    start_time: float | None = None
-    end_time: float | None = None
+    kind: Literal["start_of_speech", "interim", "final", "end_of_speech"] = attrs.field(
+        validator=field_check(check_choice, choices=("start_of_speech", "interim", "final", "end_of_speech"))
+    )
+    text: str = attrs.field(default="", validator=field_check(check_str))
+    language: str | None = attrs.field(default=None, validator=field_check(check_str, optional=True))
+    confidence: float = attrs.field(default=1.0, validator=_time)
+    start_time: float | None = attrs.field(default=None, validator=_optional_time)
+    end_time: float | None = attrs.field(default=None, validator=_optional_time)
 
 
 # ---------------------------------------------------------------------------
@@ -104,6 +118,13 @@ class SetRecognizerMuted:
     """Send silence instead of the user's audio to the recognizer (protected speech)."""
 
     muted: bool
+
+
+@attrs.frozen
+class InputEnded:
+    """AudioIn to Turn: the transport's input is over, and the streaming
+    recognizer was asked to finalize what it heard (a last transcript may
+    still come; a closing session waits for it)."""
 
 
 @attrs.frozen
@@ -463,6 +484,7 @@ PlannerMessage = Union[
 TurnMessage = Union[
     VADEvent,
     STTEvent,
+    InputEnded,
     AgentSpeech,
     ActivityChanged,
     CommitUserTurn,

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import trio
 
 from .errors import APIError, APITimeoutError
+from .faults import FAULTS
 from .options import APIConnectOptions
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ async def stream_attempt(
                 failure.append(unwrap(error))
 
     stalled = False
+    rejected: list[BaseException] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(producer)
         with receive:
@@ -65,7 +67,14 @@ async def stream_attempt(
                         break
                 except trio.EndOfChannel:
                     break
-                await deliver(item)
+                try:
+                    await deliver(item)
+                except Exception as error:  # raised below, like the producer's own
+                    rejected.append(error)
+                    nursery.cancel_scope.cancel()
+                    break
+    if rejected:
+        raise rejected[0]
     if stalled:
         raise APITimeoutError(f"{what} made no progress for {timeout:g} s")
     if failure:
@@ -93,16 +102,26 @@ async def retrying(
     """Call ``attempt`` until it succeeds or the error is final.
 
     ``on_error(error, recoverable)`` is told about every failed attempt:
-    ``recoverable`` is true when another attempt follows.
+    ``recoverable`` is true when another attempt follows. Any ``Exception``
+    counts as a failed attempt (a provider with a bug raises ``ValueError``
+    as easily as ``APIError``); only an ``APIError`` marked retryable is tried
+    again. The final error is re-raised unwrapped from its exception groups.
     """
     retries = 0
     while True:
         try:
             return await attempt()
-        except APIError as error:
-            again = error.retryable and retries < conn_options.max_retry and not delivered()
-            on_error(error, again)
+        except Exception as raised:
+            error = unwrap(raised)
+            again = (
+                isinstance(error, APIError)
+                and error.retryable
+                and retries < conn_options.max_retry
+                and not delivered()
+            )
+            if isinstance(error, APIError) or not FAULTS.report_api_errors_only:
+                on_error(error, again)
             if not again:
-                raise
-            await trio.sleep(max(conn_options.retry_delay(retries), error.retry_after or 0.0))
+                raise error from None
+            await trio.sleep(max(conn_options.retry_delay(retries), error.retry_after or 0.0))  # type: ignore[attr-defined]
             retries += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import logging
 import math
 from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
 
@@ -33,7 +34,7 @@ from .actors.turn import Turn
 from .actors.vad import VADActor
 from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
-from .errors import SessionClosedError
+from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus, SpeechCreated
 from .messages import (
     ClearUserTurn,
@@ -52,16 +53,51 @@ from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, Ses
 from .providers.base import LLM, STT, TTS, VAD
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
-from .text import resolve_transforms
-from .tools import FunctionTool, Toolset, check_tool_items, open_toolsets, toolsets_of
+from .tools import (
+    FunctionTool,
+    Toolset,
+    ToolsetLease,
+    check_tool_items,
+    flatten_tools,
+    open_toolsets,
+    toolsets_of,
+)
 from .transports.base import Transport
+from .validation import (
+    check_async_iterable,
+    check_bool,
+    check_number,
+    check_str,
+    check_type,
+)
 
 if TYPE_CHECKING:
     from .testing.run_result import RunResult
 
+logger = logging.getLogger("voxtrio.session")
+
 _inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
     "voxtrio_inside_session", default=None
 )
+
+
+TOOL_CHOICES = ("auto", "required", "none")
+
+
+def _check_flag_or_default(value: Any, name: str) -> None:
+    if is_given(value):
+        check_bool(value, name)
+
+
+def _options_with(base: SessionOptions | None, changes: dict[str, Any], what: str) -> SessionOptions:
+    """``base`` (or the defaults) with ``changes``, each checked: a wrong value
+    fails here, naming the option, instead of inside an actor."""
+    unknown = set(changes) - SESSION_OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unknown {what}(s): {', '.join(sorted(unknown))}")
+    if isinstance(changes.get("tts_text_transforms"), list):
+        changes = {**changes, "tts_text_transforms": tuple(changes["tts_text_transforms"])}
+    return SessionOptions(**changes) if base is None else attrs.evolve(base, **changes)
 
 
 def _only_cancellation(error: BaseException) -> bool:
@@ -96,15 +132,9 @@ class AgentSession:
         max_recorded_events: int = 10_000,
         **options: Any,
     ) -> None:
-        unknown = set(options) - SESSION_OPTION_NAMES
-        if unknown:
-            raise TypeError(f"unknown AgentSession option(s): {', '.join(sorted(unknown))}")
         if conn_options is not None:
             options["conn_options"] = conn_options
-        if options.get("tts_text_transforms") is not None:
-            options["tts_text_transforms"] = tuple(options["tts_text_transforms"])
-        self._options = SessionOptions(**options)
-        resolve_transforms(self._options.tts_text_transforms)  # fail early on a bad name
+        self._options = _options_with(None, options, "AgentSession option")
         self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
         self._tools = check_tool_items(list(tools), owner="AgentSession")
         self._userdata = userdata
@@ -132,9 +162,22 @@ class AgentSession:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the session until it closes. Nothing it started outlives it."""
+        """Run the session until it closes. Nothing it started outlives it.
+
+        It returns once the session has closed, whatever went wrong inside:
+        a provider, transport or toolset that fails, user code (hooks, tools,
+        callbacks) that raises an ``Exception``, is an ``error`` event (and
+        a close with reason ``error`` past the error budget). It raises only
+        for what is not an ``Exception`` (``KeyboardInterrupt``,
+        ``SystemExit``...) from user code, after closing with reason
+        ``error``, for a cancellation from outside (reason ``job_shutdown``),
+        and at once when ``agent`` is not an Agent or is already running in
+        another session.
+        """
         if self._state.running or self._closed is not None:
             raise RuntimeError("this session is already running")
+        check_type(agent, Agent, "agent", "an Agent")
+        agent._bind(self)
         state = self._state = SessionState()
         state.extra["audio_output"] = transport is not None and transport.audio_output is not None
         if transport is not None:
@@ -211,6 +254,9 @@ class AgentSession:
                     vad=vad_actor.frames if vad_actor else None,
                     recognizer=recognizer.frames if recognizer else None,
                     recorder=recorder.inbox if self._record else None,
+                    turn=turn.inbox,
+                    state=state,
+                    flush_recognizer=recognizer is not None and recognizer.streaming,
                     vad_detector=detector,
                     vad_events=(
                         [turn.events.clone()]
@@ -233,13 +279,17 @@ class AgentSession:
                 for provider in {id(p): p for p in providers if hasattr(p, "run_background")}.values():
                     await actors.start(provider.run_background, bus.emit)
                 state.running = True
-                session_toolsets = await open_toolsets(
-                    actors, toolsets_of(self._tools), supervisor.report_toolset_error
-                )
-                await supervisor.start_agent(agent)
+                session_toolsets = ToolsetLease()
+                # A close asked for while a toolset connects (a server that does
+                # not answer) cuts the start-up short.
+                with supervisor.until_close():
+                    session_toolsets = await open_toolsets(
+                        actors, toolsets_of(self._tools), supervisor.report_toolset_error
+                    )
+                    await supervisor.start_agent(agent)
                 task_status.started()
                 info = await supervisor.finished
-                await session_toolsets.aclose()
+                await session_toolsets.aclose(deadline=supervisor.close_deadline())
                 actors.cancel_scope.cancel()
         except BaseException as error:
             if _only_cancellation(error):
@@ -254,7 +304,8 @@ class AgentSession:
             state.agent_state = "initializing"
             state.user_state = "listening"
             state.current_speech = None
-            error_text = None if info.error is None else f"{type(info.error).__name__}: {info.error}"
+            cause = None if info.error is None else root_cause(info.error)
+            error_text = None if cause is None else f"{type(cause).__name__}: {cause}"
             self.last_close = bus.emit(  # type: ignore[assignment]
                 CloseEvent(reason=info.reason, error=error_text, cancelled=info.cancelled)
             )
@@ -262,13 +313,23 @@ class AgentSession:
             self._closed.set()
             self._closed = None
             if transport is not None:
-                with trio.CancelScope(shield=True):
+                # Shielded (a cancelled session still closes its transport) but
+                # bounded: a transport that never finishes closing is left behind.
+                with trio.CancelScope(shield=True) as closing:
+                    closing.deadline = trio.current_time() + self._options.close_timeout
                     await transport.aclose()
+                if closing.cancelled_caught:
+                    logger.warning(
+                        "%r did not finish closing within close_timeout (%g s)",
+                        transport,
+                        self._options.close_timeout,
+                    )
 
     # -- lifecycle -------------------------------------------------------------------
 
     def shutdown(self, *, drain: bool = True) -> None:
         """Close soon: let queued speech play first when ``drain`` is true."""
+        check_bool(drain, "drain")
         if self._state.running and self._supervisor is not None:
             self._state.closing = True
             self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=drain))
@@ -311,6 +372,11 @@ class AgentSession:
         allow_interruptions: bool | Any = NOT_GIVEN,
         add_to_chat_ctx: bool = True,
     ) -> SpeechHandle:
+        if not isinstance(text, str):
+            check_async_iterable(text, "text", what="a string or an async iterable of strings")
+        check_async_iterable(audio, "audio", optional=True, what="an async iterable of AudioFrames")
+        _check_flag_or_default(allow_interruptions, "allow_interruptions")
+        check_bool(add_to_chat_ctx, "add_to_chat_ctx")
         self._check_accepting()
         tts = self.current_agent.override("tts", self.tts)
         if audio is None and tts is None and self._has_audio_output():
@@ -332,7 +398,22 @@ class AgentSession:
         allow_interruptions: bool | Any = NOT_GIVEN,
         chat_ctx: ChatContext | None = None,
     ) -> SpeechHandle:
+        if user_input is not None:
+            check_type(user_input, (str, ChatMessage), "user_input", "a string, a ChatMessage or None")
+        check_str(instructions, "instructions", optional=True)
+        if tools is not None:
+            check_type(tools, (list, tuple), "tools", "a list of tool names or None")
+            for name in tools:
+                check_type(name, str, "tools", "a list of tool names (strings)")
+        _check_flag_or_default(allow_interruptions, "allow_interruptions")
+        if chat_ctx is not None:
+            check_type(chat_ctx, ChatContext, "chat_ctx", "a ChatContext or None")
+        choosing = is_given(tool_choice) and tool_choice is not None
+        if choosing:
+            check_type(tool_choice, str, "tool_choice", "'auto', 'required', 'none', a tool name or None")
         self._check_accepting()
+        if choosing:
+            self._check_tool_choice(tool_choice)
         assert self._planner is not None
         if not self._planner.llm_available():
             raise RuntimeError("generate_reply() needs an LLM")
@@ -362,6 +443,7 @@ class AgentSession:
         Raises RuntimeError if the current speech does not allow interruptions
         and ``force`` is false.
         """
+        check_bool(force, "force")
         self._check_running()
         current = self._state.current_speech
         if current is not None and not current.done() and not current.interrupted:
@@ -378,6 +460,7 @@ class AgentSession:
     def set_audio_input_enabled(self, enabled: bool) -> None:
         """Turn the user's audio on or off (push-to-talk). Turning it off while
         the user speaks ends their speech there."""
+        check_bool(enabled, "enabled")
         self._check_running()
         assert self._turn is not None
         self._turn.inbox.send_nowait(SetAudioInput(enabled))
@@ -385,6 +468,8 @@ class AgentSession:
     def commit_user_turn(
         self, *, transcript_timeout: float = 2.0, skip_reply: bool = False
     ) -> Future[str]:
+        check_number(transcript_timeout, "transcript_timeout")
+        check_bool(skip_reply, "skip_reply")
         self._check_running()
         assert self._turn is not None
         reply: Future[str] = Future()
@@ -407,9 +492,11 @@ class AgentSession:
         agent's own policy for this hand-off (see :class:`voxtrio.Agent`).
         The returned future resolves once the new agent is current.
         """
-        self._check_running()
+        check_type(agent, Agent, "agent", "an Agent")
         if carry_history is not None:
             check_carry_history(carry_history, "update_agent")
+        self._check_running()
+        agent._bind(self)
         assert self._supervisor is not None
         done: Future[None] = Future()
         self._state.count_handoff(+1)
@@ -432,6 +519,7 @@ class AgentSession:
         """
         from .testing.run_result import RunResult
 
+        check_str(user_input, "user_input")
         self._check_accepting()
         if self._run is not None:
             raise RuntimeError("nested runs are not supported: await the first run")
@@ -467,10 +555,7 @@ class AgentSession:
         return await reply
 
     def update_options(self, **changes: Any) -> None:
-        unknown = set(changes) - SESSION_OPTION_NAMES
-        if unknown:
-            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        self._options = attrs.evolve(self._options, **changes)
+        self._options = _options_with(self._options, changes, "option")
         if self._state.running:
             # Every actor that reads options hears of the change.
             for actor in (self._supervisor, self._planner, self._turn, self._speaker, self._recognizer):
@@ -482,7 +567,9 @@ class AgentSession:
     def on(self, name: str, callback: Any = None) -> Any:
         """Register ``callback`` for event ``name`` (or use as a decorator)."""
         if callback is None:
-            return lambda fn: (self._bus.on(name, fn), fn)[1]
+            return lambda fn: self.on(name, fn)
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r:.60}")
         self._bus.on(name, callback)
         return callback
 
@@ -549,10 +636,20 @@ class AgentSession:
 
     def _check_running(self) -> None:
         if not self._state.running:
-            raise SessionClosedError(
-                "the session is not running: start it with session.main(agent) first"
-                if self._closed is None
-                else "the session is closing"
+            if self._closed is not None:
+                raise SessionClosedError("the session is closing")
+            if self.last_close is not None:
+                raise SessionClosedError("the session is closed")
+            raise SessionClosedError("the session is not running: start it with session.main(agent) first")
+
+    def _check_tool_choice(self, tool_choice: str) -> None:
+        if tool_choice in TOOL_CHOICES:
+            return
+        names = [tool.name for tool in flatten_tools([*self.current_agent.tool_items, *self._tools])]
+        if tool_choice not in names:
+            raise ValueError(
+                f"tool_choice must be one of {', '.join(map(repr, TOOL_CHOICES))} or the name of a tool "
+                f"of the current agent ({', '.join(names) or 'it has none'}), got {tool_choice!r}"
             )
 
     def _check_accepting(self) -> None:

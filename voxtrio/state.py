@@ -42,6 +42,10 @@ class SessionState:
     # called with each item committed to the history (and, for a hand-off, the
     # old and new Agent objects); RunResult listens here
     commit_listeners: list[Callable[[ChatItem, Any, Any], None]] = attrs.Factory(list)
+    # AudioIn: seconds of input the conversion to pipeline frames (resampling,
+    # framing) holds back, i.e. how much later the pipeline hears the user
+    # than the transport delivered them (reported in the eou metrics)
+    input_delay: float = 0.0
     # Turn
     user_state: UserState = "listening"
     # False while replies must wait: the user is talking, or paused too briefly

@@ -14,9 +14,12 @@ LLM, anything else is reported as an internal error without detail.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
+import math
 import re
+import sys
 import typing
 from typing import (
     TYPE_CHECKING,
@@ -35,6 +38,7 @@ import pydantic
 import trio
 
 from .chat import ChatContext, FunctionCall, FunctionCallOutput
+from .clock import run_in_worker
 from .errors import StopResponse, ToolError
 
 if TYPE_CHECKING:
@@ -124,12 +128,27 @@ class FunctionTool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     def parse_arguments(self, arguments: str) -> dict[str, Any]:
-        """Decode and check the LLM's arguments; raise ToolArgumentsError naming the field."""
+        """Decode and check the LLM's arguments; raise ToolArgumentsError naming the field.
+
+        Arguments too big to read (an integer of thousands of digits, JSON
+        nested thousands deep) are a parse error like any other, so the LLM
+        is told what was wrong.
+        """
+        try:
+            return self._parse_arguments(arguments)
+        except RecursionError:
+            raise ToolArgumentsError("arguments are nested too deeply to be read") from None
+
+    def _parse_arguments(self, arguments: str) -> dict[str, Any]:
         text = arguments.strip() or "{}"
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:
             raise ToolArgumentsError(f"arguments are not valid JSON: {error.msg}") from None
+        except ValueError:  # the only other failure: an integer longer than Python converts
+            raise ToolArgumentsError(
+                f"arguments cannot be read: an integer has more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         if not isinstance(value, dict):
             raise ToolArgumentsError(
                 f"arguments must be a JSON object, got {type(value).__name__}"
@@ -144,13 +163,37 @@ class FunctionTool:
         return {field: getattr(parsed, field) for field in type(parsed).model_fields}
 
     async def call(self, arguments: dict[str, Any], context: RunContext) -> Any:
+        """Call the function with checked arguments.
+
+        A synchronous function runs in a worker thread (trio's default thread
+        limiter), so one that blocks does not stop the event loop and every
+        session on it. A thread cannot be cancelled: when the session cancels
+        the call (its close deadline), the thread is abandoned, left to
+        finish on its own and counted by :func:`voxtrio.clock.abandoned_workers`.
+        From the thread, reach the session through ``trio.from_thread.run_sync``.
+        """
         kwargs = dict(arguments)
         if self.context_parameter is not None:
             kwargs[self.context_parameter] = context
-        result = self.function(**kwargs)
+        if _is_async_callable(self.function):
+            result = self.function(**kwargs)
+        else:
+            result = await run_in_worker(
+                functools.partial(self.function, **kwargs),
+                limiter=trio.to_thread.current_default_thread_limiter(),
+                abandon_on_cancel=True,
+            )
         if inspect.isawaitable(result):
             result = await typing.cast(Awaitable[Any], result)
         return result
+
+
+def _is_async_callable(function: Any) -> bool:
+    while isinstance(function, functools.partial):
+        function = function.func
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)
+    )
 
 
 def _describe_validation_error(error: pydantic.ValidationError) -> str:
@@ -471,9 +514,17 @@ class ToolsetLease:
         self._running = 0
         self._all_closed = trio.Event()
         self._all_closed.set()
+        self._scopes: set[trio.CancelScope] = set()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, deadline: float = math.inf) -> None:
+        """Leave the connections; past ``deadline`` (a server that does not
+        answer the goodbye), cut them off and wait only for what the toolset
+        itself shields from cancellation."""
         self._closing.set()
+        with trio.move_on_at(deadline):
+            await self._all_closed.wait()
+        for scope in self._scopes:
+            scope.cancel()
         await self._all_closed.wait()
 
     async def _serve(
@@ -486,14 +537,18 @@ class ToolsetLease:
         self._running += 1
         self._all_closed = trio.Event() if self._running == 1 else self._all_closed
         started = False
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
         try:
-            async with toolset.connect():
-                task_status.started()
-                started = True
-                await self._closing.wait()
+            with scope:
+                async with toolset.connect():
+                    task_status.started()
+                    started = True
+                    await self._closing.wait()
         except Exception as error:
             on_error(toolset, error)
         finally:
+            self._scopes.discard(scope)
             if not started:
                 task_status.started()
             self._running -= 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from typing import BinaryIO, Union
 
 import attrs
@@ -67,7 +68,13 @@ def _read(file: BinaryIO, name: str) -> WavAudio:
         elif kind == b"data":
             if fmt is None:
                 raise AudioFormatError(f"{name}: the 'data' chunk comes before 'fmt '")
-            data = file.read(size if size != 0xFFFFFFFF else -1)
+            data = file.read(size if size not in (0, 0xFFFFFFFF) else -1)
+            if size == 0 and data:
+                # A recorder that never finished its header (a stream, a crash).
+                warnings.warn(
+                    f"{name}: the 'data' chunk says 0 bytes but {len(data)} follow; reading them",
+                    stacklevel=3,
+                )
             return _decode(data, fmt, name)
         else:
             file.seek(size + (size % 2), os.SEEK_CUR)

@@ -5,6 +5,15 @@ any frame size) becomes the pipeline format: mono int16 at 16 kHz in 20 ms
 frames, resampled with soxr, stamped with audio time (seconds of audio since
 the input began, the clock endpointing is measured on).
 
+A resampler's filter needs audio from after the sample it outputs, so it
+holds input back: soxr's default (HQ) setting holds up to 114 ms of 8 kHz
+input and 37-39 ms of 44.1/48 kHz input, and every reply would be that much
+later. Its low-latency setting (LQ: a shorter filter; measured here, the
+top sixth of the band, 3-3.6 kHz of 8 kHz input, is about 4 dB down, and
+aliasing stays 53-62 dB down) holds 61 ms and 20-22 ms. What is held back at
+any moment is published as ``SessionState.input_delay`` and reported in the
+eou metrics (``input_delay``), since the audio clock cannot see it.
+
 Each outgoing link declares what happens when its reader is slow:
 
 * recognizer: a deep buffer (10 s); beyond it frames are dropped, counted in
@@ -27,10 +36,11 @@ import numpy as np
 import trio
 
 from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
-from ..errors import AudioFormatError
+from ..errors import AudioFormatError, ProviderOutputError, describe_error
 from ..events import ErrorEvent, EventBus
 from ..messages import (
     CloseRequested,
+    InputEnded,
     ProviderFailed,
     RecordAudio,
     SetAudioInput,
@@ -38,9 +48,12 @@ from ..messages import (
     VADEvent,
 )
 from ..providers.base import VADDetector
+from ..state import SessionState
 from ..transports.base import Transport, TransportDisconnected
 
 INPUT_BUFFER = 50
+# soxr's low-latency setting (see the module docstring).
+RESAMPLER_QUALITY = "LQ"
 
 
 class PipelineConverter:
@@ -59,10 +72,17 @@ class PipelineConverter:
         self._input_rate: int | None = None
         self._pending = np.zeros(0, np.int16)
         self._audio_time = 0.0
+        self._input_time = 0.0
+
+    @property
+    def delay(self) -> float:
+        """Seconds of input received but not yet out in frames."""
+        return max(0.0, self._input_time - self._audio_time)
 
     def push(self, frame: AudioFrame) -> list[AudioFrame]:
         if not isinstance(frame, AudioFrame):
             raise AudioFormatError(f"the transport sent {type(frame).__name__}, not an AudioFrame")
+        self._input_time += frame.duration
         samples = frame.data
         if frame.num_channels > 1:
             samples = (
@@ -80,7 +100,7 @@ class PipelineConverter:
         prefix = np.zeros(0, np.int16)
         if rate != self._input_rate:
             prefix = self._flush_resampler()
-            self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="int16")
+            self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="int16", quality=RESAMPLER_QUALITY)
             self._input_rate = rate
         out = self._resampler.resample_chunk(samples)
         return np.concatenate([prefix, out]) if len(prefix) else out
@@ -132,6 +152,8 @@ class AudioIn:
         turn: trio.MemorySendChannel[Any] | None = None,
         vad_detector: VADDetector | None = None,
         vad_events: Sequence[trio.MemorySendChannel[VADEvent]] = (),
+        flush_recognizer: bool = False,
+        state: SessionState | None = None,
     ) -> None:
         self._transport = transport
         self._bus = bus
@@ -143,6 +165,9 @@ class AudioIn:
         # An inline VAD (see VAD.detector): decided here, its events sent on.
         self._detector = vad_detector
         self._vad_events = list(vad_events)
+        # At the end of the input, ask the (streaming) recognizer for its last words.
+        self._flush_recognizer = flush_recognizer
+        self._state = state
         self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self.dropped = {"vad": 0, "recognizer": 0, "recorder": 0}
         self._converter = PipelineConverter()
@@ -156,10 +181,29 @@ class AudioIn:
             nursery.start_soon(self._read_control)
             task_status.started()
             async for frame in receive:
-                for pipeline_frame in self._converter.push(frame):
+                try:
+                    if not isinstance(frame, AudioFrame):
+                        raise ProviderOutputError(
+                            f"the transport sent {type(frame).__name__}, not an AudioFrame", output=frame
+                        )
+                    pipeline_frames = self._converter.push(frame)
+                except (AudioFormatError, ProviderOutputError) as error:
+                    # The transport's bug: reported, the item dropped, the call goes on.
+                    self._bus.emit(
+                        ErrorEvent(source="transport", message=str(error), recoverable=True, error=error)
+                    )
+                    continue
+                if self._state is not None:
+                    self._state.input_delay = self._converter.delay
+                for pipeline_frame in pipeline_frames:
                     self._fan_out(pipeline_frame)
             for pipeline_frame in self._converter.flush():
                 self._fan_out(pipeline_frame)
+            if self._flush_recognizer and self._recognizer is not None:
+                # A streaming recognizer may hold its last words until asked.
+                self._offer("recognizer", self._recognizer, AudioFrame(np.zeros(0, np.int16), PIPELINE_SAMPLE_RATE))
+                if self._turn is not None:
+                    self._turn.send_nowait(InputEnded())
             nursery.cancel_scope.cancel()
         for link in (self._vad, self._recognizer):
             if link is not None:
@@ -173,13 +217,19 @@ class AudioIn:
                 self._enabled = message.enabled
 
     async def _read_transport(self, send: trio.MemorySendChannel[AudioFrame]) -> None:
-        async with send:
+        # Closed without a checkpoint: once the input ends, run() cancels this
+        # task, and a checkpoint on the way out would let that cancellation
+        # replace the transport's error.
+        with send:
             try:
                 await self._transport.read_audio(send)
             except TransportDisconnected:
-                await self._session_inbox.send(
-                    CloseRequested(reason="participant_disconnected", drain=False)
+                self._session_inbox.send_nowait(CloseRequested(reason="participant_disconnected", drain=False))
+            except Exception as error:
+                self._bus.emit(
+                    ErrorEvent(source="transport", message=describe_error(error), recoverable=False, error=error)
                 )
+                self._session_inbox.send_nowait(CloseRequested(reason="error", drain=False, error=error))
 
     def _fan_out(self, frame: AudioFrame) -> None:
         if not self._enabled:
@@ -203,7 +253,7 @@ class AudioIn:
         except Exception as error:
             # As the VAD actor does for a provider that fails: fatal for the session.
             self._detector = None
-            self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+            self._bus.emit(ErrorEvent(source="vad", message=describe_error(error), recoverable=False, error=error))
             self._session_inbox.send_nowait(ProviderFailed(source="vad", error=error))
             return
         for event in events:

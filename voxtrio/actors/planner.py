@@ -42,7 +42,7 @@ import trio
 from .._sync import Flag, Future
 from ..agent import INSTRUCTIONS_ID, Agent, AgentTask, AgentTaskCancelled, CarryHistory, carry_over
 from ..chat import AgentHandoff, ChatContext, ChatItem, ChatMessage, FunctionCall
-from ..errors import StopResponse
+from ..errors import StopResponse, describe_error
 from ..events import (
     AgentFalseInterruption,
     AgentState,
@@ -83,7 +83,7 @@ from ..messages import (
     UserTurnCompleted,
 )
 from ..options import SessionOptions
-from ..providers.base import LLM, LLMChunk, ToolCallChunk, UsageChunk
+from ..providers.base import LLM, LLMChunk, ToolCallChunk, UsageChunk, check_llm_chunk
 from ..retry import retrying, stream_attempt
 from ..speech import SpeechHandle, SpeechQueue, current_tool_speech
 from ..state import SessionState
@@ -341,6 +341,14 @@ class Planner:
             except Exception as exc:  # a bug in a step must not take the session down
                 logger.exception("speech %s failed", handle.id)
                 error = exc
+                self._bus.emit(
+                    ErrorEvent(
+                        source="session",
+                        message=f"speech {handle.id} failed: {describe_error(exc)}",
+                        recoverable=True,
+                        error=exc,
+                    )
+                )
             finally:
                 remaining = self._speech_tasks[handle] - 1
                 if remaining:
@@ -451,7 +459,7 @@ class Planner:
         old = self._agent
         self._agent = agent
         self.commit_handoff(old, agent)
-        agent._session = self._session
+        agent._bind(self._session)
         agent._chat_ctx.remove(INSTRUCTIONS_ID)
         if agent.instructions:
             agent._chat_ctx.insert(
@@ -836,7 +844,7 @@ class Planner:
         handle = message.handle
         result: PlayoutResult | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_feed_text, message.text, text_send)
+            nursery.start_soon(self._feed_text, handle, message.text, text_send)
             if await self._wait_authorized(handle):
                 reply_seq = self._bus.next_seq()
                 result = await self._play(handle, segment_id)
@@ -854,6 +862,30 @@ class Planner:
             )
         self._after_playout(handle, tools_pending=False, had_output=False)
         handle._mark_generation_done()
+
+    async def _feed_text(
+        self, handle: SpeechHandle, text: str | AsyncIterable[str], send: trio.MemorySendChannel[str]
+    ) -> None:
+        """Pass say()'s text on. An application's iterable that fails, or yields
+        something else than text, ends the text there, with an error event."""
+        async with send:
+            if isinstance(text, str):
+                send.send_nowait(text)
+                return
+            try:
+                async for chunk in text:
+                    if not isinstance(chunk, str):
+                        raise TypeError(f"it yielded {type(chunk).__name__} {chunk!r:.40}, not a string")
+                    send.send_nowait(chunk)
+            except Exception as error:
+                self._bus.emit(
+                    ErrorEvent(
+                        source="agent",
+                        message=f"say(): the text of {handle.id} failed: {describe_error(error)}",
+                        recoverable=True,
+                        error=error,
+                    )
+                )
 
     async def _wait_authorized(self, handle: SpeechHandle) -> bool:
         """Wait until the scheduler authorizes this step and, for an interruptible
@@ -1091,6 +1123,7 @@ class Planner:
 
             async def deliver(chunk: LLMChunk) -> None:
                 nonlocal delivered, usage
+                check_llm_chunk(chunk)
                 if not first:
                     first.append(trio.current_time())
                 if isinstance(chunk, UsageChunk):
@@ -1100,7 +1133,9 @@ class Planner:
                 await send.send(chunk)
 
             def on_error(error: BaseException, recoverable: bool) -> None:
-                self._bus.emit(ErrorEvent(source="llm", message=str(error), recoverable=recoverable, error=error))
+                self._bus.emit(
+                    ErrorEvent(source="llm", message=describe_error(error), recoverable=recoverable, error=error)
+                )
 
             try:
                 await retrying(
@@ -1267,6 +1302,12 @@ class Planner:
         self._emit_tools_executed(outcomes, max_steps_reached=max_steps_reached)
         agents = [outcome.agent for outcome in outcomes if outcome.agent is not None]
         draining = not self._state.accepting_speech
+        if len(agents) == 1:
+            try:
+                agents[0]._bind(self._session)
+            except RuntimeError as error:
+                self._bus.emit(ErrorEvent(source="agent", message=str(error), recoverable=True, error=error))
+                agents = []
         if len(agents) == 1:
             self._state.count_handoff(+1)
             self._session_inbox.send_nowait(HandoffRequested(agent=agents[0]))
@@ -1563,12 +1604,3 @@ def _is_expected_tool_error(error: BaseException) -> bool:
 async def _within(scope: trio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
     with scope:
         await fn(*args)
-
-
-async def _feed_text(text: str | AsyncIterable[str], send: trio.MemorySendChannel[str]) -> None:
-    async with send:
-        if isinstance(text, str):
-            send.send_nowait(text)
-        else:
-            async for chunk in text:
-                send.send_nowait(chunk)

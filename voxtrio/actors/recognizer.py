@@ -29,11 +29,11 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..errors import APIError
+from ..errors import APIError, describe_error
 from ..events import ErrorEvent, EventBus, MetricsCollected
 from ..messages import FlushRecognizer, OptionsChanged, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
 from ..options import SessionOptions
-from ..providers.base import STT, STTReconnected, STTStreamItem, STTUsage
+from ..providers.base import STT, STTReconnected, STTStreamItem, STTUsage, check_stt_event
 from ..retry import retrying, unwrap
 from .audio_in import RECOGNIZER_BACKLOG
 
@@ -129,21 +129,21 @@ class Recognizer:
                             )
                 if not restart.cancelled_caught:
                     return  # the input ended and the stream finished
-            except Exception as raised:
-                error = unwrap(raised)
-                if not isinstance(error, APIError):
-                    raise
-                await self._stream_failed(error)
+            except Exception as raised:  # any failure of the provider, its bugs included
+                await self._stream_failed(unwrap(raised))
             finally:
                 self._restart = None
                 link.target = None
                 send.close()
 
-    async def _stream_failed(self, error: APIError) -> None:
+    async def _stream_failed(self, error: BaseException) -> None:
         conn_options = self._options.conn_options.stt_conn_options
         self._failures += 1
-        recoverable = error.retryable and self._failures <= conn_options.max_retry
-        self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=recoverable, error=error))
+        retryable = isinstance(error, APIError) and error.retryable
+        recoverable = retryable and self._failures <= conn_options.max_retry
+        self._bus.emit(
+            ErrorEvent(source="stt", message=describe_error(error), recoverable=recoverable, error=error)
+        )
         if not recoverable:
             self._failures = 0
             await self._session_inbox.send(ProviderFailed(source="stt", error=error))
@@ -159,8 +159,9 @@ class Recognizer:
                 continue
             if isinstance(event, STTReconnected):
                 error = event.error
-                self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=True, error=error))
+                self._bus.emit(ErrorEvent(source="stt", message=describe_error(error), recoverable=True, error=error))
                 continue
+            check_stt_event(event)
             if event.kind == "final" and event.text:
                 self._failures = 0
             await self._turn.send(event)
@@ -244,16 +245,19 @@ class Recognizer:
         conn_options = self._options.conn_options.stt_conn_options
 
         def on_error(error: BaseException, recoverable: bool) -> None:
-            self._bus.emit(ErrorEvent(source="stt", message=str(error), recoverable=recoverable, error=error))
+            self._bus.emit(
+                ErrorEvent(source="stt", message=describe_error(error), recoverable=recoverable, error=error)
+            )
+
+        async def attempt() -> STTEvent:
+            return check_stt_event(
+                await self._stt.recognize(audio, language=self._language, conn_options=conn_options)
+            )
 
         started = trio.current_time()
         try:
-            event = await retrying(
-                lambda: self._stt.recognize(audio, language=self._language, conn_options=conn_options),
-                conn_options=conn_options,
-                on_error=on_error,
-            )
-        except APIError as error:
+            event = await retrying(attempt, conn_options=conn_options, on_error=on_error)
+        except Exception as error:  # reported by on_error
             await self._session_inbox.send(ProviderFailed(source="stt", error=error))
             return
         self._bus.emit(

@@ -15,8 +15,9 @@ they are opened before the agent starts and closed after it has drained.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import attrs
 import trio
@@ -46,6 +47,10 @@ from ..tools import Toolset, ToolsetLease, open_toolsets, toolsets_of
 # At most this much of close_timeout (and at most a quarter of it) is kept to
 # cut off the speech still playing when the deadline comes.
 CLOSE_GRACE = 0.25
+# Hand-offs in a row with no progress (a final transcript, a reply that plays)
+# after which the next one is refused: an agent whose on_enter hands off (to
+# itself, or around a ring of agents) would otherwise loop for ever.
+HANDOFF_LOOP_LIMIT = 16
 
 
 @attrs.frozen
@@ -73,13 +78,15 @@ class SessionSupervisor:
         self.finished: Future[CloseInfo] = Future()
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
         self._handoffs: list[HandoffRequested] = []
+        self._handoffs_without_progress = 0
         self._handoff_idle = Flag(True)
         self._closing = False
         # A drain stops hand-offs as it stops turns: an agent whose on_enter
         # leads straight to another hand-off would otherwise never drain.
         self._draining = False
         self._nursery: trio.Nursery | None = None
-        self._handoff_scope: trio.CancelScope | None = None
+        # What a close cuts short at once: a hand-off, connecting toolsets at start.
+        self._cut_by_close: set[trio.CancelScope] = set()
         self._leases: dict[Agent, ToolsetLease] = {}
 
     def report_toolset_error(self, toolset: Toolset, error: BaseException) -> None:
@@ -100,10 +107,28 @@ class SessionSupervisor:
                 self._nursery, toolsets, self.report_toolset_error
             )
 
-    async def _disconnect_toolsets(self, agent: Agent | None) -> None:
+    async def _disconnect_toolsets(self, agent: Agent | None, *, deadline: float = math.inf) -> None:
         lease = self._leases.pop(agent, None) if agent is not None else None
         if lease is not None:
-            await lease.aclose()
+            await lease.aclose(deadline=deadline)
+
+    @contextlib.contextmanager
+    def until_close(self) -> Iterator[trio.CancelScope]:
+        """A scope that a close request cancels (at once if one came already)."""
+        scope = trio.CancelScope()
+        if self._closing:
+            scope.cancel()
+        self._cut_by_close.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._cut_by_close.discard(scope)
+
+    def close_deadline(self) -> float:
+        """When a close asked for now, or already asked for, must be over."""
+        asked = self._state.close_requested_at
+        return (trio.current_time() if asked is None else asked) + self._options.close_timeout
 
     async def start_agent(self, agent: Agent) -> None:
         """Activate the first agent (its on_enter runs in the background)."""
@@ -130,8 +155,8 @@ class SessionSupervisor:
                 self._closing = True
                 self._state.closing = True
                 self._state.close_requested_at = trio.current_time()
-                if self._handoff_scope is not None:
-                    self._handoff_scope.cancel()
+                for scope in self._cut_by_close:
+                    scope.cancel()
                 self._nursery.start_soon(self._close, message)
         elif isinstance(message, ProviderFailed):
             source = message.source
@@ -140,14 +165,23 @@ class SessionSupervisor:
             if source == "vad" or self._error_counts[source] > limit:
                 self.inbox.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
         elif isinstance(message, ErrorCountReset):
+            # A transcript or a reply that plays: the conversation moves on.
             for source in message.sources:
                 self._error_counts[source] = 0
+            self._handoffs_without_progress = 0
         elif isinstance(message, HandoffRequested):
             if self._closing or self._draining:
-                self._state.count_handoff(-1)
-                if message.reply is not None:
-                    what = "closing" if self._closing else "draining"
-                    message.reply.set_exception(RuntimeError(f"the session is {what}"))
+                self._refuse_handoff(message, f"the session is {'closing' if self._closing else 'draining'}")
+                return
+            self._handoffs_without_progress += 1
+            if self._handoffs_without_progress > HANDOFF_LOOP_LIMIT:
+                why = (
+                    f"hand-off loop: {HANDOFF_LOOP_LIMIT} hand-offs in a row without a user turn "
+                    f"or a spoken reply; the hand-off to {message.agent.id} is refused"
+                )
+                if self._handoffs_without_progress == HANDOFF_LOOP_LIMIT + 1:
+                    self._bus.emit(ErrorEvent(source="session", message=why, recoverable=True))
+                self._refuse_handoff(message, why)
                 return
             self._handoffs.append(message)
             if self._handoff_idle:
@@ -158,18 +192,21 @@ class SessionSupervisor:
             self._draining = True
             self._nursery.start_soon(self._drain, message)
 
+    def _refuse_handoff(self, request: HandoffRequested, why: str) -> None:
+        self._state.count_handoff(-1)
+        if request.reply is not None:
+            request.reply.set_exception(RuntimeError(why))
+
     async def _run_handoffs(self) -> None:
         self._handoff_idle.set(False)
         try:
             while self._handoffs and not self._closing and not self._draining:
                 request = self._handoffs.pop(0)
                 try:
-                    with trio.CancelScope() as scope:
-                        self._handoff_scope = scope
+                    with self.until_close() as scope:
                         await self._handoff(request.agent, request.carry_history)
                 finally:
                     self._state.count_handoff(-1)
-                self._handoff_scope = None
                 if request.reply is not None:
                     if scope.cancelled_caught:
                         request.reply.set_exception(RuntimeError("the session closed during the hand-off"))
@@ -245,5 +282,5 @@ class SessionSupervisor:
                     await drained
             cancelled = tuple(sorted(set(self._state.running_user_code.values())))
         for agent in list(self._leases):
-            await self._disconnect_toolsets(agent)
+            await self._disconnect_toolsets(agent, deadline=self.close_deadline())
         self.finished.set_result(CloseInfo(request.reason, request.error, cancelled))

@@ -31,6 +31,7 @@ import trio
 
 from .._sync import Flag, Future
 from ..audio import AudioFrame, PlayoutTimeline
+from ..errors import describe_error
 from ..events import ErrorEvent, EventBus, MetricsCollected, PlaybackFinished, PlaybackStarted
 from ..messages import (
     DiscardSegment,
@@ -45,7 +46,7 @@ from ..messages import (
     SynthesizeSegment,
 )
 from ..options import NOT_GIVEN, SessionOptions
-from ..providers.base import TTS, SynthesizedAudio, TimedWord
+from ..providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 from ..transports.base import Transport
@@ -77,6 +78,9 @@ DEVICE_LAG_LIMIT = 1.0
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.
 SEGMENT_AUDIO_BUFFER = 16_384
+# Chunks a TTS request may get ahead of the segment's buffer: past that, the
+# provider waits (without a bound, a long reply is held in memory at once).
+TTS_STREAM_BUFFER = 64
 
 
 @attrs.define(eq=False)
@@ -292,21 +296,54 @@ class Speaker:
             segment.text_done.set()
 
         stream: AsyncIterable[str] = raw()
-        for transform in transforms:
-            stream = transform(stream)
         try:
+            for transform in transforms:
+                stream = transform(stream)
             async for chunk in stream:  # type: ignore[attr-defined]
                 if spoken is not None and chunk:
                     spoken.append(chunk)
-        finally:
             await stream.aclose()  # type: ignore[attr-defined]
+        except Exception as error:
+            # A transform is user code of the TTS's: its failure is the TTS's,
+            # and none of the segment is spoken (the TTS never gets its text).
+            self._bus.emit(
+                ErrorEvent(
+                    source="tts",
+                    message=f"a text transform failed: {describe_error(error)}",
+                    recoverable=False,
+                    error=error,
+                )
+            )
+            self._synthesis_failed(segment, error)
+            segment.scope.cancel()
+        finally:
             if spoken is not None:
                 spoken.close()
 
+    def _synthesis_failed(self, segment: _Segment, error: BaseException) -> None:
+        segment.error = error
+        self._session_inbox.send_nowait(ProviderFailed(source="tts", error=error))
+
     async def _forward_prerendered(self, segment: _Segment, audio: AsyncIterable[AudioFrame]) -> None:
-        async for frame in audio:
-            segment.synthesized += frame.duration
-            await segment.audio_send.send(SynthesizedAudio(frame=frame))
+        """Play say()'s own audio. An application's iterable that fails, or
+        yields something else than frames, ends the audio there (as a TTS
+        failure would), with an error event."""
+        try:
+            async for frame in audio:
+                if not isinstance(frame, AudioFrame):
+                    raise TypeError(f"it yielded {type(frame).__name__}, not an AudioFrame")
+                segment.synthesized += frame.duration
+                await segment.audio_send.send(SynthesizedAudio(frame=frame))
+        except Exception as error:
+            segment.error = error
+            self._bus.emit(
+                ErrorEvent(
+                    source="agent",
+                    message=f"say(): the audio of {segment.speech_id} failed: {describe_error(error)}",
+                    recoverable=True,
+                    error=error,
+                )
+            )
 
     async def _run_tts(self, segment: _Segment, text: _ReplayableText) -> None:
         tts = segment.tts
@@ -315,11 +352,11 @@ class Speaker:
         timing = {"started": None, "first_audio": None}
 
         async def deliver(item: Any) -> None:
-            if item == TTS_REQUEST_STARTED:
+            if isinstance(item, str) and item == TTS_REQUEST_STARTED:
                 if timing["started"] is None:
                     timing["started"] = trio.current_time()
                 return
-            assert isinstance(item, SynthesizedAudio)
+            check_synthesized_audio(item)
             offset = segment.synthesized
             if timing["first_audio"] is None and item.frame.samples_per_channel:
                 timing["first_audio"] = trio.current_time()
@@ -332,7 +369,7 @@ class Speaker:
 
         def on_error(error: BaseException, recoverable: bool) -> None:
             self._bus.emit(
-                ErrorEvent(source="tts", message=str(error), recoverable=recoverable, error=error)
+                ErrorEvent(source="tts", message=describe_error(error), recoverable=recoverable, error=error)
             )
 
         request_started = trio.current_time()
@@ -348,7 +385,7 @@ class Speaker:
 
                 await retrying(
                     lambda: stream_attempt(
-                        produce, deliver, timeout=conn_options.timeout, what="the TTS"
+                        produce, deliver, timeout=conn_options.timeout, what="the TTS", buffer=TTS_STREAM_BUFFER
                     ),
                     conn_options=conn_options,
                     on_error=on_error,
@@ -364,9 +401,8 @@ class Speaker:
                             await self._synthesize_sentence(tts, sentence, deliver, on_error)
                 for sentence in splitter.flush():
                     await self._synthesize_sentence(tts, sentence, deliver, on_error)
-        except Exception as error:
-            segment.error = error
-            await self._session_inbox.send(ProviderFailed(source="tts", error=error))
+        except Exception as error:  # already an error event (retrying reports every attempt)
+            self._synthesis_failed(segment, error)
             return
         finished = trio.current_time()
         if timing["first_audio"] is not None:
@@ -401,7 +437,9 @@ class Speaker:
                     before += item.frame.duration
                 await deliver(item)
 
-            await stream_attempt(produce, counted, timeout=conn_options.timeout, what="the TTS")
+            await stream_attempt(
+                produce, counted, timeout=conn_options.timeout, what="the TTS", buffer=TTS_STREAM_BUFFER
+            )
 
         await retrying(attempt, conn_options=conn_options, on_error=on_error, delivered=lambda: before > 0)
 
@@ -483,7 +521,7 @@ class Speaker:
             heard = self._heard_text(segment, position, interrupted) if wrote_any else ""
         else:
             position = 0.0
-            heard = "" if started_at is None else segment.text
+            heard = "" if started_at is None or segment.error is not None else segment.text
             if interrupted:
                 segment.scope.cancel()
         if self._shows_text and (heard or segment.captioned):

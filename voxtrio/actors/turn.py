@@ -35,7 +35,9 @@ from typing import Any
 import trio
 
 from .._sync import Future
+from ..errors import ProviderOutputError
 from ..events import (
+    ErrorEvent,
     EventBus,
     UserInputTranscribed,
     UserState,
@@ -51,8 +53,10 @@ from ..messages import (
     EndOfTurnPending,
     ErrorCountReset,
     FlushRecognizer,
+    InputEnded,
     OptionsChanged,
     PreemptiveTranscript,
+    ProviderFailed,
     ResetRecognizer,
     SetAudioInput,
     SetRecognizerMuted,
@@ -146,6 +150,8 @@ class Turn:
         self._limit_fired = False
         # preemptive generation
         self._preempted_transcript = ""
+        # the input ended and the recognizer was flushed: its last final may follow
+        self._last_words_pending = False
         self._resolve_mode()
 
     def connect(
@@ -209,12 +215,20 @@ class Turn:
             self._clear_user_turn()
         elif isinstance(message, CloseUserTurn):
             self._start(self._close_user_turn(message))
+        elif isinstance(message, InputEnded):
+            self._last_words_pending = self._has_stt
         elif isinstance(message, SetAudioInput):
             if not message.enabled and self._speaking:
                 # No more audio: the user's speech ends here.
                 self._end_of_speech(self._audio_now())
             if self._audio_in is not None:
                 self._audio_in.send_nowait(message)
+        else:
+            # Only a VAD provider writes here unchecked (it sends to this
+            # actor directly): what it sent is not a VADEvent.
+            error = ProviderOutputError(f"the VAD sent {message!r:.80}, not a VADEvent", output=message)
+            self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+            self._session_inbox.send_nowait(ProviderFailed(source="vad", error=error))
 
     def _start(self, coroutine: Any) -> None:
         assert self._nursery is not None
@@ -442,6 +456,7 @@ class Turn:
         self._on_final(event)
 
     def _on_final(self, event: STTEvent) -> None:
+        self._last_words_pending = False
         self._interim = ""
         self._final_at_trio = trio.current_time()
         self._final_arrived.set()
@@ -556,6 +571,9 @@ class Turn:
                 metrics["transcription_delay"] = max(0.0, self._final_at - self._last_voiced)
         if delay is not None:
             metrics["endpointing_delay"] = delay
+        if self._has_stt or self._has_vad:
+            # Heard this much later than the transport delivered it (resampling).
+            metrics["input_delay"] = self._state.input_delay
         if probability is not None:
             metrics["end_of_turn_probability"] = probability
         confidence = sum(self._confidences) / len(self._confidences) if self._confidences else 1.0
@@ -632,7 +650,7 @@ class Turn:
 
     def has_pending_turn(self) -> bool:
         return bool(self._speaking or self._transcript or self._interim or self._bounce is not None) or (
-            self._vad_turn_started is not None
+            self._vad_turn_started is not None or self._last_words_pending
         )
 
     async def _close_user_turn(self, request: CloseUserTurn) -> None:

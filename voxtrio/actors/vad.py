@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from ..audio import AudioFrame
+from ..errors import describe_error
 from ..events import ErrorEvent, EventBus
 from ..messages import ProviderFailed, VADEvent
 from ..providers.base import VAD
@@ -61,5 +62,5 @@ class VADActor:
             try:
                 await self._vad.run(self._frames, send)
             except Exception as error:
-                self._bus.emit(ErrorEvent(source="vad", message=str(error), recoverable=False, error=error))
+                self._bus.emit(ErrorEvent(source="vad", message=describe_error(error), recoverable=False, error=error))
                 await self._session_inbox.send(ProviderFailed(source="vad", error=error))

@@ -9,6 +9,10 @@ non-streaming TTS is fed one sentence at a time).
 
 Errors: raise :class:`voxtrio.errors.APIError` (or a subclass) with
 ``retryable`` set honestly; the session retries per ``APIConnectOptions``.
+Anything else a provider raises, and anything it sends that its protocol does
+not allow (checked by the ``check_*`` functions below, as it arrives), is a
+final failure of that request: an ``error`` event naming the provider, counted
+toward ``max_unrecoverable_errors``; the session goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence, Union
 import attrs
 
 from ..audio import AudioFrame
+from ..errors import ProviderOutputError
 from ..messages import STTEvent, VADEvent
 from ..options import APIConnectOptions
 
@@ -31,6 +36,12 @@ if TYPE_CHECKING:
 ToolChoice = Union[Literal["auto", "required", "none"], str]
 
 DEFAULT_CONN_OPTIONS = APIConnectOptions()
+
+
+def _shown(value: Any) -> str:
+    """What a provider sent, for the error that says it is not allowed."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 # ---------------------------------------------------------------------------
@@ -153,6 +164,17 @@ class STT(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot recognize a buffer")
 
 
+def check_stt_event(event: Any) -> STTEvent:
+    """``event`` if it is a transcript or a speech boundary, else
+    :class:`ProviderOutputError` (the Recognizer takes ``STTUsage`` and
+    ``STTReconnected`` before it asks)."""
+    if not isinstance(event, STTEvent):
+        raise ProviderOutputError(
+            f"the STT sent {_shown(event)}, not an STTEvent, STTUsage or STTReconnected", output=event
+        )
+    return event
+
+
 # ---------------------------------------------------------------------------
 # LLM
 # ---------------------------------------------------------------------------
@@ -176,6 +198,23 @@ class UsageChunk:
 
 
 LLMChunk = Union[str, ToolCallChunk, UsageChunk]
+
+
+def check_llm_chunk(chunk: Any) -> LLMChunk:
+    """``chunk`` if an LLM stream may send it, else :class:`ProviderOutputError`."""
+    if isinstance(chunk, str) or isinstance(chunk, UsageChunk):
+        return chunk
+    if isinstance(chunk, ToolCallChunk):
+        for name in ("name", "arguments", "call_id"):
+            if not isinstance(getattr(chunk, name), str):
+                raise ProviderOutputError(
+                    f"the LLM sent a ToolCallChunk whose {name} is {_shown(getattr(chunk, name))}, not a string",
+                    output=chunk,
+                )
+        return chunk
+    raise ProviderOutputError(
+        f"the LLM sent {_shown(chunk)}, not text, a ToolCallChunk or a UsageChunk", output=chunk
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -227,6 +266,20 @@ class SynthesizedAudio:
 
     frame: AudioFrame
     words: tuple[TimedWord, ...] = ()
+
+
+def check_synthesized_audio(item: Any) -> SynthesizedAudio:
+    """``item`` if a TTS may send it, else :class:`ProviderOutputError`."""
+    if not isinstance(item, SynthesizedAudio):
+        raise ProviderOutputError(f"the TTS sent {_shown(item)}, not a SynthesizedAudio", output=item)
+    if not isinstance(item.frame, AudioFrame):
+        raise ProviderOutputError(
+            f"the TTS sent a SynthesizedAudio whose frame is {_shown(item.frame)}, not an AudioFrame",
+            output=item,
+        )
+    if not all(isinstance(word, TimedWord) for word in item.words):
+        raise ProviderOutputError("the TTS sent word timings that are not TimedWords", output=item)
+    return item
 
 
 @attrs.frozen(kw_only=True)

@@ -39,6 +39,11 @@ test can also call on its own):
   history reflects;
 - ``check_history_order``: strictly increasing sequence numbers, no item twice;
 - ``check_user_turns``: each user turn once, in the order it was said;
+- ``check_failures_reported``: every crash of a provider or transport and
+  everything they sent that their protocol does not allow is exactly one
+  ``error`` event naming its source, and no step of the runtime failed on its own;
+- ``check_misuse_refused``: every deliberate misuse of the API (an action
+  marked ``raises``) was refused at the call with that error;
 
 and, in :func:`check_conversation`, determinism (a replay is byte-identical).
 """
@@ -137,6 +142,7 @@ class Observation:
     events: list[Event] = attrs.Factory(list)
     origin: float = 0.0
     session: AgentSession | None = None
+    transport: ScriptedTransport | None = None
     output: ScriptedAudioOutput | None = None
     calls: list[CallRecord] = attrs.Factory(list)
     main_returned: bool = False
@@ -228,6 +234,7 @@ class _Watcher(PlayObserver):
 
     def on_session(self, session: AgentSession, transport: ScriptedTransport) -> None:
         self.obs.session = session
+        self.obs.transport = transport
         self.obs.output = transport.audio_output
         session.on("*", self.obs.events.append)
         self.tracker.root = trio.lowlevel.current_task()
@@ -410,6 +417,8 @@ def check_close(obs: Observation) -> list[Violation]:
     reason = getattr(close, "reason", None)
     if reason not in CLOSE_REASONS:
         found.append(Violation("close_once", f"close has no valid reason: {reason!r}"))
+    if (getattr(close, "error", None) or "").split(":")[0] in ("ExceptionGroup", "BaseExceptionGroup"):
+        found.append(Violation("close_once", f"the close names an exception group, not its cause: {close.error}"))
     if reason == "error":
         fatal = [e for e in obs.of("error") if not e.recoverable]
         if not fatal and getattr(close, "error", None) is None:
@@ -890,6 +899,75 @@ def check_user_turns(obs: Observation) -> list[Violation]:
     return found
 
 
+def _fired(obs: Observation) -> list[tuple[str, Any]]:
+    """What the scripted providers and transport raised or sent by their crash
+    and junk faults, with the source that must report it."""
+    if obs.session is None:
+        return []
+    found = []
+    for source, part in (("llm", obs.session.llm), ("tts", obs.session.tts), ("stt", obs.session.stt), ("transport", obs.transport)):
+        found += [(source, token) for token in getattr(part, "fired", ())]
+    return found
+
+
+def check_failures_reported(obs: Observation) -> list[Violation]:
+    """Each crash of a provider or the transport, and each thing one sent that
+    its protocol does not allow, is exactly one ``error`` event from its
+    source; and no speech step failed on its own (a runtime bug)."""
+    found = []
+    errors = obs.of("error")
+    for source, token in _fired(obs):
+        reports = [
+            e for e in errors
+            if e.error is token or (getattr(e.error, "output", None) is token and token is not None)
+        ]
+        what = f"{type(token).__name__} {token!r}"
+        if len(reports) != 1:
+            found.append(
+                Violation(
+                    "failures_reported",
+                    f"the {source}'s {what} appears in {len(reports)} error event(s), not one",
+                )
+            )
+        elif reports[0].source != source:
+            found.append(
+                Violation("failures_reported", f"the {source}'s {what} is reported as from {reports[0].source}")
+            )
+    for event in errors:
+        if event.source == "session" and not event.message.startswith("hand-off loop"):
+            found.append(Violation("failures_reported", f"a step of the runtime failed: {event.message}"))
+    return found
+
+
+MISUSE_ERROR_TYPES = {"TypeError": TypeError, "ValueError": ValueError}
+
+
+def check_misuse_refused(obs: Observation) -> list[Violation]:
+    """An action marked as a misuse (``raises``) raised that error at the call,
+    and changed nothing: no error event came of it."""
+    found = []
+    for action in obs.scenario.actions:
+        expected = action.get("raises")
+        if expected is None:
+            continue
+        at = obs.origin + action["at"]
+        records = [
+            r for r in obs.calls if r.call == action["call"] and dict(r.args) == action["args"] and abs(r.at - at) < 1e-9
+        ]
+        if not records:
+            continue  # not made: the run ended first
+        error = records[0].error
+        if not isinstance(error, MISUSE_ERROR_TYPES[expected]):
+            got = "nothing" if error is None else f"{type(error).__name__}: {error}"
+            found.append(
+                Violation(
+                    "misuse_refused",
+                    f"{action['call']}({action['args']}) at t={action['at']:g} should raise {expected}, raised {got}",
+                )
+            )
+    return found
+
+
 INVARIANTS: list[Callable[[Observation], list[Violation]]] = [
     check_main_returns,
     check_close,
@@ -902,6 +980,8 @@ INVARIANTS: list[Callable[[Observation], list[Violation]]] = [
     check_speech_handles,
     check_history_order,
     check_user_turns,
+    check_failures_reported,
+    check_misuse_refused,
 ]
 
 

@@ -10,11 +10,10 @@ and trio's scheduler is seeded.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import json
 import math
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import attrs
 import trio
@@ -23,9 +22,11 @@ import trio.testing
 from ..agent import Agent
 from ..errors import ToolError
 from ..events import Event, MetricsCollected
-from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions
+from ..options import SESSION_OPTION_NAMES, APIConnectOptions, SessionConnectOptions, SessionOptions
 from ..session import AgentSession
+from ..text import BUILTIN_TRANSFORMS
 from ..tools import FunctionTool
+from ..validation import check_bool, check_int
 from .scripted import (
     Fault,
     LLMResponse,
@@ -37,6 +38,7 @@ from .scripted import (
     ToolCall,
     TTSResponse,
     UserSpeech,
+    exception_from,
 )
 
 
@@ -63,11 +65,81 @@ def _expect_type(value: Any, types: Any, field: str, what: str) -> Any:
     return value
 
 
-def _number(value: Any, field: str, *, minimum: float = 0.0) -> float:
+# The longest time a scenario may mention (a moment, a duration): an hour of
+# conversation. A virtual clock makes waiting free, but not the work of every
+# 20 ms frame until then.
+MAX_SCENARIO_TIME = 3600.0
+
+
+def _number(value: Any, field: str, *, minimum: float = 0.0, maximum: float = MAX_SCENARIO_TIME) -> float:
     _expect_type(value, _NUMBER, field, "a number")
     if not math.isfinite(value) or value < minimum:
         raise ScenarioError(field, f"expected a number >= {minimum:g}, got {value}")
+    if value > maximum:
+        raise ScenarioError(field, f"{value:g} is more than the limit of {maximum:g} (seconds of conversation)")
     return float(value)
+
+
+def _checked(check: Callable[..., Any], value: Any, field: str, **limits: Any) -> Any:
+    """Run one of voxtrio's argument checks, as a scenario error naming the field."""
+    try:
+        return check(value, field.rsplit(".", 1)[-1], **limits)
+    except (TypeError, ValueError) as error:
+        raise ScenarioError(field, str(error)) from None
+
+
+def _options(values: Mapping[str, Any], field: str, base: Mapping[str, Any] = {}) -> None:
+    """Check session options as AgentSession would (types, ranges, names of
+    text transforms, and together: min_endpointing_delay <= max_endpointing_delay)."""
+    fields = attrs.fields_dict(SessionOptions)
+    for key, value in values.items():
+        where = f"{field}.{key}"
+        if key == "tts_text_transforms":
+            if value is not None:
+                for i, name in enumerate(_list(value, where)):
+                    if _string(name, f"{where}[{i}]") not in BUILTIN_TRANSFORMS:
+                        raise ScenarioError(
+                            f"{where}[{i}]", f"unknown text transform {name!r}; built-ins: {sorted(BUILTIN_TRANSFORMS)}"
+                        )
+        elif key == "turn_detection":
+            if value is not None and value not in ("vad", "stt", "manual", "realtime_llm"):
+                raise ScenarioError(where, f"unknown turn detection mode {value!r}")
+        elif key in fields and fields[key].validator is not None:
+            try:
+                fields[key].validator(None, fields[key], value)
+            except (TypeError, ValueError) as error:
+                raise ScenarioError(where, str(error)) from None
+    together = {k: v for k, v in {**base, **values}.items() if k in fields and k != "conn_options"}
+    if "tts_text_transforms" in together and together["tts_text_transforms"] is not None:
+        together["tts_text_transforms"] = tuple(together["tts_text_transforms"])
+    try:
+        SessionOptions(**together)
+    except (TypeError, ValueError) as error:
+        # The field to name: the first of those given here that the message names.
+        message = str(error)
+        named = sorted((message.find(key), key) for key in values if key in message)
+        raise ScenarioError(f"{field}.{named[0][1]}" if named else field, message) from None
+
+
+def _call_args(call: str, args: Mapping[str, Any], field: str, *, tools: Sequence[str], options: Mapping[str, Any]) -> None:
+    """Check the arguments of an API call (an action or a hook or tool step) by
+    their types, as the call itself would."""
+    for key, value in args.items():
+        where = f"{field}.{key}"
+        if key in ("allow_interruptions", "add_to_chat_ctx", "skip_reply", "force", "drain"):
+            _checked(check_bool, value, where)
+        elif key in ("text", "user_input", "instructions"):
+            _string(value, where)
+        elif key == "transcript_timeout":
+            _number(value, where)
+        elif key == "tools":
+            for i, name in enumerate(_list(value, where)):
+                _string(name, f"{where}[{i}]")
+        elif key == "tool_choice":
+            if value is not None and _string(value, where) not in ("auto", "required", "none", *tools):
+                raise ScenarioError(where, f"expected 'auto', 'required', 'none' or a tool's name, got {value!r}")
+    if call == "update_options":
+        _options(args, field, base=options)
 
 
 def _object(value: Any, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
@@ -97,7 +169,8 @@ TOP_LEVEL = {
     "name", "description", "options", "vad", "stt", "audio_output", "agent", "agents", "tools",
     "user", "llm", "tts", "tts_default_chars_per_second", "actions", "end", "expect", "faults",
 }
-FAULT_KINDS = ("connection", "status", "timeout")
+FAULT_KINDS = ("connection", "status", "timeout", "crash", "junk")
+STT_FAULT_KINDS = ("connection", "status", "crash", "junk")
 CONN_OPTION_FIELDS = {"max_retry", "retry_interval", "timeout"}
 CONN_OPTIONS_FIELDS = {"llm_conn_options", "tts_conn_options", "stt_conn_options", "max_unrecoverable_errors"}
 STEP_KINDS = {"sleep", "say", "generate_reply", "update_agent", "shutdown", "interrupt"}
@@ -115,6 +188,8 @@ ACTION_ARGS: dict[str, set[str]] = {
     "aclose": set(),
 }
 SCENARIO_OPTIONS = set(SESSION_OPTION_NAMES) | {"max_unrecoverable_errors"}
+# What an action marked as a misuse (``"raises"``) may expect the call to raise.
+MISUSE_ERRORS = ("TypeError", "ValueError")
 
 
 @attrs.frozen(kw_only=True)
@@ -138,9 +213,13 @@ class Scenario:
     stt_faults: list[Fault] = attrs.Factory(list)
     vad_fail_at: float | None = None
     disconnect_at: float | None = None
+    transport_fail_at: float | None = None
+    transport_junk_at: tuple[float, ...] = ()
 
 
-def _validate_step(step: Any, field: str, agents: Mapping[str, Any]) -> None:
+def _validate_step(
+    step: Any, field: str, agents: Mapping[str, Any], tools: Sequence[str] = (), options: Mapping[str, Any] = {}
+) -> None:
     _expect_type(step, dict, field, "an object with one step")
     if len(step) != 1:
         raise ScenarioError(field, f"a step has exactly one of {sorted(STEP_KINDS)}")
@@ -150,17 +229,12 @@ def _validate_step(step: Any, field: str, agents: Mapping[str, Any]) -> None:
         raise ScenarioError(where, "unknown field")
     if kind == "sleep":
         _number(value, where)
-    elif kind == "say":
-        _object(value, where, SAY_ARGS, {"text"})
-    elif kind == "generate_reply":
-        _object(value, where, REPLY_ARGS)
     elif kind == "update_agent":
         if _string(value, where) not in agents:
             raise ScenarioError(where, f"no agent named {value!r}")
-    elif kind == "shutdown":
-        _object(value, where, {"drain"})
-    elif kind == "interrupt":
-        _object(value, where, {"force"})
+    else:
+        required = {"text"} if kind == "say" else set()
+        _call_args(kind, _object(value, where, ACTION_ARGS[kind], required), where, tools=tools, options=options)
 
 
 def _fault(value: Any, field: str, *, allowed: set[str], kinds: tuple[str, ...] = FAULT_KINDS) -> Fault:
@@ -168,12 +242,24 @@ def _fault(value: Any, field: str, *, allowed: set[str], kinds: tuple[str, ...] 
     kind = _string(spec.get("kind", "connection"), f"{field}.kind")
     if kind not in kinds:
         raise ScenarioError(f"{field}.kind", f"expected one of {', '.join(kinds)}, got {kind!r}")
+    extra = {}
+    if "raise" in spec:
+        if kind != "crash":
+            raise ScenarioError(f"{field}.raise", "only a crash raises an exception of its own")
+        extra["exception"] = _exception_text(spec["raise"], f"{field}.raise")
     return Fault(
         kind=kind,  # type: ignore[arg-type]
         retryable=_bool(spec.get("retryable", True), f"{field}.retryable"),
         after=_number(spec.get("after", 0.0), f"{field}.after"),
         at=_number(spec.get("at", 0.0), f"{field}.at"),
+        **extra,
     )
+
+
+def _exception_text(value: Any, field: str) -> str:
+    if ":" not in _string(value, field):
+        raise ScenarioError(field, "expected 'ErrorType: message'")
+    return value  # type: ignore[no-any-return]
 
 
 def _conn_options(value: Any, field: str) -> SessionConnectOptions:
@@ -182,12 +268,14 @@ def _conn_options(value: Any, field: str) -> SessionConnectOptions:
     for key, item in spec.items():
         where = f"{field}.{key}"
         if key == "max_unrecoverable_errors":
-            kwargs[key] = int(_number(item, where))
+            kwargs[key] = _checked(check_int, item, where)
             continue
         per_request = _object(item, where, CONN_OPTION_FIELDS)
         kwargs[key] = APIConnectOptions(
             **{
-                name: int(_number(v, f"{where}.{name}")) if name == "max_retry" else _number(v, f"{where}.{name}")
+                name: _checked(check_int, v, f"{where}.{name}")
+                if name == "max_retry"
+                else _number(v, f"{where}.{name}", maximum=math.inf)
                 for name, v in per_request.items()
             }
         )
@@ -202,17 +290,9 @@ def load_scenario(data: Any) -> Scenario:
     for key, value in options.items():
         if key == "conn_options":
             options[key] = _conn_options(value, f"options.{key}")
-        elif key == "turn_detection":
-            if value is not None and value not in ("vad", "stt", "manual", "realtime_llm"):
-                raise ScenarioError(f"options.{key}", f"unknown turn detection mode {value!r}")
-        elif key == "tts_text_transforms":
-            if value is not None:
-                for i, name in enumerate(_list(value, f"options.{key}")):
-                    _string(name, f"options.{key}[{i}]")
-        elif isinstance(value, bool) or value is None:
-            continue
-        else:
-            _number(value, f"options.{key}")
+        elif key == "max_unrecoverable_errors":
+            _checked(check_int, value, f"options.{key}")
+    _options({k: v for k, v in options.items() if k not in ("conn_options", "max_unrecoverable_errors")}, "options")
 
     vad = top.get("vad", {})
     if vad is not None:
@@ -240,7 +320,7 @@ def load_scenario(data: Any) -> Scenario:
                 raise ScenarioError(f"{field}.tools[{i}]", f"no tool named {tool!r}")
         for hook in ("on_enter", "on_user_turn_completed", "on_exit"):
             for i, step in enumerate(_list(spec.get(hook, []), f"{field}.{hook}")):
-                _validate_step(step, f"{field}.{hook}[{i}]", agents_raw)
+                _validate_step(step, f"{field}.{hook}[{i}]", agents_raw, list(tools_raw), options)
         agents[name] = spec
     agent = _string(top.get("agent", next(iter(agents), "main")), "agent")
     if agent not in agents:
@@ -257,11 +337,9 @@ def load_scenario(data: Any) -> Scenario:
             if _string(param, f"{field}.required[{i}]") not in spec.get("parameters", {}):
                 raise ScenarioError(f"{field}.required[{i}]", f"no parameter named {param!r}")
         for i, step in enumerate(_list(spec.get("steps", []), f"{field}.steps")):
-            _validate_step(step, f"{field}.steps[{i}]", agents)
+            _validate_step(step, f"{field}.steps[{i}]", agents, list(tools_raw), options)
         if "raise" in spec:
-            text = _string(spec["raise"], f"{field}.raise")
-            if ":" not in text:
-                raise ScenarioError(f"{field}.raise", "expected 'ErrorType: message'")
+            _exception_text(spec["raise"], f"{field}.raise")
         result = spec.get("result")
         if isinstance(result, dict):
             _object(result, f"{field}.result", {"handoff"}, {"handoff"})
@@ -321,7 +399,7 @@ def load_scenario(data: Any) -> Scenario:
                 duration=_number(item.get("duration", 0.3), f"{field}.duration"),
                 error=None
                 if item.get("error") is None
-                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after"}),
+                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after", "raise"}),
             )
         )
 
@@ -337,7 +415,7 @@ def load_scenario(data: Any) -> Scenario:
                 duration=_number(item.get("duration", 0.3), f"{field}.duration"),
                 error=None
                 if item.get("error") is None
-                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after"}),
+                else _fault(item["error"], f"{field}.error", allowed={"kind", "retryable", "after", "raise"}),
             )
         )
     cps = top.get("tts_default_chars_per_second")
@@ -347,18 +425,27 @@ def load_scenario(data: Any) -> Scenario:
     actions = []
     for i, item in enumerate(_list(top.get("actions", []), "actions")):
         field = f"actions[{i}]"
-        item = _object(item, field, {"at", "call", "args"}, {"at", "call"})
+        item = _object(item, field, {"at", "call", "args", "raises"}, {"at", "call"})
         _number(item["at"], f"{field}.at")
         call = _string(item["call"], f"{field}.call")
         if call not in ACTION_ARGS:
             raise ScenarioError(f"{field}.call", f"unknown call {call!r}; one of {sorted(ACTION_ARGS)}")
         args = _object(item.get("args", {}), f"{field}.args", ACTION_ARGS[call])
-        if call == "update_agent":
+        if call == "update_agent" and "raises" not in item:
             if "agent" not in args or args["agent"] not in agents:
                 raise ScenarioError(f"{field}.args.agent", "expected the name of an agent")
         if call == "say" and "text" not in args:
             raise ScenarioError(f"{field}.args.text", "missing required field")
-        actions.append({"at": float(item["at"]), "call": call, "args": args})
+        action = {"at": float(item["at"]), "call": call, "args": args}
+        if "raises" in item:
+            # A deliberate misuse: the arguments are the wrong ones on purpose,
+            # and the call must refuse them with this error.
+            action["raises"] = _string(item["raises"], f"{field}.raises")
+            if action["raises"] not in MISUSE_ERRORS:
+                raise ScenarioError(f"{field}.raises", f"expected one of {', '.join(MISUSE_ERRORS)}")
+        else:
+            _call_args(call, args, f"{field}.args", tools=list(tools), options=options)
+        actions.append(action)
 
     end = _object(top.get("end", {"drain_after_last_user": 5.0}), "end", {"drain_after_last_user", "at"})
     if len(end) != 1:
@@ -371,17 +458,27 @@ def load_scenario(data: Any) -> Scenario:
 
     faults = _object(top.get("faults", {}), "faults", {"stt", "vad", "transport"})
     stt_faults = [
-        _fault(item, f"faults.stt[{i}]", allowed={"at", "kind", "retryable"}, kinds=("connection", "status"))
+        _fault(item, f"faults.stt[{i}]", allowed={"at", "kind", "retryable", "raise"}, kinds=STT_FAULT_KINDS)
         for i, item in enumerate(_list(faults.get("stt", []), "faults.stt"))
     ]
     vad_fail_at = None
     if faults.get("vad") is not None:
         vad_spec = _object(faults["vad"], "faults.vad", {"at"}, {"at"})
         vad_fail_at = _number(vad_spec["at"], "faults.vad.at")
-    disconnect_at = None
+    disconnect_at = transport_fail_at = None
+    transport_junk_at: list[float] = []
     if faults.get("transport") is not None:
-        transport_spec = _object(faults["transport"], "faults.transport", {"disconnect_at"}, {"disconnect_at"})
-        disconnect_at = _number(transport_spec["disconnect_at"], "faults.transport.disconnect_at")
+        transport_spec = _object(faults["transport"], "faults.transport", {"disconnect_at", "fail_at", "junk_at"})
+        if not transport_spec:
+            raise ScenarioError("faults.transport", "expected disconnect_at, fail_at or junk_at")
+        if "disconnect_at" in transport_spec:
+            disconnect_at = _number(transport_spec["disconnect_at"], "faults.transport.disconnect_at")
+        if "fail_at" in transport_spec:
+            transport_fail_at = _number(transport_spec["fail_at"], "faults.transport.fail_at")
+        transport_junk_at = [
+            _number(t, f"faults.transport.junk_at[{i}]")
+            for i, t in enumerate(_list(transport_spec.get("junk_at", []), "faults.transport.junk_at"))
+        ]
 
     return Scenario(
         name=_string(top.get("name", "scenario"), "name"),
@@ -403,23 +500,14 @@ def load_scenario(data: Any) -> Scenario:
         stt_faults=stt_faults,
         vad_fail_at=vad_fail_at,
         disconnect_at=disconnect_at,
+        transport_fail_at=transport_fail_at,
+        transport_junk_at=tuple(transport_junk_at),
     )
 
 
 # ---------------------------------------------------------------------------
 # playing a scenario
 # ---------------------------------------------------------------------------
-
-
-def _exception_from(text: str) -> BaseException:
-    kind, _, message = text.partition(":")
-    kind, message = kind.strip(), message.strip()
-    if kind == "ToolError":
-        return ToolError(message)
-    error_type = getattr(builtins, kind, None)
-    if isinstance(error_type, type) and issubclass(error_type, Exception):
-        return error_type(message)
-    return RuntimeError(f"{kind}: {message}")
 
 
 class PlayObserver:
@@ -517,7 +605,7 @@ class _Director:
                 director.observer.on_tool_started(name, arguments)
             await director.run_steps(spec.get("steps", []))
             if "raise" in spec:
-                raise _exception_from(spec["raise"])
+                raise exception_from(spec["raise"])
             result = spec.get("result")
             if isinstance(result, dict):
                 return director.agents[result["handoff"]]
@@ -587,7 +675,9 @@ class _Director:
         elif call == "interrupt":
             result = session.interrupt(**args)
         elif call == "update_agent":
-            result = session.update_agent(self.agents[args["agent"]])
+            # A misuse passes what the file says (not an agent's name) as it is.
+            agent = args.get("agent") if "raises" in action else self.agents[args["agent"]]
+            result = session.update_agent(agent)
         elif call == "commit_user_turn":
             result = session.commit_user_turn(**args)
         elif call == "clear_user_turn":
@@ -634,7 +724,8 @@ def last_scripted_moment(scenario: Scenario) -> float:
     moments = [0.0, *(speech.end + speech.stt_delay for speech in scenario.user)]
     moments += [action["at"] for action in scenario.actions]
     moments += [fault.at for fault in scenario.stt_faults]
-    moments += [t for t in (scenario.vad_fail_at, scenario.disconnect_at) if t is not None]
+    moments += [t for t in (scenario.vad_fail_at, scenario.disconnect_at, scenario.transport_fail_at) if t is not None]
+    moments += list(scenario.transport_junk_at)
     if "at" in scenario.end:
         moments.append(scenario.end["at"])
     else:
@@ -662,7 +753,12 @@ async def play(
     """
     director = _Director(scenario, agents=agents, observer=observer)
     session = director.build_session()
-    transport = ScriptedTransport(can_pause=scenario.can_pause, disconnect_at=scenario.disconnect_at)
+    transport = ScriptedTransport(
+        can_pause=scenario.can_pause,
+        disconnect_at=scenario.disconnect_at,
+        fail_at=scenario.transport_fail_at,
+        junk_at=scenario.transport_junk_at,
+    )
     lines: list[dict[str, Any]] = []
     origin = trio.current_time()
 
@@ -680,7 +776,7 @@ async def play(
     async def act(item: dict[str, Any]) -> None:
         try:
             await director.act(item)
-        except (RuntimeError, ValueError) as error:
+        except (RuntimeError, TypeError, ValueError) as error:
             if observer is not None:
                 observer.on_call_failed(item["call"], item["args"], error)
             record(

@@ -8,6 +8,7 @@ All times are seconds relative to the first audio frame the provider sees.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import itertools
 import math
@@ -66,7 +67,22 @@ def _sorted_speeches(speeches: Sequence[UserSpeech]) -> list[UserSpeech]:
     return ordered
 
 
-FaultKind = Literal["connection", "status", "timeout"]
+FaultKind = Literal["connection", "status", "timeout", "crash", "junk"]
+
+
+def exception_from(text: str) -> BaseException:
+    """``"KeyError: message"`` as an exception: a builtin type by its name,
+    ``ToolError``, else a RuntimeError saying what was asked for."""
+    from ..errors import ToolError
+
+    kind, _, message = text.partition(":")
+    kind, message = kind.strip(), message.strip()
+    if kind == "ToolError":
+        return ToolError(message)
+    error_type = getattr(builtins, kind, None)
+    if isinstance(error_type, type) and issubclass(error_type, Exception):
+        return error_type(message)
+    return RuntimeError(f"{kind}: {message}")
 
 
 @attrs.frozen(kw_only=True)
@@ -75,8 +91,11 @@ class Fault:
 
     ``kind`` is ``connection`` (the connection drops: :class:`APIConnectionError`),
     ``status`` (the provider answers with an error status: :class:`APIStatusError`,
-    500 when ``retryable`` else 400) or ``timeout`` (the provider stops sending
-    and never finishes; the session's progress timeout ends the request).
+    500 when ``retryable`` else 400), ``timeout`` (the provider stops sending
+    and never finishes; the session's progress timeout ends the request),
+    ``crash`` (the provider has a bug: it raises ``exception``, any exception
+    type, not an ``APIError``) or ``junk`` (it sends something its protocol
+    does not allow, a dict, then stalls).
     ``after`` is how much output comes first: characters of content for the LLM,
     seconds of audio for the TTS (0: the request fails before any output).
     ``at`` is the session time of a recognizer fault.
@@ -86,18 +105,35 @@ class Fault:
     retryable: bool = True
     after: float = 0.0
     at: float = 0.0
+    exception: str = "RuntimeError: scripted crash"
 
-    def error(self, what: str) -> APIError:
+    def error(self, what: str) -> BaseException:
+        if self.kind == "crash":
+            return exception_from(self.exception)
         if self.kind == "status":
             code = 500 if self.retryable else 400
             return APIStatusError(f"scripted {what} error: status {code}", status_code=code)
         return APIConnectionError(f"scripted {what} error: connection dropped", retryable=self.retryable)
 
-    async def fail(self, what: str) -> None:
-        """Raise this fault's error (or, for a timeout, never return)."""
+    async def fail(
+        self, what: str, output: trio.MemorySendChannel[Any] | None = None, fired: list[Any] | None = None
+    ) -> None:
+        """Raise this fault's error (or, for a timeout, never return; for junk,
+        send it on ``output`` and never return). What was raised or sent is
+        appended to ``fired``: each is a new object, the one the session must
+        report."""
         if self.kind == "timeout":
             await trio.sleep_forever()
-        raise self.error(what)
+        if self.kind == "junk" and output is not None:
+            junk = {"junk": what}
+            if fired is not None:
+                fired.append(junk)
+            await output.send(junk)
+            await trio.sleep_forever()
+        error = self.error(what)
+        if fired is not None and self.kind in ("crash", "junk"):
+            fired.append(error)
+        raise error
 
 
 def _next_response(queue: collections.deque[Any]) -> Any:
@@ -246,6 +282,7 @@ class ScriptedSTT(STT):
         self._faults = collections.deque(sorted(faults, key=lambda f: f.at))
         self._origin: float | None = None
         self._finalized: set[int] = set()
+        self.fired: list[Any] = []  # what crash and junk faults raised or sent
 
     async def stream(
         self,
@@ -302,7 +339,7 @@ class ScriptedSTT(STT):
                 return
             nursery.cancel_scope.cancel()
         assert fault is not None
-        raise fault.error("STT")
+        await fault.fail("STT", events, self.fired)
 
     def _final(self, index: int) -> STTEvent:
         speech = self._speeches[index]
@@ -351,6 +388,7 @@ class ScriptedLLM(LLM):
         self.requests: list[ChatContext] = []
         self.tool_requests: list[list[Any]] = []  # the tools offered with each request
         self.tool_choices: list[Any] = []
+        self.fired: list[Any] = []  # what crash and junk faults raised or sent
 
     def _match(self, chat_ctx: ChatContext) -> LLMResponse | None:
         if not chat_ctx.items:
@@ -391,10 +429,10 @@ class ScriptedLLM(LLM):
         for index in range(0, len(content), 3):
             await output.send(content[index : index + 3])
         if fault is not None and fault.after < len(response.content):
-            await fault.fail("LLM")
+            await fault.fail("LLM", output, self.fired)
         await trio.sleep_until(started + response.duration)
         if fault is not None:
-            await fault.fail("LLM")
+            await fault.fail("LLM", output, self.fired)
         for call in response.tool_calls:
             await output.send(ToolCallChunk(name=call.name, arguments=call.arguments, call_id=call.call_id))
 
@@ -435,6 +473,7 @@ class ScriptedTTS(TTS):
                 self._failures[response.input].append(response)
         self._default_cps = default_chars_per_second
         self.requests: list[str] = []
+        self.fired: list[Any] = []  # what crash and junk faults raised or sent
 
     def _match(self, text: str) -> TTSResponse | None:
         if self._failures.get(text):
@@ -471,10 +510,10 @@ class ScriptedTTS(TTS):
             samples = np.zeros(min(chunk, total - offset), np.int16)
             await audio.send(SynthesizedAudio(frame=AudioFrame(samples, self.sample_rate)))
         if fault is not None and fault.after < response.audio_duration:
-            await fault.fail("TTS")
+            await fault.fail("TTS", audio, self.fired)
         await trio.sleep_until(started + response.duration)
         if fault is not None:
-            await fault.fail("TTS")
+            await fault.fail("TTS", audio, self.fired)
 
 
 class ScriptedAudioOutput(AudioOutput):
@@ -571,7 +610,10 @@ class ScriptedTransport(Transport):
     clock to start from) and plays agent audio on a :class:`ScriptedAudioOutput`.
 
     ``disconnect_at`` (seconds after the first frame) makes the user hang up:
-    the input ends with :class:`TransportDisconnected`.
+    the input ends with :class:`TransportDisconnected`. ``fail_at`` makes the
+    connection break instead (``ConnectionResetError``); at each of ``junk_at``
+    the transport sends something that is not a frame (a bytearray). What it
+    raised or sent that way is kept in ``fired``.
     """
 
     def __init__(
@@ -580,10 +622,15 @@ class ScriptedTransport(Transport):
         can_pause: bool = False,
         input_audio: bool = True,
         disconnect_at: float | None = None,
+        fail_at: float | None = None,
+        junk_at: Sequence[float] = (),
     ) -> None:
         self.audio_output = ScriptedAudioOutput(can_pause=can_pause)
         self._input_audio = input_audio
         self._disconnect_at = disconnect_at
+        self._fail_at = fail_at
+        self._junk_at = collections.deque(sorted(junk_at))
+        self.fired: list[Any] = []
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
         if not self._input_audio:
@@ -591,11 +638,22 @@ class ScriptedTransport(Transport):
         started = trio.current_time()
         frame_duration = 0.02
         silence = np.zeros(320, np.int16)
+        ends = [(t, kind) for t, kind in ((self._disconnect_at, "hang up"), (self._fail_at, "fail")) if t is not None]
+        end_at, end_kind = min(ends) if ends else (math.inf, "")
         for index in itertools.count():
             at = index * frame_duration
-            if self._disconnect_at is not None and at > self._disconnect_at + 1e-9:
-                await trio.sleep_until(started + self._disconnect_at)
-                raise TransportDisconnected(f"the user hung up at {self._disconnect_at:g} s")
+            while self._junk_at and self._junk_at[0] <= min(at, end_at) + 1e-9:
+                await trio.sleep_until(started + self._junk_at.popleft())
+                junk = bytearray(b"not a frame")
+                self.fired.append(junk)
+                await frames.send(junk)  # type: ignore[arg-type]
+            if at > end_at + 1e-9:
+                await trio.sleep_until(started + end_at)
+                if end_kind == "hang up":
+                    raise TransportDisconnected(f"the user hung up at {end_at:g} s")
+                error = ConnectionResetError(f"scripted transport failure at {end_at:g} s")
+                self.fired.append(error)
+                raise error
             await trio.sleep_until(started + at)
             await frames.send(AudioFrame(silence, 16_000))
 

@@ -266,16 +266,38 @@ def agent_specs(draw: Any, *, tools: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def provider_fault(kind_after: st.SearchStrategy[float]) -> st.SearchStrategy[dict[str, Any]]:
+# What a provider with a bug raises (a "crash" fault): anything but an APIError.
+ARBITRARY_EXCEPTIONS = (
+    "ValueError: unexpected value in the response",
+    "KeyError: choices",
+    "TypeError: 'NoneType' object is not subscriptable",
+    "RuntimeError: the engine stopped",
+    "ZeroDivisionError: division by zero",
+    "AssertionError: internal check failed",
+)
+
+
+def provider_fault(
+    kind_after: st.SearchStrategy[float], *, hostile: bool = False
+) -> st.SearchStrategy[dict[str, Any]]:
     """A scripted provider fault (an LLM or TTS entry's ``error``): a dropped
-    connection, an error status or a stall, after ``kind_after`` of output."""
+    connection, an error status or a stall, after ``kind_after`` of output;
+    ``hostile`` adds a crash (an arbitrary exception) and junk (output of the
+    wrong type)."""
+    kinds = ["crash", "junk", "connection", "status", "timeout"] if hostile else ["connection", "status", "timeout"]
     return st.builds(
-        lambda kind, retryable, after: _compact(
-            {"kind": kind, "retryable": None if retryable else False, "after": after or None}
+        lambda kind, retryable, after, exception: _compact(
+            {
+                "kind": kind,
+                "retryable": None if retryable or kind in ("crash", "junk") else False,
+                "after": after or None,
+                "raise": exception if kind == "crash" else None,
+            }
         ),
-        st.sampled_from(["connection", "status", "timeout"]),
+        st.sampled_from(kinds),
         st.booleans(),
         kind_after,
+        st.sampled_from(ARBITRARY_EXCEPTIONS),
     )
 
 
@@ -300,7 +322,7 @@ def tool_calls(draw: Any, *, tools: Sequence[str], ids: Any) -> list[dict[str, A
 
 @st.composite
 def llm_responses(
-    draw: Any, inputs: Sequence[str], *, tools: Sequence[str], faults: bool, ids: Any
+    draw: Any, inputs: Sequence[str], *, tools: Sequence[str], faults: bool, ids: Any, hostile: bool = False
 ) -> list[dict[str, Any]]:
     """What the LLM answers to each input it may see (some inputs get nothing:
     an empty reply)."""
@@ -308,9 +330,9 @@ def llm_responses(
     for text in inputs:
         if draw(st.integers(0, 4)) == 0:
             continue
-        if faults and draw(st.integers(0, 5)) == 0:
+        if faults and draw(st.integers(0, 2 if hostile else 5)) == 0:
             failing = {"input": text, "content": draw(st.sampled_from(REPLIES))}
-            failing["error"] = draw(provider_fault(st.integers(0, 30)))
+            failing["error"] = draw(provider_fault(st.integers(0, 30), hostile=hostile))
             script.append(failing)
         entry: dict[str, Any] = {"input": text}
         content = draw(st.sampled_from(("",) + REPLIES))
@@ -328,12 +350,12 @@ def llm_responses(
 
 
 @st.composite
-def tts_entries(draw: Any, texts: Sequence[str], *, faults: bool) -> list[dict[str, Any]]:
+def tts_entries(draw: Any, texts: Sequence[str], *, faults: bool, hostile: bool = False) -> list[dict[str, Any]]:
     """Explicit TTS answers for some texts (the rest use the default pace):
     long audio, a slow first byte, or a failure after some audio."""
     entries = []
     for text in texts:
-        choice = draw(st.sampled_from(["default", "default", "long", "slow", "fail"]))
+        choice = draw(st.sampled_from(["default", "default", "long", "slow", "fail"] + ["fail"] * hostile))
         if choice == "long":
             entries.append({"input": text, "audio_duration": draw(seconds(4.0, 12.0, 1.0))})
         elif choice == "slow":
@@ -343,7 +365,7 @@ def tts_entries(draw: Any, texts: Sequence[str], *, faults: bool) -> list[dict[s
                 {
                     "input": text,
                     "audio_duration": 3.0,
-                    "error": draw(provider_fault(seconds(0.0, 3.0, 0.5))),
+                    "error": draw(provider_fault(seconds(0.0, 3.0, 0.5), hostile=hostile)),
                 }
             )
     return entries
@@ -411,6 +433,41 @@ def actions(
     return sorted(made, key=lambda item: item["at"])
 
 
+# Public API calls with arguments of the wrong type or value, and the error
+# each must raise at the call (whatever the state of the session).
+MISUSES: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("say", {"text": 123}, "TypeError"),
+    ("say", {"text": None}, "TypeError"),
+    ("say", {"text": "Welcome!", "allow_interruptions": "no"}, "TypeError"),
+    ("say", {"text": "Welcome!", "add_to_chat_ctx": 1}, "TypeError"),
+    ("generate_reply", {"user_input": 5}, "TypeError"),
+    ("generate_reply", {"instructions": ["greet the user"]}, "TypeError"),
+    ("generate_reply", {"tools": "abc"}, "TypeError"),
+    ("generate_reply", {"tool_choice": 3}, "TypeError"),
+    ("generate_reply", {"allow_interruptions": "yes"}, "TypeError"),
+    ("commit_user_turn", {"transcript_timeout": -1}, "ValueError"),
+    ("commit_user_turn", {"skip_reply": "yes"}, "TypeError"),
+    ("update_options", {"close_timeout": "soon"}, "TypeError"),
+    ("update_options", {"user_turn_max_words": "x"}, "TypeError"),
+    ("update_options", {"min_endpointing_delay": -1}, "ValueError"),
+    ("update_options", {"min_endpointing_delay": 0.5, "max_endpointing_delay": 0.1}, "ValueError"),
+    ("update_options", {"max_tool_steps": 1.5}, "TypeError"),
+    ("interrupt", {"force": "yes"}, "TypeError"),
+    ("shutdown", {"drain": "no"}, "TypeError"),
+    ("update_agent", {"agent": "main"}, "TypeError"),
+    ("update_agent", {"agent": None}, "TypeError"),
+)
+
+
+@st.composite
+def misuses(draw: Any, *, until: float, max_size: int = 3) -> list[dict[str, Any]]:
+    """Wrong calls of the public API at random times (actions marked ``raises``)."""
+    made = []
+    for call, args, raises in draw(st.lists(st.sampled_from(MISUSES), max_size=max_size)):
+        made.append({"at": draw(seconds(0.0, max(until, 0.5))), "call": call, "args": dict(args), "raises": raises})
+    return made
+
+
 # ---------------------------------------------------------------------------
 # a whole conversation
 # ---------------------------------------------------------------------------
@@ -448,6 +505,7 @@ def conversations(
     handoffs: bool = True,
     agent_tools: Mapping[str, st.SearchStrategy[Any]] | None = None,
     phrases: Sequence[str] = USER_PHRASES,
+    hostile: bool = False,
 ) -> dict[str, Any]:
     """A whole conversation as scenario data.
 
@@ -455,9 +513,15 @@ def conversations(
     its arguments): the LLM script then calls them instead of the scenario's
     own tools, and you run the conversation with your agent in place of
     ``main`` (``check_conversation(data, agents={"main": MyAgent})``).
+
+    ``hostile`` makes every conversation a faulty one and adds what a careless
+    application and broken providers do: API calls with wrong arguments at
+    random times (:data:`MISUSES`), providers that raise arbitrary exceptions
+    or send junk at random points, a transport that sends something else than
+    audio or whose connection breaks.
     """
     ids = itertools.count(1)
-    faulty = faults and draw(st.integers(0, 2)) == 0
+    faulty = faults and (hostile or draw(st.integers(0, 2)) == 0)
     data: dict[str, Any] = {"name": "generated"}
 
     options = draw(option_sets(faults=faulty))
@@ -498,6 +562,8 @@ def conversations(
     last_user = max((s["end"] for s in user), default=0.0)
 
     made = draw(actions(until=last_user + 3.0, agents=agent_names)) if with_actions else []
+    if hostile:
+        made = sorted(made + draw(misuses(until=last_user + 3.0)), key=lambda item: item["at"])
     if made:
         data["actions"] = made
 
@@ -508,14 +574,14 @@ def conversations(
         inputs.append(TOOL_CHOICE_NONE_OUTPUT)
     inputs = list(dict.fromkeys(inputs))
     if agent_tools is None:
-        llm = draw(llm_responses(inputs, tools=tool_names, faults=faulty, ids=ids))
+        llm = draw(llm_responses(inputs, tools=tool_names, faults=faulty, ids=ids, hostile=hostile))
     else:
-        llm = draw(_llm_for_user_tools(inputs, agent_tools, faulty, ids))
+        llm = draw(_llm_for_user_tools(inputs, agent_tools, faulty, ids, hostile))
     if llm:
         data["llm"] = llm
     texts = sorted({entry["content"] for entry in llm if entry.get("content")})
     texts += [t for t in SAY_TEXTS if t not in texts]
-    tts = draw(tts_entries(texts, faults=faulty))
+    tts = draw(tts_entries(texts, faults=faulty, hostile=hostile))
     if tts:
         data["tts"] = tts
     data["tts_default_chars_per_second"] = draw(st.sampled_from([15, 8, 30]))
@@ -525,22 +591,39 @@ def conversations(
         stt_faults = draw(
             st.lists(
                 st.builds(
-                    lambda at, kind, retryable: _compact(
-                        {"at": at, "kind": kind, "retryable": None if retryable else False}
+                    lambda at, kind, retryable, exception: _compact(
+                        {
+                            "at": at,
+                            "kind": kind,
+                            "retryable": None if retryable or kind in ("crash", "junk") else False,
+                            "raise": exception if kind == "crash" else None,
+                        }
                     ),
                     seconds(0.0, last_user + 2.0),
-                    st.sampled_from(["connection", "status"]),
+                    st.sampled_from(["connection", "status"] + (["crash", "junk"] if hostile else [])),
                     st.booleans(),
+                    st.sampled_from(ARBITRARY_EXCEPTIONS),
                 ),
                 max_size=2,
             )
         )
         if stt_faults:
             fault_spec["stt"] = sorted(stt_faults, key=lambda f: f["at"])
-        if draw(st.integers(0, 5)) == 0:
+        # Faults that end the call: hypothesis draws the ends of a range often,
+        # so a hostile conversation (with more to get through) asks for the
+        # middle value instead, about one in six.
+        ends_the_call = 3 if hostile else 0
+        if draw(st.integers(0, 5)) == ends_the_call:
             fault_spec["vad"] = {"at": draw(seconds(0.0, last_user + 2.0))}
-        if draw(st.integers(0, 5)) == 0:
-            fault_spec["transport"] = {"disconnect_at": draw(seconds(0.0, last_user + 2.0))}
+        transport: dict[str, Any] = {}
+        if draw(st.integers(0, 5)) == ends_the_call:
+            transport["disconnect_at"] = draw(seconds(0.0, last_user + 2.0))
+        if hostile and draw(st.integers(0, 5)) == ends_the_call:
+            transport["fail_at"] = draw(seconds(0.0, last_user + 2.0))
+        if hostile and draw(st.booleans()):
+            transport["junk_at"] = sorted(draw(st.lists(seconds(0.0, last_user + 2.0, 0.05), min_size=1, max_size=3)))
+        if transport:
+            fault_spec["transport"] = transport
         if fault_spec:
             data["faults"] = fault_spec
 
@@ -553,7 +636,12 @@ def conversations(
 
 @st.composite
 def _llm_for_user_tools(
-    draw: Any, inputs: Sequence[str], agent_tools: Mapping[str, st.SearchStrategy[Any]], faults: bool, ids: Any
+    draw: Any,
+    inputs: Sequence[str],
+    agent_tools: Mapping[str, st.SearchStrategy[Any]],
+    faults: bool,
+    ids: Any,
+    hostile: bool = False,
 ) -> list[dict[str, Any]]:
     script = []
     for text in inputs:
@@ -570,6 +658,6 @@ def _llm_for_user_tools(
         if calls:
             entry["tool_calls"] = calls
         if faults and draw(st.integers(0, 5)) == 0:
-            entry["error"] = draw(provider_fault(st.integers(0, 30)))
+            entry["error"] = draw(provider_fault(st.integers(0, 30), hostile=hostile))
         script.append(entry)
     return script

@@ -33,11 +33,26 @@ import trio
 
 from ..audio import AudioFrame
 from ..transcript import ConversationLog
+from ..validation import check_number
 from ..wav import PathLike, read_wav, write_wav
 from .base import AudioOutput, Transport
 
 if TYPE_CHECKING:
     from ..session import AgentSession
+
+
+# A chunk is what a microphone hands over at once: a millisecond to a second.
+MIN_CHUNK_DURATION = 0.001
+MAX_CHUNK_DURATION = 1.0
+
+
+def _check_writable(path: PathLike, option: str) -> None:
+    """Fail now, not after the whole call, when an output cannot be written."""
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{option}: the directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(f"{option}: the directory {directory} is not writable")
 
 
 class TimelineAudioOutput(AudioOutput):
@@ -114,6 +129,13 @@ class RecordingTransport(Transport):
         transcript_path: PathLike | None = None,
         description: dict[str, Any] | None = None,
     ) -> None:
+        for option, path in (
+            ("output_path", output_path),
+            ("conversation_path", conversation_path),
+            ("transcript_path", transcript_path),
+        ):
+            if path is not None:
+                _check_writable(path, option)
         self.output_path = output_path
         self.conversation_path = conversation_path
         self.transcript_path = transcript_path
@@ -193,10 +215,13 @@ class FileTransport(RecordingTransport):
             transcript_path=transcript_path,
             description={"input": os.fspath(input_path)},
         )
-        self.input = read_wav(input_path)  # a bad file fails here, before any session starts
-        self.chunk_duration = chunk_duration
-        self.settle = settle
-        self.max_answer_wait = max_answer_wait
+        # A bad file or value fails here, before any session starts.
+        self.input = read_wav(input_path)
+        self.chunk_duration = check_number(
+            chunk_duration, "chunk_duration", minimum=MIN_CHUNK_DURATION, maximum=MAX_CHUNK_DURATION
+        )
+        self.settle = check_number(settle, "settle", finite=True)
+        self.max_answer_wait = check_number(max_answer_wait, "max_answer_wait", finite=True)
         self.close_at_end = close_at_end
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
