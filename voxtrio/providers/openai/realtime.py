@@ -50,14 +50,14 @@ import base64
 import contextlib
 import itertools
 import json
-from typing import Any, AsyncIterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Literal, Mapping, Sequence
 
 import attrs
 import numpy as np
 import trio
 
 from ...audio import PIPELINE_SAMPLE_RATE, AudioFrame
-from ...errors import APIError, APIStatusError, APITimeoutError, AudioFormatError
+from ...errors import APIError, APIStatusError, APITimeoutError
 from ...options import APIConnectOptions
 from .. import base
 from ..api_common import api_key as api_key_of
@@ -70,7 +70,6 @@ from ..base import (
     RealtimeError,
     RealtimeEvent,
     RealtimeFunctionCall,
-    RealtimeReconnected,
     RealtimeUsage,
     ResponseAudio,
     ResponseCreated,
@@ -78,19 +77,19 @@ from ..base import (
     ResponseTextDelta,
     ResponseTranscriptDelta,
 )
-from ..streamed_audio import PCMStream
-from ..vendor_websocket import ConnectionClosed, WebSocketConnection, closed_error, connect, json_object
+from ..realtime_connection import AudioClock, InputAudio, OutputAudio, ReconnectingSession, share_of
+from ..vendor_websocket import ConnectionClosed, WebSocketConnection, closed_error, json_object
 from ..vendor_websocket import protocol_error as _protocol_error
 from ..vendor_websocket import websocket_url
 from .connection import KEY_ENV
 
+if TYPE_CHECKING:
+    from ...chat import ChatContext
+    from ...tools import FunctionTool
+
 VENDOR = "OpenAI Realtime"
 DEFAULT_BASE_URL = "wss://api.openai.com/v1/realtime"
 MODEL_RATE = 24_000  # audio/pcm: 16-bit mono at 24 kHz, both ways
-APPEND_SAMPLES = MODEL_RATE // 50  # one input_audio_buffer.append: 20 ms
-OUTPUT_FRAME = 0.02
-RESAMPLER_QUALITY = "LQ"  # soxr's low-latency setting, as AudioIn uses
-EVENT_BUFFER = 256
 TRUNCATABLE_ITEMS = 8  # assistant items whose audio length is remembered
 
 Eagerness = Literal["auto", "low", "medium", "high"]
@@ -229,7 +228,7 @@ class RealtimeModel(base.RealtimeModel):
     def __repr__(self) -> str:
         return f"openai.RealtimeModel({self.model!r}, voice={self.voice!r})"
 
-    def session_update(self, instructions: str, tools: Sequence[Any]) -> dict[str, Any]:
+    def session_update(self, instructions: str, tools: Sequence[FunctionTool]) -> dict[str, Any]:
         """The ``session.update`` event that configures a connection."""
         session = {**self._session_config, "instructions": instructions, "tools": _tools_json(tools)}
         return {"type": "session.update", "session": session}
@@ -239,14 +238,14 @@ class RealtimeModel(base.RealtimeModel):
         self,
         *,
         instructions: str = "",
-        chat_ctx: Any = None,
-        tools: Sequence[Any] = (),
+        chat_ctx: ChatContext | None = None,
+        tools: Sequence[FunctionTool] = (),
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> AsyncIterator[RealtimeSession]:
         live = RealtimeSession(self, instructions=instructions, tools=tools, conn_options=conn_options)
         for item in chat_ctx.items if chat_ctx is not None else ():
             live._mirror_chat_item(item)
-        async with live._running():
+        async with live.running():
             yield live
 
     @property
@@ -254,7 +253,7 @@ class RealtimeModel(base.RealtimeModel):
         return {"Authorization": f"Bearer {self._api_key}"}
 
 
-def _tools_json(tools: Sequence[Any]) -> list[dict[str, Any]]:
+def _tools_json(tools: Sequence[FunctionTool]) -> list[dict[str, Any]]:
     return [{"type": "function", **tool.schema()} for tool in tools]
 
 
@@ -284,46 +283,6 @@ class _Item:
         return {"id": self.id, "type": "message", "role": self.role, "content": [{"type": part, "text": self.text}]}
 
 
-class _OutputAudio:
-    """One assistant item's audio: decoded, resampled to the session's
-    rate, cut into 20 ms frames; ``seconds`` is how much the model sent (what
-    ``audio_end_ms`` may not exceed)."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.seconds = 0.0
-        self._pcm = PCMStream(MODEL_RATE, vendor=VENDOR)
-        self._resampler: Any = None
-        if rate != MODEL_RATE:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(MODEL_RATE, rate, 1, dtype="int16", quality=RESAMPLER_QUALITY)
-        self._frame = int(round(rate * OUTPUT_FRAME))
-        self._held = np.zeros(0, np.int16)
-
-    def push(self, encoded: str) -> list[AudioFrame]:
-        frames = self._pcm.decode(encoded)
-        if not frames:
-            return []
-        samples = frames[0].data if len(frames) == 1 else np.concatenate([f.data for f in frames])
-        self.seconds += len(samples) / MODEL_RATE
-        return self._cut(self._resampler.resample_chunk(samples) if self._resampler else samples, last=False)
-
-    def flush(self) -> list[AudioFrame]:
-        tail = self._resampler.resample_chunk(np.zeros(0, np.int16), last=True) if self._resampler else self._held[:0]
-        return self._cut(tail, last=True)
-
-    def _cut(self, samples: np.ndarray, *, last: bool) -> list[AudioFrame]:
-        held = np.concatenate([self._held, samples.astype(np.int16, copy=False)]) if len(self._held) else samples
-        whole = len(held) - len(held) % self._frame
-        frames = [AudioFrame(held[i : i + self._frame].copy(), self.rate) for i in range(0, whole, self._frame)]
-        self._held = held[whole:]
-        if last and len(self._held):
-            frames.append(AudioFrame(self._held.copy(), self.rate))
-            self._held = self._held[:0]
-        return frames
-
-
 @attrs.define(eq=False)
 class _Response:
     """A response the server is generating."""
@@ -338,84 +297,50 @@ def _protocol(what: str, message: Any) -> APIError:
     return _protocol_error(VENDOR, what, message if isinstance(message, (str, bytes)) else json.dumps(message))
 
 
-class RealtimeSession(base.RealtimeSession):
+class RealtimeSession(ReconnectingSession):
     """One conversation with OpenAI's realtime model (see :class:`RealtimeModel`)."""
+
+    vendor = VENDOR
+    key_variable = KEY_ENV
 
     def __init__(
         self,
         model: RealtimeModel,
         *,
         instructions: str,
-        tools: Sequence[Any],
+        tools: Sequence[FunctionTool],
         conn_options: APIConnectOptions,
     ) -> None:
+        super().__init__(url=model._url, headers=model._headers, conn_options=conn_options)
         self._model = model
         self._instructions = instructions
         self._tools = list(tools)
-        self._options = conn_options
-        self._events_send, self.events = trio.open_memory_channel[RealtimeEvent](EVENT_BUFFER)
-        self._ws: WebSocketConnection | None = None  # None while (re)connecting
         self._event_ids = (f"voxtrio_{n}" for n in itertools.count(1))
         self._items: dict[str, _Item] = {}  # the conversation, in order
-        self._audio: dict[str, _OutputAudio] = {}  # assistant items' audio, by item id
-        self._calls: dict[str, tuple[str, str]] = {}  # function call item id -> (call id, name)
+        self._audio: dict[str, OutputAudio] = {}  # assistant items' audio, by item id
+        self._calls: dict[str, str] = {}  # function call item id -> the function's name
         self._input_transcripts: dict[str, str] = {}
         self._response: _Response | None = None
         self._deferred_reply: dict[str, Any] | None = None  # response.create waiting for the running one
         self._cancels: set[str] = set()  # event ids of our response.cancel events
         self._retry_after: float | None = None  # from rate_limits.updated, for a rate-limit error
         self._speech_stopped_at: float | None = None
-        # Input audio: resampled to 24 kHz and sent in 20 ms appends.
-        self._resampler: Any = None
-        self._input_rate: int | None = None
-        self._held = np.zeros(0, np.int16)  # resampled, not yet a whole append
-        self._held_start = 0.0  # audio time of the first held sample
-        self._next_timestamp = 0.0
-        self._sent = 0.0  # seconds appended on this connection: the server's audio clock
-        self._runs: list[tuple[float, float]] = []  # (server seconds, audio time) where a run of audio starts
-        self._lost_audio = 0.0  # seconds of input dropped while disconnected
-        self._failure: BaseException | None = None
-        self._nursery: trio.Nursery | None = None
+        self._input = InputAudio(MODEL_RATE)
+        self._clock = AudioClock()  # this connection's: the server counts from its first audio
 
     # -- the public API ----------------------------------------------------------------
 
     async def push_audio(self, frame: AudioFrame) -> None:
-        if not isinstance(frame, AudioFrame):
-            raise AudioFormatError(f"push_audio takes an AudioFrame, got {type(frame).__name__}")
-        if not frame.samples_per_channel:
-            return
-        if frame.num_channels != 1 or frame.sample_rate != (self._input_rate or frame.sample_rate):
-            raise AudioFormatError(
-                f"the realtime model is sent mono audio at one rate; got {frame.num_channels} channel(s) "
-                f"at {frame.sample_rate} Hz after {self._input_rate} Hz"
-            )
-        if self._input_rate is None:
-            self._input_rate = frame.sample_rate
-            if frame.sample_rate != MODEL_RATE:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(
-                    frame.sample_rate, MODEL_RATE, 1, dtype="int16", quality=RESAMPLER_QUALITY
-                )
-        start = frame.timestamp if frame.timestamp is not None else self._next_timestamp
-        self._next_timestamp = start + frame.duration
-        samples = self._resampler.resample_chunk(frame.data) if self._resampler is not None else frame.data
-        if not len(self._held):
-            self._held_start = start
-        self._held = np.concatenate([self._held, samples]) if len(self._held) else samples
-        while len(self._held) >= APPEND_SAMPLES:
-            chunk, self._held = self._held[:APPEND_SAMPLES], self._held[APPEND_SAMPLES:]
-            await self._append(chunk, self._held_start)
-            self._held_start += APPEND_SAMPLES / MODEL_RATE
+        for chunk, audio_time in self._input.push(frame):
+            await self._append(chunk, audio_time)
 
     async def commit_audio(self) -> None:
-        if len(self._held):
-            chunk, self._held = self._held, self._held[:0]
-            await self._append(chunk, self._held_start)
+        for chunk, audio_time in self._input.flush():
+            await self._append(chunk, audio_time)
         await self._send({"type": "input_audio_buffer.commit"})
 
     async def clear_audio(self) -> None:
-        self._held = self._held[:0]
+        self._input.clear()
         await self._send({"type": "input_audio_buffer.clear"})
 
     async def generate_reply(self, *, instructions: str | None = None) -> None:
@@ -442,7 +367,7 @@ class RealtimeSession(base.RealtimeSession):
         heard = max(0.0, min(played, audio.seconds))
         item = self._items.get(item_id)  # type: ignore[arg-type]
         if item is not None and audio.seconds > 0:
-            item.text = _share_of(item.text, heard / audio.seconds)
+            item.text = share_of(item.text, heard / audio.seconds)
             item.truncated = True
         await self._send({
             "type": "conversation.item.truncate",
@@ -470,97 +395,11 @@ class RealtimeSession(base.RealtimeSession):
         self._instructions = instructions
         await self._send({"type": "session.update", "session": {"type": "realtime", "instructions": instructions}})
 
-    async def update_tools(self, tools: Sequence[Any]) -> None:
+    async def update_tools(self, tools: Sequence[FunctionTool]) -> None:
         self._tools = list(tools)
         await self._send({"type": "session.update", "session": {"type": "realtime", "tools": _tools_json(tools)}})
 
-    # -- running ---------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _running(self) -> AsyncIterator[None]:
-        """Connect (raising what refuses it), run the connection beside the
-        body, and raise, after the body, what ended it."""
-        failure: BaseException | None = None
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await nursery.start(self._supervise)
-            except Exception as error:  # raised below, outside the nursery
-                failure = error
-                nursery.cancel_scope.cancel()
-            if failure is None:
-                try:
-                    yield
-                except Exception as error:  # raised below, outside the nursery
-                    failure = error
-                finally:
-                    nursery.cancel_scope.cancel()
-        self._events_send.close()
-        if failure is not None:
-            raise failure
-        if self._failure is not None:
-            raise self._failure
-
-    async def _supervise(self, task_status: trio.TaskStatus[None]) -> None:
-        started = False
-
-        def on_connected() -> None:
-            nonlocal started
-            if not started:
-                started = True
-                task_status.started()
-
-        try:
-            await self._connect_until_done(on_connected)
-        except Exception as error:
-            if not started:
-                raise
-            self._failure = error  # raised by the session's `async with`
-            self._events_send.close()  # the reader of events sees the end
-            assert self._nursery is not None
-            self._nursery.cancel_scope.cancel()
-
-    async def _connect_until_done(self, on_connected: Any) -> None:
-        """Connections, one after the other: a lost one is replaced (and
-        the conversation restored on the new one) while the budget of
-        ``max_retry`` failures in a row lasts. A connection that lasted
-        ``timeout`` seconds worked: its loss starts a new streak."""
-        failures = 0
-        connected_at = 0.0
-        lost: APIError | None = None  # why the last connection that worked ended
-        while True:
-            worked = False
-            try:
-                async with connect(
-                    self._model._url,
-                    headers=self._model._headers,
-                    vendor=VENDOR,
-                    key_variable=KEY_ENV,
-                    timeout=self._options.timeout,
-                ) as ws:
-                    await self._configure(ws)
-                    worked = True
-                    connected_at = trio.current_time()
-                    if lost is not None:
-                        missed, self._lost_audio = self._lost_audio, 0.0
-                        await self._emit(RealtimeReconnected(lost, lost_audio=missed))
-                    on_connected()
-                    if self._deferred_reply is not None:
-                        deferred, self._deferred_reply = self._deferred_reply, None
-                        await self._send(deferred)
-                    await self._read(ws)
-            except APIError as error:
-                self._connection_lost()
-                if worked:
-                    lost = error
-                    if trio.current_time() - connected_at >= self._options.timeout:
-                        failures = 0  # it worked for a while: a new streak
-                if not error.retryable or failures >= self._options.max_retry:
-                    error.retryable = False  # within this session, no retry is left
-                    raise error from None
-                delay = max(self._options.retry_delay(failures), error.retry_after or 0.0)
-                failures += 1
-                await trio.sleep(delay)
+    # -- connections ---------------------------------------------------------------------------
 
     async def _configure(self, ws: WebSocketConnection) -> None:
         """``session.update``, answered by ``session.updated``; then the
@@ -585,16 +424,20 @@ class RealtimeSession(base.RealtimeSession):
                     raise self._error_of(error)
         if waiting.cancelled_caught:
             raise APITimeoutError(f"{VENDOR} did not answer session.update within {self._options.timeout:g} s")
-        self._sent = 0.0
-        self._runs = []
+        self._clock = AudioClock()
         self._ws = ws
         for payload in self.conversation():  # taken at once: what is added later is sent by its adder
             await self._send({"type": "conversation.item.create", "item": payload})
 
+    async def _connected(self) -> None:
+        if self._deferred_reply is not None:
+            deferred, self._deferred_reply = self._deferred_reply, None
+            await self._send(deferred)
+
     def _connection_lost(self) -> None:
         """What belonged to the connection: a running response will not
         finish, and its items' audio cannot be truncated on the next one."""
-        self._ws = None
+        super()._connection_lost()
         self._response = None
         self._cancels.clear()
         self._audio.clear()
@@ -602,35 +445,20 @@ class RealtimeSession(base.RealtimeSession):
         self._input_transcripts.clear()
 
     async def _send(self, event: dict[str, Any]) -> None:
-        """Send on the current connection; while there is none, the mirror
-        (restored on the next one) and the deferred reply hold what matters."""
-        ws = self._ws
-        if ws is None:
-            return
-        try:
-            await ws.send_message(json.dumps(event))
-        except ConnectionClosed:
-            pass  # the reader sees the close and reconnects
+        await self._send_message(json.dumps(event))
 
     async def _append(self, chunk: np.ndarray, audio_time: float) -> None:
         duration = len(chunk) / MODEL_RATE
         if self._ws is None:
             self._lost_audio += duration
             return
-        if not self._runs or abs(self._runs[-1][1] + (self._sent - self._runs[-1][0]) - audio_time) > 1e-3:
-            self._runs.append((self._sent, audio_time))
-        self._sent += duration
+        self._clock.record(duration, audio_time)
         audio = base64.b64encode(chunk.astype("<i2", copy=False).tobytes()).decode("ascii")
         await self._send({"type": "input_audio_buffer.append", "audio": audio})
 
     def _audio_time(self, ms: Any) -> float:
         """A time of the server's audio clock (ms on this connection) as audio time."""
-        seconds = float(ms) / 1000
-        run = self._runs[0] if self._runs else (0.0, 0.0)
-        for candidate in self._runs:
-            if candidate[0] <= seconds + 1e-6:
-                run = candidate
-        return run[1] + (seconds - run[0])
+        return self._clock.audio_time(float(ms) / 1000)
 
     # -- the server's events ----------------------------------------------------------------
 
@@ -733,7 +561,7 @@ class RealtimeSession(base.RealtimeSession):
     async def _on_output_item_added(self, data: dict[str, Any]) -> None:
         item = data["item"]
         if item["type"] == "function_call":
-            self._calls[str(item["id"])] = (str(item["call_id"]), str(item["name"]))
+            self._calls[str(item["id"])] = str(item["name"])
         self._mirror_server_item(item)
 
     async def _on_audio_delta(self, data: dict[str, Any]) -> None:
@@ -744,7 +572,7 @@ class RealtimeSession(base.RealtimeSession):
             # the last few items can still be truncated.
             while len(self._audio) >= TRUNCATABLE_ITEMS:
                 del self._audio[next(iter(self._audio))]
-            audio = self._audio[item_id] = _OutputAudio(self._model.sample_rate)
+            audio = self._audio[item_id] = OutputAudio(MODEL_RATE, self._model.sample_rate, vendor=VENDOR)
         frames = audio.push(data["delta"])
         response = self._response
         if response is None or response.silenced:
@@ -787,7 +615,7 @@ class RealtimeSession(base.RealtimeSession):
         item_id = str(data["item_id"])
         if item_id not in self._calls:
             raise ValueError("arguments of a function call that was never added")
-        _, name = self._calls.pop(item_id)
+        name = self._calls.pop(item_id)
         arguments = str(data["arguments"])
         item = self._items.get(item_id)
         if item is not None:
@@ -868,16 +696,6 @@ def _new_item_id() -> str:
 
 def _text_of(content: Sequence[Mapping[str, Any]]) -> str:
     return "".join(str(part.get("text") or part.get("transcript") or "") for part in content)
-
-
-def _share_of(text: str, share: float) -> str:
-    """The whole words of ``text`` in its first ``share`` (of characters,
-    standing for the share of its audio that played)."""
-    cut = int(len(text) * share)
-    if cut >= len(text):
-        return text
-    space = text.rfind(" ", 0, cut + 1)
-    return text[:space].rstrip() if space > 0 else ""
 
 
 def _usage_of(usage: Mapping[str, Any] | None) -> RealtimeUsage | None:
