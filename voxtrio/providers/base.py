@@ -411,6 +411,14 @@ class RealtimeFunctionCall:
     arguments: str
 
 
+@attrs.frozen
+class FunctionCallsCancelled:
+    """The model withdrew calls it made (the user spoke over them): their
+    outputs are not wanted, and tools with side effects may undo them."""
+
+    call_ids: tuple[str, ...]
+
+
 @attrs.frozen(kw_only=True)
 class RealtimeUsage:
     """Tokens one response cost, as the vendor counts them."""
@@ -470,6 +478,7 @@ RealtimeEvent = Union[
     ResponseTextDelta,
     ResponseTranscriptDelta,
     RealtimeFunctionCall,
+    FunctionCallsCancelled,
     ResponseDone,
     RealtimeError,
     RealtimeReconnected,

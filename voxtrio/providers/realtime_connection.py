@@ -120,13 +120,17 @@ class OutputAudio:
     def __init__(self, vendor_rate: int, rate: int, *, vendor: str) -> None:
         self.rate = rate
         self.seconds = 0.0
+        self._vendor = vendor
         self._vendor_rate = vendor_rate
         self._pcm = PCMStream(vendor_rate, vendor=vendor)
         self._resampler = _resampler(vendor_rate, rate) if rate != vendor_rate else None
         self._frame = int(round(rate * OUTPUT_FRAME))
         self._held = np.zeros(0, np.int16)
+        self._flushed = False
 
     def push(self, encoded: str) -> list[AudioFrame]:
+        if self._flushed:
+            raise APIError(f"{self._vendor} sent audio after the end of a reply's audio")
         frames = self._pcm.decode(encoded)
         if not frames:
             return []
@@ -135,6 +139,10 @@ class OutputAudio:
         return self._cut(self._resampler.resample_chunk(samples) if self._resampler else samples, last=False)
 
     def flush(self) -> list[AudioFrame]:
+        """The end of the reply's audio (once: a vendor may say so twice)."""
+        if self._flushed:
+            return []
+        self._flushed = True
         tail = self._resampler.resample_chunk(np.zeros(0, np.int16), last=True) if self._resampler else self._held[:0]
         return self._cut(tail, last=True)
 
