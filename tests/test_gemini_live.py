@@ -6,7 +6,6 @@ outputs answered by the model itself, a configuration fixed for a
 connection's life, errors as close codes), what the protocol promises.
 """
 
-import json
 import os
 
 import numpy as np
@@ -20,22 +19,18 @@ from voxtrio.providers import gemini
 from voxtrio.providers.base import (
     FunctionCallsCancelled,
     InputSpeechStarted,
-    InputSpeechStopped,
-    InputTranscription,
     RealtimeError,
-    RealtimeFunctionCall,
     RealtimeReconnected,
     RealtimeUsage,
     ResponseAudio,
     ResponseCreated,
     ResponseDone,
     ResponseTextDelta,
-    ResponseTranscriptDelta,
 )
 
 from loopback.gemini_live import Call, FakeGemini, Reply, Say, Turn
 from loopback.server import Fault
-from test_openai_realtime import STORY, converse, get_weather, of, play_and_interrupt
+from test_openai_realtime import STORY, ask_the_weather, converse, get_weather, hello_from, of, play_and_interrupt, told_a_story
 
 
 def make_model(server, **options):
@@ -111,37 +106,13 @@ async def test_audio_goes_out_every_20_ms_at_16_khz(autojump_clock):
 
 
 async def test_a_whole_exchange_with_a_tool_call_answered_by_the_model(autojump_clock):
-    server = FakeGemini(
-        turns=[Turn(0.5, 1.5, "What's the weather in Paris?")],
-        replies=[Reply((Call("get_weather", '{"city": "Paris"}', call_id="fc_1"),)),
-                 Reply((Say("It is sunny in Paris.", 1.0),))],
-    )
-
-    async def run_tools(live, event):
-        if isinstance(event, RealtimeFunctionCall):
-            await live.send_tool_output(event.call_id, "sunny, 21 C")
-
-    async with server.running():
-        events, live = await converse(make_model(server), 4.0, on_event=run_tools, tools=[get_weather])
-    started, stopped = of(events, InputSpeechStarted)[0], of(events, InputSpeechStopped)[0]
-    assert (started.audio_time, stopped.audio_time) == (pytest.approx(0.5, abs=0.021), pytest.approx(1.5, abs=0.021))
-    finals = [t for t in of(events, InputTranscription) if t.final]
-    assert [(t.item_id, t.text) for t in finals] == [(started.item_id, "What's the weather in Paris?")]
-    [call] = of(events, RealtimeFunctionCall)
-    assert (call.name, json.loads(call.arguments), call.call_id) == ("get_weather", {"city": "Paris"}, "fc_1")
+    server, events, live = await ask_the_weather(FakeGemini, make_model, "fc_1")
     [connection] = server.connections
     [response] = [m["toolResponse"] for m in connection.texts if "toolResponse" in m]
     assert response == {"functionResponses": [{"id": "fc_1", "name": "get_weather", "response": {"output": "sunny, 21 C"}}]}
-    first, second = of(events, ResponseDone)
-    assert first.status == second.status == "completed"
-    assert second.usage == RealtimeUsage(input_tokens=90, output_tokens=140, input_text_tokens=30, input_audio_tokens=60,
-                                         input_cached_tokens=10, output_audio_tokens=140)
-    assert second.first_audio_delay == pytest.approx(server.ttfb, abs=0.01)
-    audio = of(events, ResponseAudio)
-    assert {a.response_id for a in audio} == {second.response_id}
-    assert all(a.frame.sample_rate == 16_000 for a in audio) and all(a.frame.samples_per_channel == 320 for a in audio[:-1])
-    assert sum(a.frame.duration for a in audio) == pytest.approx(1.0, abs=0.005)
-    assert "".join(d.delta for d in of(events, ResponseTranscriptDelta)) == "It is sunny in Paris."
+    assert of(events, ResponseDone)[1].usage == RealtimeUsage(
+        input_tokens=90, output_tokens=140, input_text_tokens=30, input_audio_tokens=60,
+        input_cached_tokens=10, output_audio_tokens=140)
     assert len(of(events, ResponseCreated)) == 2
     assert live.conversation() == [
         {"role": "user", "parts": [{"text": "What's the weather in Paris?"}]},
@@ -152,11 +123,7 @@ async def test_a_whole_exchange_with_a_tool_call_answered_by_the_model(autojump_
 
 
 async def test_the_servers_barge_in_ends_the_reply_and_nothing_of_it_is_played_after(autojump_clock):
-    server = FakeGemini(
-        turns=[Turn(0.2, 0.6, "Tell me a story."), Turn(2.0, 2.6, "Stop.")],
-        replies=[Reply((Say(STORY, 8.0),)), Reply((Say("Okay.", 0.5),))],
-        speed=2.0, voice_activity=False,
-    )
+    server = told_a_story(FakeGemini, voice_activity=False)
     state = {}
     async with server.running():
         events, live = await converse(make_model(server), 4.0, on_event=lambda live, event: play_and_interrupt(live, event, state))
@@ -279,14 +246,5 @@ async def test_manual_activity_marks_the_users_turn(autojump_clock):
                     reason="GOOGLE_API_KEY is not set")
 async def test_live_gemini_answers_a_message_with_speech():
     model = gemini.RealtimeModel(model=os.environ.get("GEMINI_LIVE_MODEL", "gemini-2.5-flash-native-audio-preview-09-2025"))
-    events = []
-    async with model.session(instructions="Answer in one short sentence.") as live:
-        await live.add_message("user", "Say: hello there.")
-        await live.generate_reply()
-        with trio.fail_after(30):
-            async for event in live.events:
-                events.append((0.0, event))
-                if isinstance(event, ResponseDone):
-                    break
-    assert of(events, ResponseDone)[0].status == "completed"
-    assert sum(a.frame.duration for a in of(events, ResponseAudio)) > 0.3
+    events = await hello_from(model)
+    assert of(events, ResponseDone)[0].usage is not None

@@ -163,10 +163,13 @@ async def test_audio_is_appended_every_20_ms_at_24_khz(autojump_clock):
     assert np.allclose(gaps, 0.02, atol=1e-6)  # each as its audio arrives: no batching
 
 
-async def test_a_whole_exchange_with_a_tool_call_and_its_follow_up(autojump_clock):
-    server = FakeRealtime(
+async def ask_the_weather(server_class, make_model, call_id):
+    """The user asks (0.5 to 1.5 s of audio); the model calls get_weather,
+    is given its output, and answers with 1 s of speech. Checks what both
+    vendors must do alike; returns (server, events, session)."""
+    server = server_class(
         turns=[Turn(0.5, 1.5, "What's the weather in Paris?")],
-        replies=[Reply((Call("get_weather", '{"city": "Paris"}', call_id="call_7"),)),
+        replies=[Reply((Call("get_weather", '{"city": "Paris"}', call_id=call_id),)),
                  Reply((Say("It is sunny in Paris.", 1.0),))],
     )
 
@@ -176,32 +179,36 @@ async def test_a_whole_exchange_with_a_tool_call_and_its_follow_up(autojump_cloc
 
     async with server.running():
         events, live = await converse(make_model(server), 4.0, on_event=run_tools, tools=[get_weather])
-
     started, stopped = of(events, InputSpeechStarted)[0], of(events, InputSpeechStopped)[0]
-    assert started.audio_time == pytest.approx(0.5, abs=0.021) and stopped.audio_time == pytest.approx(1.5, abs=0.021)
+    assert (started.audio_time, stopped.audio_time) == (pytest.approx(0.5, abs=0.021), pytest.approx(1.5, abs=0.021))
     assert started.item_id == stopped.item_id
-    transcripts = of(events, InputTranscription)
-    assert [t.text for t in transcripts if not t.final] == ["What's", "What's the", "What's the weather", "What's the weather in",
-                                                             "What's the weather in Paris?"]
-    assert [(t.item_id, t.text) for t in transcripts if t.final] == [(started.item_id, "What's the weather in Paris?")]
+    finals = [t for t in of(events, InputTranscription) if t.final]
+    assert [(t.item_id, t.text) for t in finals] == [(started.item_id, "What's the weather in Paris?")]
     [call] = of(events, RealtimeFunctionCall)
-    assert (call.name, call.arguments, call.call_id) == ("get_weather", '{"city": "Paris"}', "call_7")
+    assert (call.name, json.loads(call.arguments), call.call_id) == ("get_weather", {"city": "Paris"}, call_id)
     first, second = of(events, ResponseDone)
     assert first.status == second.status == "completed"
-    assert second.usage == RealtimeUsage(input_tokens=120, output_tokens=180, input_text_tokens=20, input_audio_tokens=100,
-                                         input_cached_tokens=64, output_text_tokens=30, output_audio_tokens=150)
     assert second.first_audio_delay == pytest.approx(server.ttfb, abs=0.01)
     kinds = [type(event).__name__ for _, event in events]
     assert kinds.index("RealtimeFunctionCall") < kinds.index("ResponseDone") < kinds.index("ResponseAudio")
-
     audio = of(events, ResponseAudio)
     assert {a.response_id for a in audio} == {second.response_id} and len({a.item_id for a in audio}) == 1
-    assert all(a.frame.sample_rate == 16_000 for a in audio)
-    assert all(a.frame.samples_per_channel == 320 for a in audio[:-1])
+    assert all(a.frame.sample_rate == 16_000 for a in audio) and all(a.frame.samples_per_channel == 320 for a in audio[:-1])
     assert sum(a.frame.duration for a in audio) == pytest.approx(1.0, abs=0.005)
     middle = np.concatenate([a.frame.data for a in audio[5:-5]])
     assert np.all(np.abs(middle.astype(int) - 300) <= 3)  # the server's samples, resampled
     assert "".join(d.delta for d in of(events, ResponseTranscriptDelta)) == "It is sunny in Paris."
+    return server, events, live
+
+
+async def test_a_whole_exchange_with_a_tool_call_and_its_follow_up(autojump_clock):
+    server, events, live = await ask_the_weather(FakeRealtime, make_model, "call_7")
+    transcripts = of(events, InputTranscription)
+    assert [t.text for t in transcripts if not t.final] == ["What's", "What's the", "What's the weather", "What's the weather in",
+                                                             "What's the weather in Paris?"]
+    assert of(events, ResponseDone)[1].usage == RealtimeUsage(
+        input_tokens=120, output_tokens=180, input_text_tokens=20, input_audio_tokens=100,
+        input_cached_tokens=64, output_text_tokens=30, output_audio_tokens=150)
 
     [connection] = server.connections
     types = connection.types()
@@ -235,12 +242,19 @@ async def play_and_interrupt(live, event, state):
             await live.interrupt(item_id=state["item_id"], played=played)
 
 
-async def test_an_interruption_cancels_the_response_and_truncates_it_where_the_user_stopped_hearing(autojump_clock):
-    server = FakeRealtime(
+def told_a_story(server_class, **options):
+    """A server whose first reply, an 8 s story sent at twice real time, the
+    user talks over 2 s into the call (1.2 s into the story's audio)."""
+    return server_class(
         turns=[Turn(0.2, 0.6, "Tell me a story."), Turn(2.0, 2.6, "Stop.")],
         replies=[Reply((Say(STORY, 8.0),)), Reply((Say("Okay.", 0.5),))],
         speed=2.0,
+        **options,
     )
+
+
+async def test_an_interruption_cancels_the_response_and_truncates_it_where_the_user_stopped_hearing(autojump_clock):
+    server = told_a_story(FakeRealtime)
     state = {}
     async with server.running():
         model = make_model(server, turn_detection=openai.ServerVAD(silence_duration_ms=300, interrupt_response=False))
@@ -265,11 +279,7 @@ async def test_an_interruption_cancels_the_response_and_truncates_it_where_the_u
 
 
 async def test_when_the_server_cancels_on_its_own_the_session_only_truncates(autojump_clock):
-    server = FakeRealtime(
-        turns=[Turn(0.2, 0.6, "Tell me a story."), Turn(2.0, 2.6, "Stop.")],
-        replies=[Reply((Say(STORY, 8.0),)), Reply((Say("Okay.", 0.5),))],
-        speed=2.0,
-    )
+    server = told_a_story(FakeRealtime)
     state = {}
     async with server.running():
         events, _ = await converse(make_model(server), 4.0, on_event=lambda live, event: play_and_interrupt(live, event, state))
@@ -417,9 +427,9 @@ async def test_input_audio_must_be_mono_frames_at_one_rate(autojump_clock):
 # -- the real service ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.environ.get("OPENAI_API_KEY"), reason="OPENAI_API_KEY is not set")
-async def test_live_openai_realtime_answers_a_message_with_speech():
-    model = openai.RealtimeModel(model=os.environ.get("OPENAI_REALTIME_MODEL", "gpt-realtime"), turn_detection=None)
+async def hello_from(model):
+    """Ask the real service to say hello (a message, no audio in); checks the
+    reply was spoken and returns its events."""
     events = []
     async with model.session(instructions="Answer in one short sentence.") as live:
         await live.add_message("user", "Say: hello there.")
@@ -431,5 +441,12 @@ async def test_live_openai_realtime_answers_a_message_with_speech():
                     break
     assert of(events, ResponseDone)[0].status == "completed"
     assert sum(a.frame.duration for a in of(events, ResponseAudio)) > 0.3
+    return events
+
+
+@pytest.mark.skipif(not os.environ.get("OPENAI_API_KEY"), reason="OPENAI_API_KEY is not set")
+async def test_live_openai_realtime_answers_a_message_with_speech():
+    model = openai.RealtimeModel(model=os.environ.get("OPENAI_REALTIME_MODEL", "gpt-realtime"), turn_detection=None)
+    events = await hello_from(model)
     assert "hello" in "".join(d.delta for d in of(events, ResponseTranscriptDelta)).lower()
-    assert json.dumps(of(events, ResponseDone)[0].usage is not None)
+    assert of(events, ResponseDone)[0].usage is not None

@@ -48,11 +48,10 @@ conversation; calls can be withdrawn (:class:`FunctionCallsCancelled`).
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import json
 import os
-from typing import TYPE_CHECKING, Any, AsyncIterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Literal, Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -78,15 +77,8 @@ from .base import (
     ResponseTextDelta,
     ResponseTranscriptDelta,
 )
-from .realtime_connection import AudioClock, InputAudio, OutputAudio, ReconnectingSession, share_of
-from .vendor_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    closed_error,
-    json_object,
-    protocol_error,
-    websocket_url,
-)
+from .realtime_connection import AudioClock, OutputAudio, ReconnectingSession, given, share_of
+from .vendor_websocket import WebSocketConnection, protocol_error, websocket_url
 
 if TYPE_CHECKING:
     from ..chat import ChatContext
@@ -102,10 +94,6 @@ OUTPUT_RATE = 24_000
 INPUT_MIME = f"audio/pcm;rate={INPUT_RATE}"
 
 Sensitivity = Literal["high", "low"]
-
-
-def _optional(**fields: Any) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if value is not None}
 
 
 class RealtimeModel(base.RealtimeModel):
@@ -152,22 +140,22 @@ class RealtimeModel(base.RealtimeModel):
         self.voice = voice
         self.sample_rate = sample_rate
         self.automatic_activity_detection = automatic_activity_detection
-        given = api_key if api_key is not None else (os.environ.get(KEY_VARIABLE) or os.environ.get("GEMINI_API_KEY"))
-        self._url = websocket_url(base_url, "", {"key": api_key_of(given, KEY_VARIABLE, "gemini.RealtimeModel")})
-        detection = _optional(
+        key = api_key if api_key is not None else (os.environ.get(KEY_VARIABLE) or os.environ.get("GEMINI_API_KEY"))
+        self._url = websocket_url(base_url, "", {"key": api_key_of(key, KEY_VARIABLE, "gemini.RealtimeModel")})
+        detection = given(
             disabled=not automatic_activity_detection,
             startOfSpeechSensitivity=f"START_SENSITIVITY_{start_of_speech_sensitivity.upper()}" if start_of_speech_sensitivity else None,
             endOfSpeechSensitivity=f"END_SENSITIVITY_{end_of_speech_sensitivity.upper()}" if end_of_speech_sensitivity else None,
             prefixPaddingMs=prefix_padding_ms,
             silenceDurationMs=silence_duration_ms,
         )
-        speech = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}, **_optional(languageCode=language)}
+        speech = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}, **given(languageCode=language)}
         self._setup: dict[str, Any] = {
             "model": model if model.startswith("models/") else f"models/{model}",
             "generationConfig": {
                 "responseModalities": [modalities.upper()],
                 "speechConfig": speech,
-                **_optional(temperature=temperature, maxOutputTokens=max_output_tokens),
+                **given(temperature=temperature, maxOutputTokens=max_output_tokens),
             },
             "realtimeInputConfig": {
                 "automaticActivityDetection": detection,
@@ -200,20 +188,16 @@ class RealtimeModel(base.RealtimeModel):
             ]}]
         return {"setup": setup}
 
-    @contextlib.asynccontextmanager
-    async def session(
+    def session(
         self,
         *,
         instructions: str = "",
         chat_ctx: ChatContext | None = None,
         tools: Sequence[FunctionTool] = (),
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
-    ) -> AsyncIterator[RealtimeSession]:
+    ) -> AsyncContextManager[RealtimeSession]:
         live = RealtimeSession(self, instructions=instructions, tools=tools, conn_options=conn_options)
-        for item in chat_ctx.items if chat_ctx is not None else ():
-            live._mirror_chat_item(item)
-        async with live.running():
-            yield live
+        return live.running(chat_ctx)  # type: ignore[return-value]
 
 
 @attrs.define(eq=False)
@@ -255,18 +239,6 @@ def _seconds(duration: Any) -> float:
     return float(text[:-1])
 
 
-def _close_error(reason: Any) -> APIError:
-    """The close that ends a connection, as the session's error type: a quota
-    is a rate limit (429, retried), a refused key names the variable."""
-    error = closed_error(reason, vendor=VENDOR)
-    why = (reason.reason or "") if reason is not None else ""
-    if "RESOURCE_EXHAUSTED" in why or "quota" in why.lower():
-        return APIStatusError(str(error), status_code=429)
-    if "api key" in why.lower():
-        return APIStatusError(f"{error}. Check {KEY_VARIABLE} or the api_key argument.", status_code=401)
-    return error
-
-
 class RealtimeSession(ReconnectingSession):
     """One conversation with a Gemini Live model (see :class:`RealtimeModel`)."""
 
@@ -276,7 +248,7 @@ class RealtimeSession(ReconnectingSession):
     def __init__(
         self, model: RealtimeModel, *, instructions: str, tools: Sequence[FunctionTool], conn_options: APIConnectOptions
     ) -> None:
-        super().__init__(url=model._url, headers={}, conn_options=conn_options)
+        super().__init__(url=model._url, headers={}, input_rate=INPUT_RATE, conn_options=conn_options)
         self._model = model
         self._instructions = instructions
         self._tools = list(tools)
@@ -294,14 +266,9 @@ class RealtimeSession(ReconnectingSession):
         self._asked_at: float | None = None
         self._move_when_idle = False  # goAway: open the next connection between replies
         self._active = False  # manual activity detection: an activityStart went out
-        self._input = InputAudio(INPUT_RATE)
         self._clock = AudioClock()
 
     # -- the public API ----------------------------------------------------------------
-
-    async def push_audio(self, frame: AudioFrame) -> None:
-        for chunk, audio_time in self._input.push(frame):
-            await self._append(chunk, audio_time)
 
     async def commit_audio(self) -> None:
         for chunk, audio_time in self._input.flush():
@@ -371,13 +338,8 @@ class RealtimeSession(ReconnectingSession):
     async def _configure(self, ws: WebSocketConnection) -> None:
         await ws.send_message(json.dumps(self._model.setup_message(self._instructions, self._tools)))
         with trio.move_on_after(self._options.timeout) as waiting:
-            while True:
-                try:
-                    message = await ws.get_message()
-                except ConnectionClosed as closed:
-                    raise _close_error(closed.reason) from None
-                if "setupComplete" in json_object(message, vendor=VENDOR):
-                    break
+            while "setupComplete" not in await self._receive(ws):
+                pass
         if waiting.cancelled_caught:
             raise APITimeoutError(f"{VENDOR} did not answer its setup within {self._options.timeout:g} s")
         self._clock = AudioClock()
@@ -391,6 +353,17 @@ class RealtimeSession(ReconnectingSession):
         if self._deferred_reply is not None and self._response is None:
             deferred, self._deferred_reply = self._deferred_reply, None
             await self._send({"clientContent": deferred})
+
+    def _close_error(self, reason: Any) -> APIError:
+        """Gemini's errors are closes: a quota is a rate limit (429, retried),
+        a refused key names the variable."""
+        error = super()._close_error(reason)
+        why = (reason.reason or "") if reason is not None else ""
+        if "RESOURCE_EXHAUSTED" in why or "quota" in why.lower():
+            return APIStatusError(str(error), status_code=429)
+        if "api key" in why.lower():
+            return APIStatusError(f"{error}. Check {KEY_VARIABLE} or the api_key argument.", status_code=401)
+        return error
 
     def _connection_lost(self) -> None:
         super()._connection_lost()
@@ -416,15 +389,11 @@ class RealtimeSession(ReconnectingSession):
 
     async def _read(self, ws: WebSocketConnection) -> None:
         while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed as closed:
-                raise _close_error(closed.reason) from None
-            data = json_object(message, vendor=VENDOR)
+            data = await self._receive(ws)
             try:
                 await self._handle(data)
             except (KeyError, TypeError, ValueError, AttributeError):
-                raise protocol_error(VENDOR, "a message that does not follow its documented shape", message) from None
+                raise protocol_error(VENDOR, "a message that does not follow its documented shape", json.dumps(data)) from None
 
     async def _handle(self, data: dict[str, Any]) -> None:
         if "usageMetadata" in data:

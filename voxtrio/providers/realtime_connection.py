@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 import numpy as np
 import trio
@@ -25,11 +25,19 @@ from ..options import APIConnectOptions
 from . import base
 from .base import RealtimeEvent, RealtimeReconnected
 from .streamed_audio import PCMStream
-from .vendor_websocket import ConnectionClosed, WebSocketConnection, connect
+from .vendor_websocket import ConnectionClosed, WebSocketConnection, closed_error, connect, json_object
+
+if TYPE_CHECKING:
+    from ..chat import ChatContext
 
 RESAMPLER_QUALITY = "LQ"  # soxr's low-latency setting, as AudioIn uses
 OUTPUT_FRAME = 0.02
 EVENT_BUFFER = 256
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None (a vendor's defaults stand for the rest)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _resampler(rate_in: int, rate_out: int) -> Any:
@@ -183,7 +191,9 @@ class ReconnectingSession(base.RealtimeSession):
     vendor = "a realtime model"
     key_variable = "the API key"
 
-    def __init__(self, *, url: str, headers: Mapping[str, str], conn_options: APIConnectOptions) -> None:
+    def __init__(
+        self, *, url: str, headers: Mapping[str, str], input_rate: int, conn_options: APIConnectOptions
+    ) -> None:
         self._url = url
         self._headers = dict(headers)
         self._options = conn_options
@@ -193,6 +203,15 @@ class ReconnectingSession(base.RealtimeSession):
         self._reconfiguring = False  # we closed the connection to open one configured anew
         self._failure: BaseException | None = None
         self._nursery: trio.Nursery | None = None
+        self._input = InputAudio(input_rate)
+
+    async def push_audio(self, frame: AudioFrame) -> None:
+        for chunk, audio_time in self._input.push(frame):
+            await self._append(chunk, audio_time)
+
+    @abc.abstractmethod
+    async def _append(self, chunk: np.ndarray, audio_time: float) -> None:
+        """Send a chunk of the user's audio (its first sample at ``audio_time``)."""
 
     @abc.abstractmethod
     async def _configure(self, ws: WebSocketConnection) -> None:
@@ -231,8 +250,28 @@ class ReconnectingSession(base.RealtimeSession):
             with trio.move_on_after(1.0):
                 await self._ws.aclose()
 
+    @abc.abstractmethod
+    def _mirror_chat_item(self, item: Any) -> None:
+        """Take an item of the session's ChatContext into the conversation."""
+
+    def _close_error(self, reason: Any) -> APIError:
+        """The vendor closed the connection (with ``reason``): the error it is."""
+        return closed_error(reason, vendor=self.vendor)
+
+    async def _receive(self, ws: WebSocketConnection) -> dict[str, Any]:
+        """The vendor's next message (a JSON object, as both protocols have)."""
+        try:
+            message = await ws.get_message()
+        except ConnectionClosed as closed:
+            raise self._close_error(closed.reason) from None
+        return json_object(message, vendor=self.vendor)
+
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    async def running(self, chat_ctx: ChatContext | None = None) -> AsyncIterator[ReconnectingSession]:
+        """The session, started from ``chat_ctx`` and connected (what
+        :meth:`RealtimeModel.session` returns)."""
+        for item in chat_ctx.items if chat_ctx is not None else ():
+            self._mirror_chat_item(item)
         failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -243,7 +282,7 @@ class ReconnectingSession(base.RealtimeSession):
                 nursery.cancel_scope.cancel()
             if failure is None:
                 try:
-                    yield
+                    yield self
                 except Exception as error:  # raised below, outside the nursery
                     failure = error
                 finally:

@@ -22,14 +22,16 @@ events) and its guides (WebSocket, voice activity detection, conversations):
   ``completed``/``failed``, ``response.created``, ``response.output_item.added``,
   ``response.output_audio.delta`` (base64 PCM16, 24 kHz), ``.output_audio.done``,
   ``response.output_audio_transcript.delta``/``done``,
-  ``response.output_text.delta``/``done``, ``response.function_call_arguments.delta``/
-  ``done``, ``response.done`` (``status``, ``status_details`` with a reason or
+  ``response.output_text.delta``/``done``, ``response.function_call_arguments.done``
+  (the call's whole arguments), ``response.done`` (``status``, ``status_details`` with a reason or
   an error, ``usage``), ``conversation.item.added``/``done``/``truncated``/
   ``deleted``, ``rate_limits.updated`` and ``error`` (``type``, ``code``,
   ``message``, and the ``event_id`` of the client event it answers; most
   errors leave the session open).
 
 Deliberately ignored (nothing in voxtrio needs them): ``session.created``,
+``response.function_call_arguments.delta`` (a tool runs on whole arguments),
+``response.output_item.done`` (its parts come in their own events),
 ``conversation.item.retrieved``, ``input_audio_buffer.committed``/``cleared``/
 ``timeout_triggered``, ``response.content_part.added``/``done``,
 ``conversation.item.input_audio_transcription.segment``, the MCP events, the
@@ -47,10 +49,9 @@ share of its transcript that matches the share of its audio played.
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import json
-from typing import TYPE_CHECKING, Any, AsyncIterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Literal, Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -68,7 +69,6 @@ from ..base import (
     InputTranscription,
     RealtimeCapabilities,
     RealtimeError,
-    RealtimeEvent,
     RealtimeFunctionCall,
     RealtimeUsage,
     ResponseAudio,
@@ -77,10 +77,9 @@ from ..base import (
     ResponseTextDelta,
     ResponseTranscriptDelta,
 )
-from ..realtime_connection import AudioClock, InputAudio, OutputAudio, ReconnectingSession, share_of
-from ..vendor_websocket import ConnectionClosed, WebSocketConnection, closed_error, json_object
+from ..realtime_connection import AudioClock, OutputAudio, ReconnectingSession, given, share_of
+from ..vendor_websocket import WebSocketConnection, websocket_url
 from ..vendor_websocket import protocol_error as _protocol_error
-from ..vendor_websocket import websocket_url
 from .connection import KEY_ENV
 
 if TYPE_CHECKING:
@@ -94,10 +93,6 @@ TRUNCATABLE_ITEMS = 8  # assistant items whose audio length is remembered
 
 Eagerness = Literal["auto", "low", "medium", "high"]
 Role = Literal["user", "assistant", "system"]
-
-
-def _optional(**fields: Any) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if value is not None}
 
 
 @attrs.frozen(kw_only=True)
@@ -119,7 +114,7 @@ class ServerVAD:
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "server_vad",
-            **_optional(
+            **given(
                 threshold=self.threshold,
                 prefix_padding_ms=self.prefix_padding_ms,
                 silence_duration_ms=self.silence_duration_ms,
@@ -201,7 +196,7 @@ class RealtimeModel(base.RealtimeModel):
         if transcription_model is not None:
             transcription = {
                 "model": transcription_model,
-                **_optional(language=transcription_language, prompt=transcription_prompt),
+                **given(language=transcription_language, prompt=transcription_prompt),
             }
         pcm = {"type": "audio/pcm", "rate": MODEL_RATE}
         self._session_config: dict[str, Any] = {
@@ -214,9 +209,9 @@ class RealtimeModel(base.RealtimeModel):
                     "noise_reduction": {"type": noise_reduction} if noise_reduction else None,
                     "turn_detection": turn_detection.to_json() if turn_detection is not None else None,
                 },
-                "output": {"format": pcm, "voice": voice, **_optional(speed=speed)},
+                "output": {"format": pcm, "voice": voice, **given(speed=speed)},
             },
-            **_optional(max_output_tokens=max_output_tokens, tool_choice=tool_choice),
+            **given(max_output_tokens=max_output_tokens, tool_choice=tool_choice),
             **(extra_session or {}),
         }
         self.capabilities = RealtimeCapabilities(
@@ -233,20 +228,16 @@ class RealtimeModel(base.RealtimeModel):
         session = {**self._session_config, "instructions": instructions, "tools": _tools_json(tools)}
         return {"type": "session.update", "session": session}
 
-    @contextlib.asynccontextmanager
-    async def session(
+    def session(
         self,
         *,
         instructions: str = "",
         chat_ctx: ChatContext | None = None,
         tools: Sequence[FunctionTool] = (),
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
-    ) -> AsyncIterator[RealtimeSession]:
+    ) -> AsyncContextManager[RealtimeSession]:
         live = RealtimeSession(self, instructions=instructions, tools=tools, conn_options=conn_options)
-        for item in chat_ctx.items if chat_ctx is not None else ():
-            live._mirror_chat_item(item)
-        async with live.running():
-            yield live
+        return live.running(chat_ctx)  # type: ignore[return-value]
 
     @property
     def _headers(self) -> dict[str, str]:
@@ -311,7 +302,7 @@ class RealtimeSession(ReconnectingSession):
         tools: Sequence[FunctionTool],
         conn_options: APIConnectOptions,
     ) -> None:
-        super().__init__(url=model._url, headers=model._headers, conn_options=conn_options)
+        super().__init__(url=model._url, headers=model._headers, input_rate=MODEL_RATE, conn_options=conn_options)
         self._model = model
         self._instructions = instructions
         self._tools = list(tools)
@@ -325,14 +316,9 @@ class RealtimeSession(ReconnectingSession):
         self._cancels: set[str] = set()  # event ids of our response.cancel events
         self._retry_after: float | None = None  # from rate_limits.updated, for a rate-limit error
         self._speech_stopped_at: float | None = None
-        self._input = InputAudio(MODEL_RATE)
         self._clock = AudioClock()  # this connection's: the server counts from its first audio
 
     # -- the public API ----------------------------------------------------------------
-
-    async def push_audio(self, frame: AudioFrame) -> None:
-        for chunk, audio_time in self._input.push(frame):
-            await self._append(chunk, audio_time)
 
     async def commit_audio(self) -> None:
         for chunk, audio_time in self._input.flush():
@@ -409,11 +395,7 @@ class RealtimeSession(ReconnectingSession):
         await ws.send_message(json.dumps(update))
         with trio.move_on_after(self._options.timeout) as waiting:
             while True:
-                try:
-                    message = await ws.get_message()
-                except ConnectionClosed as closed:
-                    raise closed_error(closed.reason, vendor=VENDOR) from None
-                data = json_object(message, vendor=VENDOR)
+                data = await self._receive(ws)
                 kind = data.get("type")
                 if kind == "session.updated":
                     break
@@ -464,24 +446,17 @@ class RealtimeSession(ReconnectingSession):
 
     async def _read(self, ws: WebSocketConnection) -> None:
         while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed as closed:
-                raise closed_error(closed.reason, vendor=VENDOR) from None
-            data = json_object(message, vendor=VENDOR)
+            data = await self._receive(ws)
             kind = data.get("type")
             if not isinstance(kind, str):
-                raise _protocol("an event without a type", message)
+                raise _protocol("an event without a type", data)
             handler = _HANDLERS.get(kind)
             if handler is None:
                 continue
             try:
                 await handler(self, data)
             except (KeyError, TypeError, ValueError, AttributeError):
-                raise _protocol(f"a {kind} event that does not follow its documented shape", message) from None
-
-    async def _emit(self, event: RealtimeEvent) -> None:
-        await self._events_send.send(event)
+                raise _protocol(f"a {kind} event that does not follow its documented shape", data) from None
 
     async def _on_error(self, data: dict[str, Any]) -> None:
         error = data["error"]
