@@ -25,7 +25,14 @@ from ..options import APIConnectOptions
 from . import base
 from .base import RealtimeEvent, RealtimeReconnected
 from .streamed_audio import PCMStream
-from .vendor_websocket import ConnectionClosed, WebSocketConnection, closed_error, connect, json_object
+from .vendor_websocket import (
+    CLOSE_HANDSHAKE_TIMEOUT,
+    ConnectionClosed,
+    WebSocketConnection,
+    closed_error,
+    connect,
+    json_object,
+)
 
 if TYPE_CHECKING:
     from ..chat import ChatContext
@@ -247,7 +254,7 @@ class ReconnectingSession(base.RealtimeSession):
         configuration is fixed for a connection's life)."""
         if self._ws is not None:
             self._reconfiguring = True
-            with trio.move_on_after(1.0):
+            with trio.move_on_after(CLOSE_HANDSHAKE_TIMEOUT):
                 await self._ws.aclose()
 
     @abc.abstractmethod
