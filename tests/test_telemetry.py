@@ -4,6 +4,7 @@ in-memory exporter and reader, on trio's MockClock (so every duration is exact).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
 import voxtrio
-from voxtrio.telemetry import SessionTelemetry, SessionUsage, metrics_configured, tracing_configured
+from voxtrio.telemetry import JsonFormatter, SessionTelemetry, SessionUsage, metrics_configured, tracing_configured
 from voxtrio.testing.scripted import LLMResponse, ScriptedLLM
 from voxtrio.testing import load_scenario, play
 from voxtrio.testing.traces import span_tree
@@ -195,3 +196,29 @@ async def test_usage_per_provider_and_model_is_in_session_usage_and_the_close_ev
          "completion_tokens": 0, "prompt_cached_tokens": 0}
     ]
     assert closes[0].usage == session.usage.to_dict()
+
+
+async def test_every_log_record_names_the_session_the_speech_and_the_agent(autojump_clock, caplog):
+    session = voxtrio.AgentSession(llm=ScriptedLLM([LLMResponse(input="hi", content="Hello there.")]))
+    # Logged from the session's own tasks (the planner adds the reply to the history).
+    session.on(
+        "conversation_item_added",
+        lambda event: event.item.type == "message"
+        and event.item.role == "assistant"
+        and logging.getLogger("app").warning("speech created"),
+    )
+
+    async def talk():
+        await session.run(user_input="hi")
+        session.shutdown()
+
+    with caplog.at_level(logging.WARNING, logger="app"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, voxtrio.Agent())
+            nursery.start_soon(talk)
+    (record,) = [r for r in caplog.records if r.name == "app"]
+    assert (record.session_id, record.speech_id, record.agent) == (session.id, "speech_1", "default_agent")
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["session_id"], line["speech_id"], line["message"]) == (session.id, "speech_1", "speech created")
+    outside = logging.getLogger("app").makeRecord("app", logging.INFO, __file__, 1, "x", (), None)
+    assert outside.session_id is None
