@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-import secrets
 import logging
 import math
+import secrets
 from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
 
 import attrs
