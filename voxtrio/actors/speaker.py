@@ -7,7 +7,7 @@ order, so the next segment is ready while the previous one plays.
 
 Playout writes at most ``AudioOutput.buffer_duration`` ahead of the play head
 (a :class:`PlayoutTimeline` says where the head is), so an interruption,
-which cancels the playout scope from ``SpeechHandle.interrupt()`` directly,
+which cancels the playout scope it bound to the speech (``SpeechStatus``),
 leaves at most that much audio in the device, and ``clear()`` drops it. The
 result of a playout says what was heard: the position, and the words up to
 it (from TTS word timings when the provider gives them, else the pacing
@@ -48,6 +48,7 @@ from ..messages import (
 from ..options import NOT_GIVEN, SessionOptions
 from ..providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ..retry import retrying, stream_attempt
+from ..speech import status_of
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 from ..transports.base import Transport
 
@@ -454,8 +455,9 @@ class Speaker:
         # user to be silent (None: it was never held back).
         held_after: int | None = None
         captions = trio.CancelScope() if self._shows_text else None
+        status = status_of(handle)
         with trio.CancelScope() as scope:
-            handle._bind_scope(scope)
+            status.bind(scope, "playout")
             try:
                 if segment.text_only:
                     started_at = await self._play_text_only(segment, request)
@@ -497,7 +499,7 @@ class Speaker:
                         started_at = await self._await_audible(request)
                     await self._wait_until_played()
             finally:
-                handle._unbind_scope(scope)
+                status.unbind(scope)
                 if captions is not None:
                     captions.cancel()
         interrupted = scope.cancelled_caught or handle.interrupted
