@@ -25,7 +25,7 @@ import trio
 
 from ._sync import Future
 from .actors.audio_in import AudioIn
-from .actors.planner import Planner, Stage
+from .actors.planner import Planner, Stage, current_caller, current_worker
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
 from .actors.session import CloseInfo, SessionSupervisor
@@ -538,8 +538,6 @@ class AgentSession:
 
     async def _run_agent_task(self, task: AgentTask[Any]) -> Any:
         """Run an AgentTask for the tool or hook that awaits it (see AgentTask)."""
-        from .actors.planner import current_caller, current_worker
-
         caller = current_caller.get()
         if caller is None:
             raise RuntimeError(

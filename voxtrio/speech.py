@@ -222,10 +222,6 @@ class SpeechHandle:
         else:
             self._status.done_callbacks.append(callback)
 
-    async def _wait_for_generation(self) -> None:
-        # RunContext.wait_for_playout() (voxtrio/tools.py) waits here.
-        await self._status.step_played.wait_value(True)
-
 
 def status_of(handle: SpeechHandle) -> SpeechStatus:
     """The owner's side of ``handle`` (for the Planner and the Speaker)."""
