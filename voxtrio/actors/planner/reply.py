@@ -13,7 +13,7 @@ from ...chat import ChatContext, ChatMessage
 from ...errors import describe_error
 from ...events import ErrorEvent, EventBus, MetricsCollected
 from ...faults import FAULTS
-from ...messages import DiscardSegment, PlayoutResult, ProviderFailed
+from ...messages import DiscardSegment, ProviderFailed
 from ...providers.base import LLM, LLMChunk, ToolCallChunk, UsageChunk, check_llm_chunk
 from ...retry import retrying, stream_attempt
 from ...speech import SpeechHandle, status_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Awaitable, Callable, Literal
+from typing import TYPE_CHECKING, Awaitable, Callable, Literal, assert_never
 
 import attrs
 import trio
@@ -102,15 +102,17 @@ class SpeechScheduler:
 
     def may_start(self, what: Start) -> bool:
         """The one answer to "may this start now?" for every part of the Planner."""
-        if what == "speech" or what == "tool_step" or what == "reply_to_user":
-            return self._state.accepting_speech
-        if what == "user_turn" or what == "user_turn_hook" or what == "held_resume":
-            return not self._turns_blocked
-        if what == "agent_task" or what == "preemptive_reply":
-            return not self._turns_blocked and self._state.accepting_speech
-        if what == "late_user_words":
-            return self._state.closing
-        raise AssertionError(what)
+        match what:
+            case "speech" | "tool_step" | "reply_to_user":
+                return self._state.accepting_speech
+            case "user_turn" | "user_turn_hook" | "held_resume":
+                return not self._turns_blocked
+            case "agent_task" | "preemptive_reply":
+                return not self._turns_blocked and self._state.accepting_speech
+            case "late_user_words":
+                return self._state.closing
+            case _:
+                assert_never(what)
 
     def open(self) -> None:
         """A new activity starts: speech and turns are taken again."""
@@ -133,7 +135,7 @@ class SpeechScheduler:
             self._runs[handle] = run
         return run
 
-    def spawn(self, run: SpeechRun, coroutine: Awaitable[None]) -> None:
+    def spawn(self, run: SpeechRun, coroutine: Awaitable[object]) -> None:
         """Run one task of a speech; the handle is done when its last task ends."""
         handle = run.handle
         if run.owner is None:

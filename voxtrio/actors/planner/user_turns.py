@@ -141,9 +141,9 @@ class UserTurns:
         # Speeches that played and wait for their tools: no reply to them any
         # more. Their tools run on; each output joins the history (with its
         # call) when it arrives, and the turn does not wait for it.
-        for handle in list(speeches.background):
-            if handle.allow_interruptions:
-                handle.interrupt()
+        for waiting in list(speeches.background):
+            if waiting.allow_interruptions:
+                waiting.interrupt()
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
