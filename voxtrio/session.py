@@ -18,6 +18,7 @@ import contextvars
 import itertools
 import logging
 import math
+import secrets
 from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
 
 import attrs
@@ -51,8 +52,11 @@ from .messages import (
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
+from .recording import RecordingOptions, recording_options
 from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
 from .state import SessionState
+from .telemetry import LogContext, SessionTelemetry, SessionUsage, current_log_context
+from .telemetry.logging import install_record_factory
 from .tools import (
     FunctionTool,
     Toolset,
@@ -128,7 +132,7 @@ class AgentSession:
         tools: Sequence[FunctionTool | Toolset] = (),
         userdata: Any = NOT_GIVEN,
         conn_options: SessionConnectOptions | None = None,
-        record: bool = False,
+        record: bool | RecordingOptions = False,
         max_recorded_events: int = 10_000,
         **options: Any,
     ) -> None:
@@ -139,7 +143,12 @@ class AgentSession:
         self._tools = check_tool_items(list(tools), owner="AgentSession")
         self._userdata = userdata
         self._run: RunResult | None = None
-        self._record = record
+        self._recording = recording_options(record)
+        self._record = self._recording is not None
+        self.id = f"session_{secrets.token_hex(6)}"
+        """Names the session in logs, traces and its recording's directory."""
+        self.usage = SessionUsage()
+        """Tokens, characters and audio seconds used so far, per provider and model."""
         self._bus = EventBus(max_recorded=max_recorded_events)
         self._state = SessionState()
         self._speech_ids = itertools.count(1)
@@ -188,9 +197,19 @@ class AgentSession:
         bus = self._bus
         token = _inside_session.set(self)
         info = CloseInfo("error", None, ())
+        # Every task the session starts copies this context: their records name the session.
+        install_record_factory()
+        log_context = LogContext(session_id=self.id, agent=agent.id)
+        log_token = current_log_context.set(log_context)
+        self.usage = SessionUsage()
+        telemetry = SessionTelemetry(
+            session_id=self.id, agent_label=agent.id, started_at=trio.current_time(), usage=self.usage
+        )
+        recorder = self.recorder = Recorder(options=self._recording, session_id=self.id)
+        for subscriber in (log_context, telemetry, recorder):
+            bus.on("*", subscriber.on_event)
         try:
             supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
-            recorder = self.recorder = Recorder(enabled=self._record)
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
@@ -312,11 +331,17 @@ class AgentSession:
             cause = None if info.error is None else root_cause(info.error)
             error_text = None if cause is None else f"{type(cause).__name__}: {cause}"
             self.last_close = bus.emit(  # type: ignore[assignment]
-                CloseEvent(reason=info.reason, error=error_text, cancelled=info.cancelled)
+                CloseEvent(
+                    reason=info.reason, error=error_text, cancelled=info.cancelled, usage=self.usage.to_dict()
+                )
             )
             bus.close_subscribers()
+            for subscriber in (log_context, telemetry, recorder):
+                bus.off("*", subscriber.on_event)
+            current_log_context.reset(log_token)
             self._closed.set()
             self._closed = None
+            await self._finish_recording(recorder)
             if transport is not None:
                 # Shielded (a cancelled session still closes its transport) but
                 # bounded: a transport that never finishes closing is left behind.
@@ -329,6 +354,17 @@ class AgentSession:
                         transport,
                         self._options.close_timeout,
                     )
+
+    async def _finish_recording(self, recorder: Recorder) -> None:
+        """The transcript, then the upload hook: shielded, bounded by close_timeout."""
+        with trio.CancelScope(shield=True) as closing:
+            closing.deadline = trio.current_time() + self._options.close_timeout
+            try:
+                await recorder.aclose()
+            except Exception:
+                logger.exception("finishing the recording of %s failed", self.id)
+        if closing.cancelled_caught:
+            logger.warning("the recording upload of %s did not finish within close_timeout", self.id)
 
     # -- lifecycle -------------------------------------------------------------------
 

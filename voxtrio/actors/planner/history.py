@@ -73,12 +73,15 @@ class History:
         self._state.notify_committed(item, old, new)
         self._bus.emit(ConversationItemAdded(item=item))
 
-    def emit_tools_executed(self, outcomes: list[ToolOutcome], *, max_steps_reached: bool) -> None:
+    def emit_tools_executed(
+        self, outcomes: list[ToolOutcome], handle: SpeechHandle, *, max_steps_reached: bool
+    ) -> None:
         self._bus.emit(
             FunctionToolsExecuted(
                 function_calls=tuple(outcome.call for outcome in outcomes),
                 function_call_outputs=tuple(outcome.output for outcome in outcomes),
                 max_steps_reached=max_steps_reached,
+                speech_id=handle.id,
             )
         )
 
@@ -95,5 +98,5 @@ class History:
         """Tools of a speech that was interrupted (or cut off at close): their
         outputs say so, and no reply follows."""
         outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
-        self.emit_tools_executed(outcomes, max_steps_reached=False)
+        self.emit_tools_executed(outcomes, handle, max_steps_reached=False)
         self.commit_tool_items(outcomes, handle, owner)

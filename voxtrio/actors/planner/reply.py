@@ -248,7 +248,7 @@ class ReplyStep:
                     metrics["prompt_tokens"] = usage.prompt_tokens
                     metrics["completion_tokens"] = usage.completion_tokens
                     metrics["prompt_cached_tokens"] = usage.prompt_cached_tokens
-                self._bus.emit(MetricsCollected(kind="llm", metrics=metrics))
+                self._bus.emit(MetricsCollected(kind="llm", metrics=metrics, speech_id=run.handle.id, provider=llm))
 
     async def _produce(
         self,

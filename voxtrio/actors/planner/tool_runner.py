@@ -144,7 +144,7 @@ class ToolRunner:
         status = run.status
         max_steps_reached = status.num_steps >= self._stage.options.max_tool_steps + 1
         status.num_steps += 1
-        self._history.emit_tools_executed(outcomes, max_steps_reached=max_steps_reached)
+        self._history.emit_tools_executed(outcomes, run.handle, max_steps_reached=max_steps_reached)
         agents = [outcome.agent for outcome in outcomes if outcome.agent is not None]
         draining = not accepting
         if len(agents) == 1:

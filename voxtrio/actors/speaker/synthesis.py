@@ -341,6 +341,8 @@ class Synthesizer:
                         "audio_duration": segment.synthesized,
                         "characters": text.characters,
                     },
+                    speech_id=segment.speech_id,
+                    provider=tts,
                 )
             )
 
