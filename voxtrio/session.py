@@ -14,11 +14,10 @@ from the state the actors publish (:mod:`voxtrio.state`).
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import logging
 import math
-from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
+from typing import Any, AsyncIterable, Sequence
 
 import attrs
 import trio
@@ -28,12 +27,13 @@ from .actors.audio_in import AudioIn
 from .actors.planner import Planner
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
-from .actors.session import CloseInfo, SessionSupervisor
+from .actors.supervisor import CloseInfo, SessionSupervisor
 from .actors.speaker import Speaker
 from .actors.turn import Turn
 from .actors.vad import VADActor
 from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
+from .context import inside_session
 from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus, SpeechCreated
 from .messages import (
@@ -51,6 +51,7 @@ from .messages import (
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
+from .run_result import RunResult
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
 from .tools import (
@@ -71,15 +72,7 @@ from .validation import (
     check_type,
 )
 
-if TYPE_CHECKING:
-    from .testing.run_result import RunResult
-
 logger = logging.getLogger("voxtrio.session")
-
-_inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
-    "voxtrio_inside_session", default=None
-)
-
 
 TOOL_CHOICES = ("auto", "required", "none")
 
@@ -184,7 +177,7 @@ class AgentSession:
             transport.attach(self)
         self._closed = trio.Event()
         bus = self._bus
-        token = _inside_session.set(self)
+        token = inside_session.set(self)
         info = CloseInfo("error", None, ())
         try:
             supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
@@ -298,7 +291,7 @@ class AgentSession:
                 info = CloseInfo("error", error, ())
             raise
         finally:
-            _inside_session.reset(token)
+            inside_session.reset(token)
             state.running = False
             state.accepting_speech = False
             state.agent_state = "initializing"
@@ -345,7 +338,7 @@ class AgentSession:
             return
         self._state.closing = True
         self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=False))
-        if _inside_session.get() is not self:
+        if inside_session.get() is not self:
             await closed.wait()
 
     async def drain(self) -> None:
@@ -511,14 +504,12 @@ class AgentSession:
         Done means nothing is left to do: every speech played (tool steps
         included), every hand-off happened, every hook returned, except what
         waits for the user's next turn (an AgentTask asking a question). The
-        :class:`~voxtrio.testing.RunResult` holds what the turn added to the
-        conversation (messages, function calls and outputs, hand-offs) with
+        :class:`~voxtrio.testing.RunResult` (:mod:`voxtrio.run_result`) holds what
+        the turn added to the conversation (messages, function calls and outputs, hand-offs) with
         ``expect`` assertions over them. A failed LLM request raises here.
         Meant for tests: with the scripted providers of ``voxtrio.testing`` on
         trio's MockClock a run takes milliseconds.
         """
-        from .testing.run_result import RunResult
-
         check_str(user_input, "user_input")
         self._check_accepting()
         if self._run is not None:
@@ -656,7 +647,7 @@ class AgentSession:
         self._check_running()
         # Once a close is asked for, only the session's own code (on_exit, a tool
         # finishing its reply) may still add speech, and only while it drains.
-        closing_from_outside = self._state.closing and _inside_session.get() is not self
+        closing_from_outside = self._state.closing and inside_session.get() is not self
         if closing_from_outside or not self._state.accepting_speech:
             raise SessionClosedError(
                 "the session is draining or closing: it accepts no new speech"

@@ -46,7 +46,7 @@ from ..messages import (
     SynthesizeSegment,
 )
 from ..options import NOT_GIVEN, SessionOptions
-from ..providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
+from ..providers.base import TTS, TTS_REQUEST_STARTED, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ..retry import retrying, stream_attempt
 from ..text import SentenceSplitter, heard_prefix, resolve_transforms
 from ..transports.base import Transport
@@ -62,10 +62,6 @@ _WORD = re.compile(r"\S+")
 
 # What _next_audio returns when the device ran dry waiting for audio.
 _STALLED = object()
-
-# A TTS provider may send this before its first audio to say when it started
-# working on the text (time-to-first-byte is measured from there).
-TTS_REQUEST_STARTED = "tts-request-started"
 
 # The longest wait between two looks at what has been heard, when the next
 # word's end is only estimated (its audio is still being synthesized).

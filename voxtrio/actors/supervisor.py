@@ -1,4 +1,4 @@
-"""Session actor: the supervisor.
+"""The session supervisor actor.
 
 It runs hand-offs (drain the old agent, record the hand-off, start the new
 one), applies the error policy (unrecoverable provider errors are counted per
