@@ -38,11 +38,9 @@ from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus, SpeechCreated
 from .messages import (
     ClearUserTurn,
-    CloseRequested,
     CommitUserTurn,
     DrainRequested,
     GenerateReply,
-    HandoffRequested,
     Interrupt,
     OptionsChanged,
     RunAgentTask,
@@ -177,10 +175,10 @@ class AgentSession:
             transport.attach(self)
         self._closed = trio.Event()
         bus = self._bus
+        supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
         token = inside_session.set(self)
         info = CloseInfo("error", None, ())
         try:
-            supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
             recorder = self.recorder = Recorder(enabled=self._record)
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
@@ -271,7 +269,7 @@ class AgentSession:
                 providers = (self.stt, stt, self.llm, agent.override("llm", self.llm), self.tts, speaker_tts)
                 for provider in {id(p): p for p in providers if hasattr(p, "run_background")}.values():
                     await actors.start(provider.run_background, bus.emit)
-                state.running = True
+                supervisor.mark_running()
                 session_toolsets = ToolsetLease()
                 # A close asked for while a toolset connects (a server that does
                 # not answer) cuts the start-up short.
@@ -292,7 +290,7 @@ class AgentSession:
             raise
         finally:
             inside_session.reset(token)
-            state.running = False
+            supervisor.mark_closed()
             state.accepting_speech = False
             state.agent_state = "initializing"
             state.user_state = "listening"
@@ -324,8 +322,7 @@ class AgentSession:
         """Close soon: let queued speech play first when ``drain`` is true."""
         check_bool(drain, "drain")
         if self._state.running and self._supervisor is not None:
-            self._state.closing = True
-            self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=drain))
+            self._supervisor.request_close(reason="user_initiated", drain=drain)
 
     async def aclose(self) -> None:
         """Close now (interrupting speech) and wait until the session has ended.
@@ -336,8 +333,7 @@ class AgentSession:
         closed = self._closed
         if not self._state.running or closed is None or self._supervisor is None:
             return
-        self._state.closing = True
-        self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=False))
+        self._supervisor.request_close(reason="user_initiated", drain=False)
         if inside_session.get() is not self:
             await closed.wait()
 
@@ -492,10 +488,7 @@ class AgentSession:
         agent._bind(self)
         assert self._supervisor is not None
         done: Future[None] = Future()
-        self._state.count_handoff(+1)
-        self._supervisor.inbox.send_nowait(
-            HandoffRequested(agent=agent, reply=done, carry_history=carry_history)
-        )
+        self._supervisor.request_handoff(agent, reply=done, carry_history=carry_history)
         return done
 
     async def run(self, *, user_input: str) -> RunResult:

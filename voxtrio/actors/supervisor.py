@@ -11,6 +11,13 @@ another.
 
 It also owns the connections of the current agent's toolsets (MCP servers):
 they are opened before the agent starts and closed after it has drained.
+
+It alone writes the session's lifecycle, ``SessionState.phase`` (see
+:class:`voxtrio.state.Phase`), and the count of pending hand-offs. What must
+change at once, when the public API asks (a close, a hand-off), is done by its
+synchronous methods ``request_close`` and ``request_handoff``, which also post
+the request to its inbox; ``main()`` reports the start and the end of the
+session with ``mark_running`` and ``mark_closed``.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from ..messages import (
     StartActivity,
 )
 from ..options import SessionOptions
-from ..state import SessionState
+from ..state import Phase, SessionState
 from ..tools import Toolset, ToolsetLease, open_toolsets, toolsets_of
 
 
@@ -80,14 +87,46 @@ class SessionSupervisor:
         self._handoffs: list[HandoffRequested] = []
         self._handoffs_without_progress = 0
         self._handoff_idle = Flag(True)
+        # This actor took in a close request (the phase may say CLOSING earlier:
+        # request_close publishes it before the request reaches the inbox).
         self._closing = False
-        # A drain stops hand-offs as it stops turns: an agent whose on_enter
-        # leads straight to another hand-off would otherwise never drain.
+        # It took in a drain request. A drain stops hand-offs as it stops turns:
+        # an agent whose on_enter leads straight to another hand-off would
+        # otherwise never drain. Invariant: ``_closing`` implies phase CLOSING
+        # or CLOSED; ``_draining`` implies phase DRAINING or later.
         self._draining = False
         self._nursery: trio.Nursery | None = None
         # What a close cuts short at once: a hand-off, connecting toolsets at start.
         self._cut_by_close: set[trio.CancelScope] = set()
         self._leases: dict[Agent, ToolsetLease] = {}
+
+    # -- the lifecycle ----------------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        """Move the phase forward (never back: a close during the start-up stays a close)."""
+        order = list(Phase)
+        if order.index(phase) > order.index(self._state.phase):
+            self._state.phase = phase
+
+    def mark_running(self) -> None:
+        """main(): the actors are started; the public API may be used."""
+        self._enter(Phase.RUNNING)
+
+    def mark_closed(self) -> None:
+        """main(): the actors are gone; the session is over."""
+        self._enter(Phase.CLOSED)
+
+    def request_close(self, *, reason: CloseReason, drain: bool) -> None:
+        """The public API asks for a close: nothing new is accepted from now on."""
+        self._enter(Phase.CLOSING)
+        self.inbox.send_nowait(CloseRequested(reason=reason, drain=drain))
+
+    def request_handoff(
+        self, agent: Agent, *, reply: Future[None], carry_history: CarryHistory | None
+    ) -> None:
+        """The public API asks for a hand-off: counted at once, so that a run waits for it."""
+        self._state.count_handoff(+1)
+        self.inbox.send_nowait(HandoffRequested(agent=agent, reply=reply, carry_history=carry_history))
 
     def report_toolset_error(self, toolset: Toolset, error: BaseException) -> None:
         self._bus.emit(
@@ -153,7 +192,7 @@ class SessionSupervisor:
         if isinstance(message, CloseRequested):
             if not self._closing:
                 self._closing = True
-                self._state.closing = True
+                self._enter(Phase.CLOSING)
                 self._state.close_requested_at = trio.current_time()
                 for scope in self._cut_by_close:
                     scope.cancel()
@@ -190,6 +229,7 @@ class SessionSupervisor:
             self._options = message.options
         elif isinstance(message, DrainRequested):
             self._draining = True
+            self._enter(Phase.DRAINING)
             self._nursery.start_soon(self._drain, message)
 
     def _refuse_handoff(self, request: HandoffRequested, why: str) -> None:
