@@ -432,6 +432,11 @@ TurnMessage = Union[
     SetAudioInput,
     OptionsChanged,
 ]
+# What the Turn hears on its event link: the VAD's and the recognizer's
+# observations (a VAD provider writes there itself: checked as it arrives).
+TurnEvent = Union[VADEvent, STTEvent]
+RecognizerMessage = Union[FlushRecognizer, ResetRecognizer, OptionsChanged]
+AudioInMessage = Union[SetRecognizerMuted, SetAudioInput]
 SpeakerMessage = Union[
     SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged
 ]

@@ -36,6 +36,7 @@ from .chat import ChatContext, ChatMessage
 from .context import inside_session
 from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus, SpeechCreated
+from .links import Links
 from .messages import (
     ClearUserTurn,
     CommitUserTurn,
@@ -135,13 +136,12 @@ class AgentSession:
         self._state = SessionState()
         self._speech_ids = itertools.count(1)
         self._planner: Planner | None = None
-        self._turn: Turn | None = None
         self._speaker: Speaker | None = None
-        self._recognizer: Recognizer | None = None
         self._supervisor: SessionSupervisor | None = None
+        # the running session's links (the Turn's, the Recognizer's... inboxes)
+        self._links: Links | None = None
         self._closed: trio.Event | None = None
         self.recorder: Recorder | None = None
-        self._audio_in: AudioIn | None = None
         self.last_close: CloseEvent | None = None
 
     # -- running -------------------------------------------------------------------
@@ -175,92 +175,106 @@ class AgentSession:
             transport.attach(self)
         self._closed = trio.Event()
         bus = self._bus
-        supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
+        self._supervisor = supervisor = None
         token = inside_session.set(self)
         info = CloseInfo("error", None, ())
         try:
-            recorder = self.recorder = Recorder(enabled=self._record)
+            options = self._options
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
             speaker_tts = agent.override("tts", self.tts)
+            has_stt = has_input and stt is not None
+            has_vad = has_input and vad is not None
+            # A VAD that decides in microseconds runs inside AudioIn.
+            detector = vad.detector() if has_vad else None
+            streaming = has_stt and stt.capabilities.streaming
+            links = self._links = Links.open(
+                audio_input=has_input,
+                recognizer=None if not has_stt else "streaming" if streaming else "segmented",
+                vad_actor=has_vad and detector is None,
+            )
+            recorder = self.recorder = Recorder(enabled=self._record)
             speaker = self._speaker = Speaker(
                 tts=speaker_tts,
                 transport=transport,
                 bus=bus,
-                options=self._options,
-                session_inbox=supervisor.inbox,
+                options=options,
+                session_inbox=links.supervisor,
                 recorder=recorder.inbox if self._record else None,
-            )
-            has_stt = has_input and stt is not None
-            has_vad = has_input and vad is not None
-            turn = self._turn = Turn(
-                bus=bus,
-                state=state,
-                options=self._options,
-                session_inbox=supervisor.inbox,
-                has_stt=has_stt,
-                has_vad=has_vad,
             )
             planner = self._planner = Planner(
                 session=self,
                 bus=bus,
                 state=state,
-                options=self._options,
+                options=options,
                 llm=self.llm,
                 speaker_inbox=speaker.inbox,
-                turn_inbox=turn.inbox,
-                session_inbox=supervisor.inbox,
+                turn_inbox=links.turn,
+                session_inbox=links.supervisor,
                 session_tools=self._tools,
                 can_pause=speaker.can_pause,
             )
-            supervisor.connect(planner=planner.inbox, turn=turn.inbox)
+            supervisor = self._supervisor = SessionSupervisor(
+                bus=bus,
+                state=state,
+                options=options,
+                inbox=links.supervisor_inbox,
+                to_self=links.supervisor,
+                planner=planner.inbox,
+                turn=links.turn,
+            )
+            turn = Turn(
+                bus=bus,
+                state=state,
+                options=options,
+                inbox=links.turn_inbox,
+                events=links.turn_events_out,
+                planner=planner.inbox,
+                supervisor=links.supervisor,
+                recognizer=links.recognizer.control if links.recognizer else None,
+                audio_in=links.audio_in,
+                has_stt=has_stt,
+                has_vad=has_vad,
+            )
             recognizer = vad_actor = audio_in = None
             if has_input:
                 assert transport is not None
-                if has_stt:
-                    recognizer = self._recognizer = Recognizer(
-                        stt=stt,
-                        bus=bus,
-                        options=self._options,
-                        turn_events=turn.events,
-                        session_inbox=supervisor.inbox,
+                ends = links.recognizer
+                # Only a recognizer driven by VAD segments reads them.
+                segmented = ends if ends is not None and not streaming else None
+                if ends is not None:
+                    recognizer = Recognizer(
+                        stt=stt, bus=bus, options=options, ends=ends, turn_events=links.turn_events, supervisor=links.supervisor
                     )
-                # A VAD that decides in microseconds runs inside AudioIn.
-                detector = vad.detector() if has_vad else None
-                segmented = recognizer is not None and not recognizer.streaming
-                if has_vad and detector is None:
+                if links.vad_frames_out is not None:
                     vad_actor = VADActor(
                         vad=vad,
                         bus=bus,
-                        turn_events=turn.events,
-                        session_inbox=supervisor.inbox,
-                        # Only a recognizer driven by VAD segments reads them.
-                        recognizer_events=recognizer.vad_events if segmented else None,
+                        frames=links.vad_frames_out,
+                        turn_events=links.turn_events,
+                        supervisor=links.supervisor,
+                        recognizer_events=segmented.vad if segmented else None,
                     )
-                audio_in = self._audio_in = AudioIn(
+                assert links.audio_in_inbox is not None
+                audio_in = AudioIn(
                     transport=transport,
                     bus=bus,
-                    session_inbox=supervisor.inbox,
-                    vad=vad_actor.frames if vad_actor else None,
-                    recognizer=recognizer.frames if recognizer else None,
+                    inbox=links.audio_in_inbox,
+                    supervisor=links.supervisor,
+                    vad=links.vad_frames,
+                    recognizer=ends.audio if ends else None,
                     recorder=recorder.inbox if self._record else None,
-                    turn=turn.inbox,
+                    turn=links.turn,
                     state=state,
-                    flush_recognizer=recognizer is not None and recognizer.streaming,
+                    flush_recognizer=streaming,
                     vad_detector=detector,
                     vad_events=(
-                        [turn.events.clone()]
-                        + ([recognizer.vad_events] if segmented and recognizer is not None else [])
+                        [links.turn_events.clone()] + ([segmented.vad] if segmented else [])
                         if detector is not None
                         else []
                     ),
                 )
-            turn.connect(
-                planner=planner.inbox,
-                recognizer=recognizer.inbox if recognizer else None,
-                audio_in=audio_in.inbox if audio_in else None,
-            )
             async with trio.open_nursery() as actors:
                 for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
                     if actor is not None:
@@ -290,7 +304,8 @@ class AgentSession:
             raise
         finally:
             inside_session.reset(token)
-            supervisor.mark_closed()
+            if supervisor is not None:
+                supervisor.mark_closed()
             state.accepting_speech = False
             state.agent_state = "initializing"
             state.user_state = "listening"
@@ -342,7 +357,8 @@ class AgentSession:
         self._check_running()
         assert self._supervisor is not None
         done: Future[None] = Future()
-        self._supervisor.inbox.send_nowait(DrainRequested(reply=done))
+        assert self._links is not None
+        self._links.supervisor.send_nowait(DrainRequested(reply=done))
         await done
 
     async def __aenter__(self) -> AgentSession:
@@ -451,8 +467,8 @@ class AgentSession:
         the user speaks ends their speech there."""
         check_bool(enabled, "enabled")
         self._check_running()
-        assert self._turn is not None
-        self._turn.inbox.send_nowait(SetAudioInput(enabled))
+        assert self._links is not None
+        self._links.turn.send_nowait(SetAudioInput(enabled))
 
     def commit_user_turn(
         self, *, transcript_timeout: float = 2.0, skip_reply: bool = False
@@ -460,17 +476,17 @@ class AgentSession:
         check_number(transcript_timeout, "transcript_timeout")
         check_bool(skip_reply, "skip_reply")
         self._check_running()
-        assert self._turn is not None
+        assert self._links is not None
         reply: Future[str] = Future()
-        self._turn.inbox.send_nowait(
+        self._links.turn.send_nowait(
             CommitUserTurn(transcript_timeout=transcript_timeout, skip_reply=skip_reply, reply=reply)
         )
         return reply
 
     def clear_user_turn(self) -> None:
         self._check_running()
-        assert self._turn is not None
-        self._turn.inbox.send_nowait(ClearUserTurn())
+        assert self._links is not None
+        self._links.turn.send_nowait(ClearUserTurn())
 
     def update_agent(
         self, agent: Agent, *, carry_history: CarryHistory | None = None
@@ -542,9 +558,12 @@ class AgentSession:
         self._options = _options_with(self._options, changes, "option")
         if self._state.running:
             # Every actor that reads options hears of the change.
-            for actor in (self._supervisor, self._planner, self._turn, self._speaker, self._recognizer):
-                if actor is not None:
-                    actor.inbox.send_nowait(OptionsChanged(self._options))
+            links = self._links
+            assert links is not None and self._planner is not None and self._speaker is not None
+            recognizer = links.recognizer.control if links.recognizer is not None else None
+            for inbox in (links.supervisor, self._planner.inbox, links.turn, self._speaker.inbox, recognizer):
+                if inbox is not None:
+                    inbox.send_nowait(OptionsChanged(self._options))
 
     # -- events -----------------------------------------------------------------------------
 

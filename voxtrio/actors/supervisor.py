@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from typing import Iterator, assert_never
 
 import attrs
 import trio
@@ -33,6 +33,7 @@ from .._sync import Flag, Future
 from ..agent import Agent, CarryHistory
 from ..events import CloseReason, ErrorEvent, EventBus
 from ..faults import FAULTS
+from ..links import PlannerLink, SupervisorLink, TurnLink
 from ..messages import (
     CloseRequested,
     CloseUserTurn,
@@ -74,14 +75,19 @@ class SessionSupervisor:
         bus: EventBus,
         state: SessionState,
         options: SessionOptions,
+        inbox: trio.MemoryReceiveChannel[SessionMessage],
+        to_self: SupervisorLink,
+        planner: PlannerLink,
+        turn: TurnLink,
     ) -> None:
         self._bus = bus
         self._state = state
         self._options = options
-        # Set by connect(): the other actors are created with this one's inbox.
-        self._planner: trio.MemorySendChannel[Any]
-        self._turn: trio.MemorySendChannel[Any] | None = None
-        self.inbox, self._inbox = trio.open_memory_channel[SessionMessage](math.inf)
+        self._inbox = inbox
+        # this actor's own inbox (what the public API asks is posted there too)
+        self._to_self = to_self
+        self._planner = planner
+        self._turn = turn
         self.finished: Future[CloseInfo] = Future()
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
         self._handoffs: list[HandoffRequested] = []
@@ -119,14 +125,14 @@ class SessionSupervisor:
     def request_close(self, *, reason: CloseReason, drain: bool) -> None:
         """The public API asks for a close: nothing new is accepted from now on."""
         self._enter(Phase.CLOSING)
-        self.inbox.send_nowait(CloseRequested(reason=reason, drain=drain))
+        self._to_self.send_nowait(CloseRequested(reason=reason, drain=drain))
 
     def request_handoff(
         self, agent: Agent, *, reply: Future[None], carry_history: CarryHistory | None
     ) -> None:
         """The public API asks for a hand-off: counted at once, so that a run waits for it."""
         self._state.count_handoff(+1)
-        self.inbox.send_nowait(HandoffRequested(agent=agent, reply=reply, carry_history=carry_history))
+        self._to_self.send_nowait(HandoffRequested(agent=agent, reply=reply, carry_history=carry_history))
 
     def report_toolset_error(self, toolset: Toolset, error: BaseException) -> None:
         self._bus.emit(
@@ -176,10 +182,6 @@ class SessionSupervisor:
         await self._planner.send(StartActivity(agent=agent, reply=started))
         await started
 
-    def connect(self, *, planner: trio.MemorySendChannel[Any], turn: trio.MemorySendChannel[Any]) -> None:
-        self._planner = planner
-        self._turn = turn
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -189,48 +191,54 @@ class SessionSupervisor:
 
     def _handle(self, message: SessionMessage) -> None:
         assert self._nursery is not None
-        if isinstance(message, CloseRequested):
-            if not self._closing:
-                self._closing = True
-                self._enter(Phase.CLOSING)
-                self._state.close_requested_at = trio.current_time()
-                for scope in self._cut_by_close:
-                    scope.cancel()
-                self._nursery.start_soon(self._close, message)
-        elif isinstance(message, ProviderFailed):
-            source = message.source
-            self._error_counts[source] = self._error_counts.get(source, 0) + 1
-            limit = self._options.conn_options.max_unrecoverable_errors
-            if source == "vad" or self._error_counts[source] > limit:
-                self.inbox.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
-        elif isinstance(message, ErrorCountReset):
-            # A transcript or a reply that plays: the conversation moves on.
-            for source in message.sources:
-                self._error_counts[source] = 0
-            self._handoffs_without_progress = 0
-        elif isinstance(message, HandoffRequested):
-            if self._closing or self._draining:
-                self._refuse_handoff(message, f"the session is {'closing' if self._closing else 'draining'}")
-                return
-            self._handoffs_without_progress += 1
-            if self._handoffs_without_progress > HANDOFF_LOOP_LIMIT:
-                why = (
-                    f"hand-off loop: {HANDOFF_LOOP_LIMIT} hand-offs in a row without a user turn "
-                    f"or a spoken reply; the hand-off to {message.agent.id} is refused"
-                )
-                if self._handoffs_without_progress == HANDOFF_LOOP_LIMIT + 1:
-                    self._bus.emit(ErrorEvent(source="session", message=why, recoverable=True))
-                self._refuse_handoff(message, why)
-                return
-            self._handoffs.append(message)
-            if self._handoff_idle:
-                self._nursery.start_soon(self._run_handoffs)
-        elif isinstance(message, OptionsChanged):
-            self._options = message.options
-        elif isinstance(message, DrainRequested):
-            self._draining = True
-            self._enter(Phase.DRAINING)
-            self._nursery.start_soon(self._drain, message)
+        match message:
+            case CloseRequested():
+                if not self._closing:
+                    self._closing = True
+                    self._enter(Phase.CLOSING)
+                    self._state.close_requested_at = trio.current_time()
+                    for scope in self._cut_by_close:
+                        scope.cancel()
+                    self._nursery.start_soon(self._close, message)
+            case ProviderFailed(source=source):
+                self._error_counts[source] = self._error_counts.get(source, 0) + 1
+                limit = self._options.conn_options.max_unrecoverable_errors
+                if source == "vad" or self._error_counts[source] > limit:
+                    self._to_self.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
+            case ErrorCountReset():
+                # A transcript or a reply that plays: the conversation moves on.
+                for source in message.sources:
+                    self._error_counts[source] = 0
+                self._handoffs_without_progress = 0
+            case HandoffRequested():
+                self._take_handoff(message)
+            case OptionsChanged():
+                self._options = message.options
+            case DrainRequested():
+                self._draining = True
+                self._enter(Phase.DRAINING)
+                self._nursery.start_soon(self._drain, message)
+            case _:
+                assert_never(message)
+
+    def _take_handoff(self, message: HandoffRequested) -> None:
+        assert self._nursery is not None
+        if self._closing or self._draining:
+            self._refuse_handoff(message, f"the session is {'closing' if self._closing else 'draining'}")
+            return
+        self._handoffs_without_progress += 1
+        if self._handoffs_without_progress > HANDOFF_LOOP_LIMIT:
+            why = (
+                f"hand-off loop: {HANDOFF_LOOP_LIMIT} hand-offs in a row without a user turn "
+                f"or a spoken reply; the hand-off to {message.agent.id} is refused"
+            )
+            if self._handoffs_without_progress == HANDOFF_LOOP_LIMIT + 1:
+                self._bus.emit(ErrorEvent(source="session", message=why, recoverable=True))
+            self._refuse_handoff(message, why)
+            return
+        self._handoffs.append(message)
+        if self._handoff_idle:
+            self._nursery.start_soon(self._run_handoffs)
 
     def _refuse_handoff(self, request: HandoffRequested, why: str) -> None:
         self._state.count_handoff(-1)
@@ -306,7 +314,7 @@ class SessionSupervisor:
         await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
         with trio.move_on_after(timeout - grace) as deadline:
             await drained
-            if request.reason != "error" and self._turn is not None:
+            if request.reason != "error":
                 # What the user said last still goes into the history.
                 committed: Future[None] = Future()
                 await self._turn.send(
