@@ -32,6 +32,7 @@ from typing import (
     Iterable,
     Sequence,
     TypeVar,
+    cast,
 )
 
 import attrs
@@ -601,9 +602,9 @@ def outcome_from_result(call: FunctionCall, result: Any) -> ToolOutcome:
     if result is None:
         return ToolOutcome(call=call, output=output(""), reply_required=False)
     if isinstance(result, HandoffTarget):
-        return ToolOutcome(call=call, output=output(""), reply_required=False, agent=result)
+        return ToolOutcome(call=call, output=output(""), reply_required=False, agent=cast("Agent", result))
     if isinstance(result, tuple):
-        agents = [item for item in result if isinstance(item, HandoffTarget)]
+        agents = [cast("Agent", item) for item in result if isinstance(item, HandoffTarget)]
         others = [item for item in result if not isinstance(item, HandoffTarget)]
         if len(agents) > 1:
             return ToolOutcome(

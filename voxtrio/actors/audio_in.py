@@ -37,7 +37,7 @@ import trio
 from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
 from ..errors import AudioFormatError, ProviderOutputError, describe_error
 from ..events import ErrorEvent, EventBus
-from ..links import TRANSPORT_INPUT, AudioInLink, FrameLink, RecognizerAudio, SupervisorLink, TurnLink
+from ..links import TRANSPORT_INPUT, FrameLink, RecognizerAudio, StreamedAudio, SupervisorLink, TurnLink
 from ..messages import (
     AudioInMessage,
     CloseRequested,
@@ -261,7 +261,7 @@ class AudioIn:
             for link in self._vad_events:
                 self._offer("vad", link, event)
 
-    def _offer(self, link: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
+    def _offer(self, link: str, channel: trio.MemorySendChannel[Any] | StreamedAudio, item: Any) -> None:
         try:
             channel.send_nowait(item)
         except trio.WouldBlock:

@@ -50,6 +50,7 @@ class Presence:
             and not agent.tools_running
         )
         if armed and self._away is None:
+            assert timeout is not None
             scope = trio.CancelScope(deadline=trio.current_time() + timeout)
             self._away = scope
             self._tasks.start(self._away_after, scope)
