@@ -59,7 +59,12 @@ def _edges(*, type_only: bool = False) -> dict[str, set[str]]:
                 if node.level:
                     prefix = ".".join(base.split(".")[: len(base.split(".")) - node.level + 1])
                     module = f"{prefix}.{module}" if module else prefix
-                targets = [module] + [f"{module}.{alias.name}" for alias in node.names]
+                # "from package import submodule" imports the submodule; "from
+                # module import name" the module.
+                targets = [
+                    f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module
+                    for alias in node.names
+                ]
             else:
                 continue
             for target in targets:

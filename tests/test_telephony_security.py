@@ -12,7 +12,8 @@ import trio_websocket
 
 from telephony_helpers import PROVIDERS, TWILIO_TOKEN, VONAGE_SECRET, Credentials, public_b64, running_server
 from voxtrio.testing.phone import FakeCaller, Pause
-from voxtrio.transports.telephony import InvalidStreamToken, StreamTokens, WebhookRejected, plivo, twilio, vonage
+from voxtrio.tokens import InvalidToken, TokenSigner
+from voxtrio.transports.telephony import WebhookRejected, plivo, twilio, vonage
 from voxtrio.transports.telephony.base import ReplayGuard
 from voxtrio.transports.telephony.http import HTTPRequest
 from voxtrio.transports.telephony.telnyx import Telnyx, signed_payload
@@ -118,21 +119,21 @@ def test_telnyx_ed25519_signature_and_tolerance():
 
 def test_stream_tokens_open_one_stream_before_they_expire():
     now = [1000.0]
-    tokens = StreamTokens(b"0123456789abcdef", ttl=30, clock=lambda: now[0])
+    tokens = TokenSigner(b"0123456789abcdef", ttl=30, clock=lambda: now[0])
     token = tokens.issue({"c": "CA1", "f": "+1555"})
     assert tokens.check(token)["f"] == "+1555"
     for bad, reason in [
         (token, "reused"),
         (token[:-3] + "AAA", "bad_signature"),
         ("v1.garbage", "malformed"),
-        (StreamTokens(b"another secret..", clock=lambda: now[0]).issue({}), "bad_signature"),
+        (TokenSigner(b"another secret..", clock=lambda: now[0]).issue({}), "bad_signature"),
     ]:
-        with pytest.raises(InvalidStreamToken) as refused:
+        with pytest.raises(InvalidToken) as refused:
             tokens.check(bad)
         assert refused.value.reason == reason
     late = tokens.issue({})
     now[0] += 32
-    with pytest.raises(InvalidStreamToken) as expired:
+    with pytest.raises(InvalidToken) as expired:
         tokens.check(late)
     assert expired.value.reason == "expired"
 
@@ -245,7 +246,7 @@ async def test_an_expired_stream_token_is_refused():
     credentials = Credentials()
     with trio.fail_after(20):
         async with running_server(nobody, credentials.providers(), token_ttl=5) as server:
-            server.tokens = StreamTokens(b"0123456789abcdef", ttl=5, clock=lambda: now[0])
+            server.tokens = TokenSigner(b"0123456789abcdef", ttl=5, clock=lambda: now[0])
             token = server.tokens.issue({"p": "twilio", "c": "CA1"})
             now[0] += 6
             with pytest.raises(trio_websocket.ConnectionRejected) as refused:

@@ -40,6 +40,7 @@ from .events import (
     UserStateChanged,
 )
 from .options import NOT_GIVEN, APIConnectOptions, SessionConnectOptions, SessionOptions
+from .recording import RecordingOptions
 from .providers.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from .session import AgentSession
 from .speech import SpeechHandle
@@ -86,6 +87,7 @@ __all__ = [
     "ProviderOutputError",
     "SessionClosedError",
     "SessionConnectOptions",
+    "RecordingOptions",
     "SessionOptions",
     "SpeechCreated",
     "SpeechHandle",

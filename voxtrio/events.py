@@ -145,6 +145,8 @@ class FunctionToolsExecuted(Event):
     function_calls: tuple[FunctionCall, ...]
     function_call_outputs: tuple[FunctionCallOutput, ...]
     max_steps_reached: bool = False
+    # The speech whose LLM step asked for these calls (for its agent_turn span).
+    speech_id: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -175,6 +177,10 @@ class MetricsCollected(Event):
     type: ClassVar[str] = "metrics_collected"
     kind: Literal["eou", "llm", "tts", "stt", "vad", "preemptive"]
     metrics: dict[str, Any]
+    # The speech an llm or tts request was for, and the provider that served
+    # it (usage per provider and model); neither is part of the timeline.
+    speech_id: str | None = None
+    provider: Any = attrs.field(default=None, repr=False, eq=False)
 
     def payload(self) -> dict[str, Any]:
         figures = {
@@ -218,6 +224,8 @@ class CloseEvent(Event):
     reason: CloseReason
     error: str | None = None
     cancelled: tuple[str, ...] = ()
+    # session.usage at the close (voxtrio.telemetry.UsageSummary.to_dict()).
+    usage: dict[str, Any] | None = attrs.field(default=None, eq=False)
 
     def payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"reason": self.reason, "error": self.error}

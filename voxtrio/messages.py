@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, Union
 
 import attrs
+import trio
 
 from ._sync import Flag, Future
 from .audio import AudioFrame
@@ -80,6 +81,10 @@ class InputEnded:
 class RecordAudio:
     track: Literal["user", "agent"]
     frame: AudioFrame
+    # Session time it was sent at: the user's frame has just arrived (it ends
+    # now), the agent's was just written to the output (it plays from now, or
+    # after what is queued there).
+    at: float = attrs.field(factory=lambda: trio.current_time())
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import secrets
 from typing import Any, AsyncIterable, Sequence
 
 import attrs
@@ -50,9 +51,12 @@ from .messages import (
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
+from .recording import RecordingOptions, recording_options
 from .run_result import RunResult
 from .speech import SpeechHandle, current_tool_speech
 from .state import SessionState
+from .telemetry import LogContext, SessionTelemetry, SessionUsage, current_log_context
+from .telemetry.logging import install_record_factory
 from .tools import (
     FunctionTool,
     Toolset,
@@ -120,7 +124,7 @@ class AgentSession:
         tools: Sequence[FunctionTool | Toolset] = (),
         userdata: Any = NOT_GIVEN,
         conn_options: SessionConnectOptions | None = None,
-        record: bool = False,
+        record: bool | RecordingOptions = False,
         max_recorded_events: int = 10_000,
         **options: Any,
     ) -> None:
@@ -131,7 +135,12 @@ class AgentSession:
         self._tools = check_tool_items(list(tools), owner="AgentSession")
         self._userdata = userdata
         self._run: RunResult | None = None
-        self._record = record
+        self._recording = recording_options(record)
+        self._record = self._recording is not None
+        self.id = f"session_{secrets.token_hex(6)}"
+        """Names the session in logs, traces and its recording's directory."""
+        self.usage = SessionUsage()
+        """Tokens, characters and audio seconds used so far, per provider and model."""
         self._bus = EventBus(max_recorded=max_recorded_events)
         self._state = SessionState()
         self._speech_ids = itertools.count(1)
@@ -175,9 +184,21 @@ class AgentSession:
             transport.attach(self)
         self._closed = trio.Event()
         bus = self._bus
-        self._supervisor = supervisor = None
+        supervisor: SessionSupervisor | None = None
+        self._supervisor = None
         token = inside_session.set(self)
         info = CloseInfo("error", None, ())
+        # Every task the session starts copies this context: their records name the session.
+        install_record_factory()
+        log_context = LogContext(session_id=self.id, agent=agent.id)
+        log_token = current_log_context.set(log_context)
+        self.usage = SessionUsage()
+        telemetry = SessionTelemetry(
+            session_id=self.id, agent_label=agent.id, started_at=trio.current_time(), usage=self.usage
+        )
+        recorder = self.recorder = Recorder(options=self._recording, session_id=self.id)
+        for subscriber in (log_context, telemetry, recorder):
+            bus.on("*", subscriber.on_event)
         try:
             options = self._options
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
@@ -194,7 +215,6 @@ class AgentSession:
                 recognizer=None if not has_stt else "streaming" if streaming else "segmented",
                 vad_actor=has_vad and detector is None,
             )
-            recorder = self.recorder = Recorder(enabled=self._record)
             speaker = self._speaker = Speaker(
                 tts=speaker_tts,
                 transport=transport,
@@ -313,11 +333,17 @@ class AgentSession:
             cause = None if info.error is None else root_cause(info.error)
             error_text = None if cause is None else f"{type(cause).__name__}: {cause}"
             self.last_close = bus.emit(  # type: ignore[assignment]
-                CloseEvent(reason=info.reason, error=error_text, cancelled=info.cancelled)
+                CloseEvent(
+                    reason=info.reason, error=error_text, cancelled=info.cancelled, usage=self.usage.to_dict()
+                )
             )
             bus.close_subscribers()
+            for subscriber in (log_context, telemetry, recorder):
+                bus.off("*", subscriber.on_event)
+            current_log_context.reset(log_token)
             self._closed.set()
             self._closed = None
+            await self._finish_recording(recorder)
             if transport is not None:
                 # Shielded (a cancelled session still closes its transport) but
                 # bounded: a transport that never finishes closing is left behind.
@@ -330,6 +356,17 @@ class AgentSession:
                         transport,
                         self._options.close_timeout,
                     )
+
+    async def _finish_recording(self, recorder: Recorder) -> None:
+        """The transcript, then the upload hook: shielded, bounded by close_timeout."""
+        with trio.CancelScope(shield=True) as closing:
+            closing.deadline = trio.current_time() + self._options.close_timeout
+            try:
+                await recorder.aclose()
+            except Exception:
+                logger.exception("finishing the recording of %s failed", self.id)
+        if closing.cancelled_caught:
+            logger.warning("the recording upload of %s did not finish within close_timeout", self.id)
 
     # -- lifecycle -------------------------------------------------------------------
 

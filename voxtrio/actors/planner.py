@@ -1168,7 +1168,7 @@ class Planner:
                     metrics["prompt_tokens"] = usage.prompt_tokens
                     metrics["completion_tokens"] = usage.completion_tokens
                     metrics["prompt_cached_tokens"] = usage.prompt_cached_tokens
-                self._bus.emit(MetricsCollected(kind="llm", metrics=metrics))
+                self._bus.emit(MetricsCollected(kind="llm", metrics=metrics, speech_id=handle.id, provider=llm))
 
     async def _produce(
         self,
@@ -1294,12 +1294,12 @@ class Planner:
     ) -> None:
         if handle.interrupted:
             outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
-            self._emit_tools_executed(outcomes, max_steps_reached=False)
+            self._emit_tools_executed(outcomes, handle, max_steps_reached=False)
             self._commit_tool_items(outcomes, handle)
             return
         max_steps_reached = handle.num_steps >= self._options.max_tool_steps + 1
         handle._next_step()
-        self._emit_tools_executed(outcomes, max_steps_reached=max_steps_reached)
+        self._emit_tools_executed(outcomes, handle, max_steps_reached=max_steps_reached)
         agents = [outcome.agent for outcome in outcomes if outcome.agent is not None]
         draining = not self._state.accepting_speech
         if len(agents) == 1:
@@ -1346,15 +1346,18 @@ class Planner:
         if FAULTS.forget_tools_abandoned_at_close:
             return
         outcomes = [interrupted_outcome(outcome) for outcome in outcomes]
-        self._emit_tools_executed(outcomes, max_steps_reached=False)
+        self._emit_tools_executed(outcomes, handle, max_steps_reached=False)
         self._commit_tool_items(outcomes, handle)
 
-    def _emit_tools_executed(self, outcomes: list[ToolOutcome], *, max_steps_reached: bool) -> None:
+    def _emit_tools_executed(
+        self, outcomes: list[ToolOutcome], handle: SpeechHandle, *, max_steps_reached: bool
+    ) -> None:
         self._bus.emit(
             FunctionToolsExecuted(
                 function_calls=tuple(outcome.call for outcome in outcomes),
                 function_call_outputs=tuple(outcome.output for outcome in outcomes),
                 max_steps_reached=max_steps_reached,
+                speech_id=handle.id,
             )
         )
 

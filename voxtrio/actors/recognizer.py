@@ -157,7 +157,7 @@ class Recognizer:
                 metrics = {"audio_duration": event.audio_duration}
                 if event.latency is not None:
                     metrics["duration"] = event.latency
-                self._bus.emit(MetricsCollected(kind="stt", metrics=metrics))
+                self._bus.emit(MetricsCollected(kind="stt", metrics=metrics, provider=self._stt))
                 continue
             if isinstance(event, STTReconnected):
                 error = event.error
@@ -266,6 +266,7 @@ class Recognizer:
             MetricsCollected(
                 kind="stt",
                 metrics={"duration": trio.current_time() - started, "audio_duration": audio.duration},
+                provider=self._stt,
             )
         )
         if event.start_time is None:

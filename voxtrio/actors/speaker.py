@@ -412,6 +412,8 @@ class Speaker:
                         "audio_duration": segment.synthesized,
                         "characters": text.characters,
                     },
+                    speech_id=segment.speech_id,
+                    provider=tts,
                 )
             )
 

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs
 
 from ..transports.base import TransportDisconnected
 from ..transports.websocket import WebSocketLimits, WebSocketTransport
-from .tokens import InvalidToken, TokenSigner
+from ..tokens import InvalidToken, TokenSigner
 
 COOKIE = "voxtrio_key"
 

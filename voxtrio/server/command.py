@@ -24,7 +24,7 @@ import trio
 
 from ..demo import build_pipeline, find_example_agent, load_module
 from .app import VoiceServer
-from .tokens import TokenSigner
+from ..tokens import TokenSigner
 
 
 def load_agent(spec: str | None) -> tuple[type, Any]:

@@ -460,6 +460,9 @@ class ScriptedTTS(TTS):
     capabilities = TTSCapabilities(streaming=True)
     sample_rate = 24_000
     num_channels = 1
+    # The value of every sample it makes: 0 is silence; a recording test sets
+    # another to see where the agent's audio landed.
+    level = 0
 
     def __init__(
         self, responses: Sequence[TTSResponse], *, default_chars_per_second: float | None = None
@@ -507,7 +510,7 @@ class ScriptedTTS(TTS):
         total = int(self.sample_rate * seconds + 0.5)
         chunk = self.sample_rate // 100
         for offset in range(0, total, chunk):
-            samples = np.zeros(min(chunk, total - offset), np.int16)
+            samples = np.full(min(chunk, total - offset), self.level, np.int16)
             await audio.send(SynthesizedAudio(frame=AudioFrame(samples, self.sample_rate)))
         if fault is not None and fault.after < response.audio_duration:
             await fault.fail("TTS", audio, self.fired)

@@ -31,7 +31,6 @@ from .ivr import IVRDetector, LoopDetector
 from .plivo import Plivo
 from .server import DialedCall, ServerStats, TelephonyServer, serve
 from .telnyx import Telnyx
-from .tokens import InvalidStreamToken, StreamTokens
 from .tools import end_call, send_dtmf
 from .transport import TelephonyAudioOutput, TelephonyStats, TelephonyTransport
 from .twilio import Twilio
@@ -42,7 +41,6 @@ __all__ = [
     "DTMFDetector",
     "DialedCall",
     "IVRDetector",
-    "InvalidStreamToken",
     "LoopDetector",
     "MediaProtocolError",
     "MediaSerializer",
@@ -52,7 +50,6 @@ __all__ = [
     "ProviderAPIError",
     "ProviderSetupError",
     "ServerStats",
-    "StreamTokens",
     "TelephonyAudioOutput",
     "TelephonyError",
     "TelephonyServer",

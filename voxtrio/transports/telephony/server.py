@@ -48,7 +48,7 @@ from .base import (
 )
 from .call import PhoneCall
 from .http import HTTPError, HTTPRequest, HTTPResponse, serve_http
-from .tokens import InvalidStreamToken, StreamTokens
+from ...tokens import InvalidToken, TokenSigner
 from .transport import TelephonyTransport
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class TelephonyServer:
             raise ValueError("one provider of each kind")
         self.public_url = (public_url or "").rstrip("/")
         """Where the providers reach this server (default: the address it listens on)."""
-        self.tokens = StreamTokens(secret, ttl=token_ttl) if secret else StreamTokens.generate(ttl=token_ttl)
+        self.tokens = TokenSigner(secret, ttl=token_ttl) if secret else TokenSigner.generate(ttl=token_ttl)
         self.dial_timeout = dial_timeout
         self.max_calls = max_calls
         self.replay = ReplayGuard(replay_window)
@@ -228,9 +228,9 @@ class TelephonyServer:
         try:
             claims = self.tokens.check(parts[2])
             if claims.get("p") != provider.name:
-                raise InvalidStreamToken("malformed", "the token is for another provider")
+                raise InvalidToken("malformed", "the token is for another provider")
             provider.verify_stream(request, self.url(request.target).replace("http", "ws", 1))
-        except InvalidStreamToken as error:
+        except InvalidToken as error:
             self.stats.streams_refused[error.reason] += 1
             logger.warning("%s media stream refused (%s): %s", provider.name, error.reason, error)
             return HTTPResponse.text(401 if error.reason == "malformed" else 403, str(error))

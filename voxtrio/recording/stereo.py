@@ -1,0 +1,120 @@
+"""The call's two sides on one clock, written to disk as they become final.
+
+Samples are placed by the session time their frame was sent at
+(``RecordAudio.at``): a user frame has just arrived, so it ends then; an
+agent frame was just written to the output, so it plays from then, or after
+what was queued before it. Audio becomes final ``LATE_MARGIN`` seconds
+after it was heard: an agent frame queued ahead may still be cut by an
+interruption until it has played (:meth:`cut`), and a user frame may arrive a
+little late. What is final is appended to the file at each :meth:`flush`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile
+import soxr
+
+from ..audio import AudioFrame
+
+# How long after it was heard audio waits before it is written (late user frames).
+LATE_MARGIN = 0.25
+# Ogg pages are closed at least this often, so a crash loses little of an OGG file.
+OGG_PAGE_LATENCY_MS = 200.0
+# libsndfile's command for it (sndfile.h: SFC_SET_OGG_PAGE_LATENCY_MS).
+_SFC_SET_OGG_PAGE_LATENCY_MS = 0x1302
+
+
+def open_audio_file(path: Path, sample_rate: int, fmt: Literal["ogg", "wav"]) -> soundfile.SoundFile:
+    if fmt == "ogg":
+        file = soundfile.SoundFile(path, "w", samplerate=sample_rate, channels=2, format="OGG", subtype="OPUS")
+        latency = soundfile._ffi.new("double*", OGG_PAGE_LATENCY_MS)
+        soundfile._snd.sf_command(file._file, _SFC_SET_OGG_PAGE_LATENCY_MS, latency, soundfile._ffi.sizeof("double"))
+        return file
+    return soundfile.SoundFile(path, "w", samplerate=sample_rate, channels=2, format="WAV", subtype="PCM_16")
+
+
+class StereoRecording:
+    def __init__(self, file: soundfile.SoundFile, *, origin: float) -> None:
+        self._file = file
+        self.sample_rate: int = file.samplerate
+        self._origin = origin
+        # Samples (per channel) already in the file; the buffer starts there.
+        self.written = 0
+        self._buffer = np.zeros((0, 2), np.int16)
+        # Where each track's next sample goes (absolute sample index).
+        self._ends = [0, 0]
+        self._resamplers: dict[tuple[int, int], soxr.ResampleStream] = {}
+        self.late_samples = 0
+        """User samples that came after their place had been written (dropped)."""
+
+    def _index(self, t: float) -> int:
+        return int(round((t - self._origin) * self.sample_rate))
+
+    def _mono(self, frame: AudioFrame, channel: int) -> np.ndarray:
+        samples = frame.data
+        if frame.num_channels > 1:
+            samples = samples.reshape(-1, frame.num_channels).astype(np.int32).mean(axis=1).astype(np.int16)
+        if frame.sample_rate == self.sample_rate:
+            return samples
+        key = (channel, frame.sample_rate)
+        resampler = self._resamplers.get(key)
+        if resampler is None:
+            resampler = self._resamplers[key] = soxr.ResampleStream(
+                frame.sample_rate, self.sample_rate, 1, dtype="int16"
+            )
+        return resampler.resample_chunk(samples)
+
+    def add(self, track: Literal["user", "agent"], frame: AudioFrame, at: float) -> None:
+        channel = 0 if track == "user" else 1
+        samples = self._mono(frame, channel)
+        if track == "user":
+            start = max(self._index(at) - len(samples), self._ends[0])
+        else:
+            start = max(self._index(at), self._ends[1])
+        self._ends[channel] = start + len(samples)
+        if start < self.written:
+            skipped = min(len(samples), self.written - start)
+            self.late_samples += skipped
+            samples, start = samples[skipped:], start + skipped
+        offset = start - self.written
+        needed = offset + len(samples)
+        if needed > len(self._buffer):
+            grown = np.zeros((max(needed, 2 * len(self._buffer)), 2), np.int16)
+            grown[: len(self._buffer)] = self._buffer
+            self._buffer = grown
+        self._buffer[offset:needed, channel] = samples
+
+    def cut(self, at: float) -> None:
+        """The agent was interrupted at ``at``: what it had queued past then never played."""
+        index = max(self._index(at), self.written)
+        if self._ends[1] > index:
+            self._buffer[index - self.written : self._ends[1] - self.written, 1] = 0
+            self._ends[1] = index
+
+    def flush(self, now: float, *, final: bool = False) -> None:
+        """Write what is final at ``now`` (everything heard until then, when ``final``)."""
+        until = self._index(now) if final else self._index(now - LATE_MARGIN)
+        if final:
+            # What the agent had queued but did not play by the close is not part of the call.
+            self.cut(now)
+            until = max(until, self._ends[0])
+        count = until - self.written
+        if count <= 0:
+            return
+        if count > len(self._buffer):
+            self._buffer = np.concatenate([self._buffer, np.zeros((count - len(self._buffer), 2), np.int16)])
+        self._file.write(self._buffer[:count])
+        self._file.flush()
+        self._buffer = self._buffer[count:].copy()
+        self.written = until
+
+    @property
+    def duration(self) -> float:
+        return self.written / self.sample_rate
+
+    def close(self) -> None:
+        self._file.close()
