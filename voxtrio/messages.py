@@ -21,7 +21,9 @@ Messages are frozen and slotted. A few carry a ``reply`` :class:`Future` (the
 answer to a request) or a channel end (a stream that belongs to the request);
 everything else is plain data. Audio and VAD/STT events travel on bounded
 channels; the control messages below them are rare and travel on unbounded
-inboxes so that a public API call never blocks.
+inboxes so that a public API call never blocks. The channels themselves, and
+their sizes, are in :mod:`voxtrio.links`; the unions at the end say what each
+actor's inbox carries.
 """
 
 from __future__ import annotations

@@ -265,7 +265,12 @@ class AgentSession:
                 segmented = ends if ends is not None and not streaming else None
                 if ends is not None:
                     recognizer = Recognizer(
-                        stt=stt, bus=bus, options=options, ends=ends, turn_events=links.turn_events, supervisor=links.supervisor
+                        stt=stt,
+                        bus=bus,
+                        options=options,
+                        ends=ends,
+                        turn_events=links.turn_events,
+                        supervisor=links.supervisor,
                     )
                 if links.vad_frames_out is not None:
                     vad_actor = VADActor(
@@ -392,9 +397,8 @@ class AgentSession:
     async def drain(self) -> None:
         """Stop taking new turns, run on_exit and wait for every speech to finish."""
         self._check_running()
-        assert self._supervisor is not None
-        done: Future[None] = Future()
         assert self._links is not None
+        done: Future[None] = Future()
         self._links.supervisor.send_nowait(DrainRequested(reply=done))
         await done
 
@@ -550,9 +554,9 @@ class AgentSession:
         Done means nothing is left to do: every speech played (tool steps
         included), every hand-off happened, every hook returned, except what
         waits for the user's next turn (an AgentTask asking a question). The
-        :class:`~voxtrio.testing.RunResult` (:mod:`voxtrio.run_result`) holds what
-        the turn added to the conversation (messages, function calls and outputs, hand-offs) with
-        ``expect`` assertions over them. A failed LLM request raises here.
+        :class:`~voxtrio.testing.RunResult` (:mod:`voxtrio.run_result`) holds
+        what the turn added to the conversation (messages, function calls and
+        outputs, hand-offs) with ``expect`` assertions over them. A failed LLM request raises here.
         Meant for tests: with the scripted providers of ``voxtrio.testing`` on
         trio's MockClock a run takes milliseconds.
         """

@@ -135,7 +135,6 @@ class PipelineConverter:
         return frames
 
 
-
 class AudioIn:
     def __init__(
         self,

@@ -88,10 +88,15 @@ class SessionSupervisor:
         self._to_self = to_self
         self._planner = planner
         self._turn = turn
+        # answered with how the session closed, once the close sequence is over
         self.finished: Future[CloseInfo] = Future()
+        # unrecoverable provider errors since the last progress, per source
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
+        # hand-offs taken in and not started yet, in order (run one at a time)
         self._handoffs: list[HandoffRequested] = []
+        # hand-offs in a row with no progress between them (see HANDOFF_LOOP_LIMIT)
         self._handoffs_without_progress = 0
+        # true while no hand-off runs
         self._handoff_idle = Flag(True)
         # This actor took in a close request (the phase may say CLOSING earlier:
         # request_close publishes it before the request reaches the inbox).
@@ -101,9 +106,11 @@ class SessionSupervisor:
         # otherwise never drain. Invariant: ``_closing`` implies phase CLOSING
         # or CLOSED; ``_draining`` implies phase DRAINING or later.
         self._draining = False
+        # where its hand-offs, drains and the close run (set by run())
         self._nursery: trio.Nursery | None = None
         # What a close cuts short at once: a hand-off, connecting toolsets at start.
         self._cut_by_close: set[trio.CancelScope] = set()
+        # the open toolset connections of each agent that has them
         self._leases: dict[Agent, ToolsetLease] = {}
 
     # -- the lifecycle ----------------------------------------------------------------

@@ -69,13 +69,16 @@ class Turn:
         has_vad: bool,
     ) -> None:
         self._bus = bus
-        self._state = state
         self._inbox = inbox
+        # the VAD's and the recognizer's events (a VAD provider may write here itself)
         self._events = events
         self._planner = planner
         self._supervisor = supervisor
         # to flush or reset the recognizer (None: no audio input, or no recognizer)
         self._recognizer = recognizer
+        # to turn the input on or off (push-to-talk; None: no audio input)
+        self._audio_in = audio_in
+        # the parts, which own the Turn's state (see the module docstring)
         self._settings = TurnSettings(options=options, has_stt=has_stt, has_vad=has_vad)
         self._tasks = Tasks()
         self._clock = AudioClock()
@@ -98,8 +101,6 @@ class Turn:
         )
         self._presence = Presence(state=state, bus=bus, settings=self._settings, tasks=self._tasks)
         self._limits = TurnLimits(bus=bus, settings=self._settings, tasks=self._tasks)
-        # to turn the input on or off (push-to-talk)
-        self._audio_in = audio_in
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import attrs
 import trio
 
 from ..._sync import Flag
@@ -14,6 +15,7 @@ from .settings import Tasks, TurnSettings
 from .utterance import Utterance, count_words
 
 
+@attrs.define(kw_only=True)
 class BargeIn:
     """Knows what the agent is doing (the Planner's last ``AgentSpeech``) and
     decides, for each sign of the user's voice, whether it interrupts.
@@ -23,31 +25,27 @@ class BargeIn:
     warm-up over, and (with a recognizer) ``min_interruption_words`` heard.
     It also publishes the reply hold-off (``SessionState.user_silent``) and
     mutes the recognizer's input while a protected speech plays or the echo
-    canceller warms up. Invariant: ``_muted`` is what AudioIn was last told.
+    canceller warms up. Invariants: ``_muted`` is what AudioIn was last told;
+    ``_holding`` is ``not user_silent``.
     """
 
-    def __init__(
-        self,
-        *,
-        settings: TurnSettings,
-        planner: PlannerLink,
-        audio_in: AudioInLink | None,
-        user_silent: Flag,
-        tasks: Tasks,
-    ) -> None:
-        self._settings = settings
-        self._planner = planner
-        self._audio_in = audio_in
-        self._user_silent = user_silent
-        self._tasks = tasks
-        # what the agent is doing, as the Planner last said
-        self.agent = AgentSpeech(state="initializing", interruptible=True, has_current_speech=False)
-        # trio time the echo canceller's warm-up ends; None until the agent first speaks
-        self._aec_until: float | None = None
-        # the recognizer hears silence instead of the user (told to AudioIn)
-        self._muted = False
-        # replies must wait: published as user_silent false
-        self._holding = False
+    _settings: TurnSettings
+    _planner: PlannerLink
+    # AudioIn's control inbox, to mute the recognizer (None: no audio input)
+    _audio_in: AudioInLink | None
+    # SessionState.user_silent, which this part alone writes (the reply hold-off)
+    _user_silent: Flag
+    _tasks: Tasks
+    # what the agent is doing, as the Planner last said
+    agent: AgentSpeech = attrs.field(
+        init=False, factory=lambda: AgentSpeech(state="initializing", interruptible=True, has_current_speech=False)
+    )
+    # trio time the echo canceller's warm-up ends; None until the agent first speaks
+    _aec_until: float | None = attrs.field(init=False, default=None)
+    # the recognizer hears silence instead of the user (what AudioIn was last told)
+    _muted: bool = attrs.field(init=False, default=False)
+    # replies must wait: published as user_silent false
+    _holding: bool = attrs.field(init=False, default=False)
 
     def agent_changed(self, agent: AgentSpeech) -> None:
         first_speech = agent.speaking and not self.agent.speaking and self._aec_until is None

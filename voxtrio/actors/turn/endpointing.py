@@ -8,6 +8,7 @@ is one.
 
 from __future__ import annotations
 
+import attrs
 import trio
 
 from ..._sync import Future
@@ -23,6 +24,7 @@ from .utterance import AudioClock, Utterance
 PREDICTION_TIMEOUT = 1.0
 
 
+@attrs.define(kw_only=True)
 class Endpointing:
     """The pending commit (the "bounce") and the manual commit being answered.
 
@@ -33,31 +35,22 @@ class Endpointing:
     (with the transcript, or "" when replaced or cleared) exactly once.
     """
 
-    def __init__(
-        self,
-        *,
-        heard: Utterance,
-        clock: AudioClock,
-        barge_in: BargeIn,
-        settings: TurnSettings,
-        state: SessionState,
-        planner: PlannerLink,
-        tasks: Tasks,
-    ) -> None:
-        self._heard = heard
-        self._clock = clock
-        self._barge_in = barge_in
-        self._settings = settings
-        self._state = state
-        self._planner = planner
-        self._tasks = tasks
-        # the scheduled commit's scope, None when none is pending
-        self.bounce: trio.CancelScope | None = None
-        # commit_user_turn(): its answer, whether it asked for no reply, and its
-        # wait for the final transcript
-        self.manual: Future[str] | None = None
-        self.manual_skip_reply = False
-        self.manual_wait: trio.CancelScope | None = None
+    _heard: Utterance
+    _clock: AudioClock
+    # for the gate that keeps too few words over an interruptible speech
+    _barge_in: BargeIn
+    _settings: TurnSettings
+    # for the history (the end-of-turn detector reads it) and the input delay
+    _state: SessionState
+    _planner: PlannerLink
+    _tasks: Tasks
+    # the scheduled commit's scope, None when none is pending
+    bounce: trio.CancelScope | None = attrs.field(init=False, default=None)
+    # commit_user_turn(): its answer, whether it asked for no reply, and its
+    # wait for the final transcript
+    manual: Future[str] | None = attrs.field(init=False, default=None)
+    manual_skip_reply: bool = attrs.field(init=False, default=False)
+    manual_wait: trio.CancelScope | None = attrs.field(init=False, default=None)
 
     def cancel_bounce(self) -> None:
         if self.bounce is not None:

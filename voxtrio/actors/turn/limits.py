@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import trio
 
 from ...events import EventBus, UserTranscriptionTimeout, UserTurnExceeded
@@ -10,6 +11,7 @@ from .settings import Tasks, TurnSettings
 from .utterance import count_words
 
 
+@attrs.define(kw_only=True)
 class TurnLimits:
     """Two watches over a turn.
 
@@ -21,21 +23,20 @@ class TurnLimits:
     ``_timer`` is the armed timeout's scope, None when none is armed.
     """
 
-    def __init__(self, *, bus: EventBus, settings: TurnSettings, tasks: Tasks) -> None:
-        self._bus = bus
-        self._settings = settings
-        self._tasks = tasks
-        # the VAD's speech since the last final (seconds), and when it began (audio time)
-        self.vad_speech = 0.0
-        self.vad_turn_started: float | None = None
-        # the armed transcription timeout
-        self._timer: trio.CancelScope | None = None
-        # the user-turn limit's count: words, their text, and when it began (audio time)
-        self._words = 0
-        self._transcript = ""
-        self.started: float | None = None
-        # the limit was crossed since the count was reset
-        self._fired = False
+    _bus: EventBus
+    _settings: TurnSettings
+    _tasks: Tasks
+    # the VAD's speech since the last final (seconds), and when it began (audio time)
+    vad_speech: float = attrs.field(init=False, default=0.0)
+    vad_turn_started: float | None = attrs.field(init=False, default=None)
+    # the armed transcription timeout
+    _timer: trio.CancelScope | None = attrs.field(init=False, default=None)
+    # the user-turn limit's count: words, their text, and when it began (audio time)
+    _words: int = attrs.field(init=False, default=0)
+    _transcript: str = attrs.field(init=False, default="")
+    started: float | None = attrs.field(init=False, default=None)
+    # the limit was crossed since the count was reset
+    _fired: bool = attrs.field(init=False, default=False)
 
     # -- transcription timeout --------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import trio
 
 from ...events import EventBus, UserState, UserStateChanged
@@ -10,6 +11,7 @@ from ...state import SessionState
 from .settings import Tasks, TurnSettings
 
 
+@attrs.define(kw_only=True)
 class Presence:
     """Publishes ``SessionState.user_state`` (its writer) and its changes.
 
@@ -18,13 +20,13 @@ class Presence:
     ``_away`` is the armed deadline's scope, None when none is armed.
     """
 
-    def __init__(self, *, state: SessionState, bus: EventBus, settings: TurnSettings, tasks: Tasks) -> None:
-        self._state = state
-        self._bus = bus
-        self._settings = settings
-        self._tasks = tasks
-        # the armed away deadline (its scope's deadline), None while not armed
-        self._away: trio.CancelScope | None = None
+    # its user_state field is this part's to write
+    _state: SessionState
+    _bus: EventBus
+    _settings: TurnSettings
+    _tasks: Tasks
+    # the armed away deadline (its scope's deadline), None while not armed
+    _away: trio.CancelScope | None = attrs.field(init=False, default=None)
 
     @property
     def user_state(self) -> UserState:
