@@ -12,8 +12,8 @@ posting to one must never block. The audio and event links are bounded; what
 happens when their reader falls behind is said where they are written
 (:mod:`voxtrio.actors.audio_in`).
 
-The Planner, the Speaker and the Recorder still open their own inboxes (the
-Planner's and the Speaker's restructure moves them here).
+The Planner, the Speaker and the Recorder still open their own inboxes; they
+are made before anything that writes to them, so nothing is connected late.
 """
 
 from __future__ import annotations

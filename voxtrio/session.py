@@ -25,7 +25,7 @@ import trio
 
 from ._sync import Future
 from .actors.audio_in import AudioIn
-from .actors.planner import Planner
+from .actors.planner import Planner, Stage, current_caller, current_worker
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
 from .actors.supervisor import CloseInfo, SessionSupervisor
@@ -36,7 +36,7 @@ from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
 from .context import inside_session
 from .errors import SessionClosedError, root_cause
-from .events import CloseEvent, Event, EventBus, SpeechCreated
+from .events import CloseEvent, Event, EventBus
 from .links import Links
 from .messages import (
     ClearUserTurn,
@@ -53,7 +53,7 @@ from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, Ses
 from .providers.base import LLM, STT, TTS, VAD
 from .recording import RecordingOptions, recording_options
 from .run_result import RunResult
-from .speech import SpeechHandle, current_tool_speech
+from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
 from .state import SessionState
 from .telemetry import LogContext, SessionTelemetry, SessionUsage, current_log_context
 from .telemetry.logging import install_record_factory
@@ -145,6 +145,8 @@ class AgentSession:
         self._state = SessionState()
         self._speech_ids = itertools.count(1)
         self._planner: Planner | None = None
+        self._stage: Stage | None = None
+        self._speech_factory: SpeechFactory | None = None
         self._speaker: Speaker | None = None
         self._supervisor: SessionSupervisor | None = None
         # the running session's links (the Turn's, the Recognizer's... inboxes)
@@ -223,16 +225,19 @@ class AgentSession:
                 session_inbox=links.supervisor,
                 recorder=recorder.inbox if self._record else None,
             )
+            # What the Planner publishes of its agent and options, and the
+            # handle factory both sides share: neither calls the other.
+            self._stage = Stage(options=options, llm=self.llm, tts=self.tts, session_tools=self._tools)
+            self._speech_factory = SpeechFactory(bus=bus, state=state, ids=self._speech_ids)
             planner = self._planner = Planner(
                 session=self,
                 bus=bus,
                 state=state,
-                options=options,
-                llm=self.llm,
+                stage=self._stage,
+                speech_factory=self._speech_factory,
                 speaker_inbox=speaker.inbox,
                 turn_inbox=links.turn,
                 session_inbox=links.supervisor,
-                session_tools=self._tools,
                 can_pause=speaker.can_pause,
             )
             supervisor = self._supervisor = SessionSupervisor(
@@ -460,8 +465,8 @@ class AgentSession:
         self._check_accepting()
         if choosing:
             self._check_tool_choice(tool_choice)
-        assert self._planner is not None
-        if not self._planner.llm_available():
+        assert self._stage is not None
+        if self._stage.llm_for() is None:
             raise RuntimeError("generate_reply() needs an LLM")
         if not is_given(tool_choice):
             # Inside a tool, a reply should not call tools again unless asked to.
@@ -556,8 +561,8 @@ class AgentSession:
         waits for the user's next turn (an AgentTask asking a question). The
         :class:`~voxtrio.testing.RunResult` (:mod:`voxtrio.run_result`) holds
         what the turn added to the conversation (messages, function calls and
-        outputs, hand-offs) with ``expect`` assertions over them. A failed LLM request raises here.
-        Meant for tests: with the scripted providers of ``voxtrio.testing`` on
+        outputs, hand-offs) with ``expect`` assertions over them. A failed LLM
+        request raises here. Meant for tests: with the scripted providers of ``voxtrio.testing`` on
         trio's MockClock a run takes milliseconds.
         """
         check_str(user_input, "user_input")
@@ -574,8 +579,6 @@ class AgentSession:
 
     async def _run_agent_task(self, task: AgentTask[Any]) -> Any:
         """Run an AgentTask for the tool or hook that awaits it (see AgentTask)."""
-        from .actors.planner import current_caller, current_worker
-
         caller = current_caller.get()
         if caller is None:
             raise RuntimeError(
@@ -709,24 +712,8 @@ class AgentSession:
     def _has_audio_output(self) -> bool:
         return self._state.extra.get("audio_output", False)
 
-    def _create_handle(
-        self, *, source: str, user_initiated: bool = True, allow_interruptions: Any = NOT_GIVEN
-    ) -> SpeechHandle:
-        assert self._planner is not None
+    def _create_handle(self, *, source: SpeechSource, allow_interruptions: Any = NOT_GIVEN) -> SpeechHandle:
+        assert self._stage is not None and self._speech_factory is not None
         if not is_given(allow_interruptions):
-            allow_interruptions = self._planner.resolved_allow_interruptions()
-        handle = SpeechHandle(
-            speech_id=f"speech_{next(self._speech_ids)}",
-            allow_interruptions=bool(allow_interruptions),
-            source=source,  # type: ignore[arg-type]
-        )
-        self._state.count_posted_speech(+1)
-        self._bus.emit(
-            SpeechCreated(
-                speech_id=handle.id,
-                source=source,  # type: ignore[arg-type]
-                user_initiated=user_initiated,
-                speech_handle=handle,
-            )
-        )
-        return handle
+            allow_interruptions = self._stage.allow_interruptions()
+        return self._speech_factory.create(source=source, allow_interruptions=bool(allow_interruptions))
