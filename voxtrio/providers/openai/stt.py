@@ -11,7 +11,7 @@ import json
 from typing import Mapping
 
 from ...audio import AudioFrame
-from ...messages import STTEvent
+from ..base import STTEvent
 from ...options import APIConnectOptions
 from ...wav import wav_bytes
 from ..base import DEFAULT_CONN_OPTIONS, STT as BaseSTT, STTCapabilities
