@@ -20,7 +20,7 @@ import trio
 
 from ..audio import AudioFrame
 from ..transports.file import RecordingTransport
-from ..wav import PathLike
+from ..audio_files import PathLike
 
 
 class SimulatedCaller(RecordingTransport):
