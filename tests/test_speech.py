@@ -190,3 +190,29 @@ async def test_text_only_session_speaks_at_the_first_text(autojump_clock):
         await session.aclose()
     assert states == ["listening", "speaking", "listening"]
     assert [m.content for m in session.history.items if m.type == "message"] == ["hi"]
+
+
+async def test_an_interruption_stops_what_the_speech_bound_and_names_each(autojump_clock):
+    # What an interruption stops is what the speech bound to its status, each
+    # named: here, mid-reply, the LLM still streaming, the routing of its text
+    # and the playout.
+    from voxtrio.speech import status_of
+    from voxtrio.testing import LLMResponse
+
+    words = "a long answer that keeps on going for quite a while"
+    session = voxtrio.AgentSession(
+        llm=ScriptedLLM([LLMResponse(input="go", content=words, ttft=0.1, duration=30.0)]),
+        tts=ScriptedTTS([], default_chars_per_second=10.0),
+    )
+    async with trio.open_nursery() as nursery:
+        await start(nursery, session)
+        handle = session.generate_reply(user_input="go")
+        await trio.sleep(1.0)
+        status = status_of(handle)
+        assert sorted(status.stops.values()) == ["llm", "playout", "routing"]
+        scopes = list(status.stops)
+        handle.interrupt()
+        assert all(scope.cancel_called for scope in scopes)
+        await handle
+        assert handle.interrupted and status.stops == {}
+        await session.aclose()

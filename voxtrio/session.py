@@ -26,7 +26,7 @@ import trio
 
 from ._sync import Future
 from .actors.audio_in import AudioIn
-from .actors.planner import Planner
+from .actors.planner import Planner, Stage, current_caller, current_worker
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
 from .actors.session import CloseInfo, SessionSupervisor
@@ -36,7 +36,7 @@ from .actors.vad import VADActor
 from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
 from .errors import SessionClosedError, root_cause
-from .events import CloseEvent, Event, EventBus, SpeechCreated
+from .events import CloseEvent, Event, EventBus
 from .messages import (
     ClearUserTurn,
     CloseRequested,
@@ -53,7 +53,7 @@ from .messages import (
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
 from .recording import RecordingOptions, recording_options
-from .speech import SpeechHandle, current_tool_speech
+from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
 from .state import SessionState
 from .telemetry import LogContext, SessionTelemetry, SessionUsage, current_log_context
 from .telemetry.logging import install_record_factory
@@ -153,6 +153,8 @@ class AgentSession:
         self._state = SessionState()
         self._speech_ids = itertools.count(1)
         self._planner: Planner | None = None
+        self._stage: Stage | None = None
+        self._speech_factory: SpeechFactory | None = None
         self._turn: Turn | None = None
         self._speaker: Speaker | None = None
         self._recognizer: Recognizer | None = None
@@ -230,16 +232,19 @@ class AgentSession:
                 has_stt=has_stt,
                 has_vad=has_vad,
             )
+            # What the Planner publishes of its agent and options, and the
+            # handle factory both sides share: neither calls the other.
+            self._stage = Stage(options=self._options, llm=self.llm, tts=self.tts, session_tools=self._tools)
+            self._speech_factory = SpeechFactory(bus=bus, state=state, ids=self._speech_ids)
             planner = self._planner = Planner(
                 session=self,
                 bus=bus,
                 state=state,
-                options=self._options,
-                llm=self.llm,
+                stage=self._stage,
+                speech_factory=self._speech_factory,
                 speaker_inbox=speaker.inbox,
                 turn_inbox=turn.inbox,
                 session_inbox=supervisor.inbox,
-                session_tools=self._tools,
                 can_pause=speaker.can_pause,
             )
             supervisor.connect(planner=planner.inbox, turn=turn.inbox)
@@ -450,8 +455,8 @@ class AgentSession:
         self._check_accepting()
         if choosing:
             self._check_tool_choice(tool_choice)
-        assert self._planner is not None
-        if not self._planner.llm_available():
+        assert self._stage is not None
+        if self._stage.llm_for() is None:
             raise RuntimeError("generate_reply() needs an LLM")
         if not is_given(tool_choice):
             # Inside a tool, a reply should not call tools again unless asked to.
@@ -569,8 +574,6 @@ class AgentSession:
 
     async def _run_agent_task(self, task: AgentTask[Any]) -> Any:
         """Run an AgentTask for the tool or hook that awaits it (see AgentTask)."""
-        from .actors.planner import current_caller, current_worker
-
         caller = current_caller.get()
         if caller is None:
             raise RuntimeError(
@@ -701,24 +704,8 @@ class AgentSession:
     def _has_audio_output(self) -> bool:
         return self._state.extra.get("audio_output", False)
 
-    def _create_handle(
-        self, *, source: str, user_initiated: bool = True, allow_interruptions: Any = NOT_GIVEN
-    ) -> SpeechHandle:
-        assert self._planner is not None
+    def _create_handle(self, *, source: SpeechSource, allow_interruptions: Any = NOT_GIVEN) -> SpeechHandle:
+        assert self._stage is not None and self._speech_factory is not None
         if not is_given(allow_interruptions):
-            allow_interruptions = self._planner.resolved_allow_interruptions()
-        handle = SpeechHandle(
-            speech_id=f"speech_{next(self._speech_ids)}",
-            allow_interruptions=bool(allow_interruptions),
-            source=source,  # type: ignore[arg-type]
-        )
-        self._state.count_posted_speech(+1)
-        self._bus.emit(
-            SpeechCreated(
-                speech_id=handle.id,
-                source=source,  # type: ignore[arg-type]
-                user_initiated=user_initiated,
-                speech_handle=handle,
-            )
-        )
-        return handle
+            allow_interruptions = self._stage.allow_interruptions()
+        return self._speech_factory.create(source=source, allow_interruptions=bool(allow_interruptions))

@@ -1,29 +1,124 @@
 """SpeechHandle: one agent utterance, from creation to its last tool step.
 
 A handle is scheduled into the Planner's queue (priority first, FIFO within a
-priority), authorized one step at a time by the scheduler, and done when the
-whole turn is over, tool replies included. ``interrupt()`` acts at once: it
-cancels the cancel scopes the current step registered (so playout stops on
-the spot) and the Planner records what was heard.
+priority), authorized one step at a time by the Planner's scheduler, and done
+when the whole turn is over, tool replies included.
+
+The handle is public API and nothing else: what the Planner needs to run a
+speech (its authorization, the agent it speaks for) lives with the Planner.
+What the handle and its owner share is a :class:`SpeechStatus`, and it is the
+one place that says what stops when a speech is interrupted: every cancel
+scope bound to it, each named for what it stops (see :data:`StopKind`).
+``interrupt()`` acts at once, from whatever task calls it, so playout stops on
+the spot and the Planner then records what was heard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import heapq
 import itertools
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
+import attrs
 import trio
 
 from ._sync import Flag
+from .events import EventBus, SpeechCreated
+
+if TYPE_CHECKING:
+    from .state import SessionState
 
 SpeechSource = Literal["say", "generate_reply", "tool_response"]
+
+# Everything an interruption stops, by name. A speech's cancel scopes are
+# bound with one of these; nothing else is cancelled by ``interrupt()``.
+StopKind = Literal[
+    "spacing",  # the scheduler's wait of min_consecutive_speech_delay before it
+    "authorization",  # a step waiting for its turn (and for the user to be silent)
+    "llm",  # the LLM request of a reply step
+    "routing",  # the routing of the LLM's text to the Speaker and its calls to the tools
+    "scheduling",  # a reply step waiting to be scheduled (or for a cut-off speech's record)
+    "first_text",  # a reply step waiting for the first text of its reply
+    "playout",  # the Speaker playing the step's audio
+]
 
 # Set while a tool runs, to the handle whose step called it.
 current_tool_speech: contextvars.ContextVar[SpeechHandle | None] = contextvars.ContextVar(
     "voxtrio_current_tool_speech", default=None
 )
+
+
+@attrs.define(eq=False)
+class SpeechStatus:
+    """What a handle reports and its owner (the Planner) writes.
+
+    Invariants: ``done`` implies ``step_played``; once ``interrupted`` is set,
+    every scope in ``stops`` is cancelled, and so is any scope bound later.
+    """
+
+    # Asked for without interruptions (the handle's allow_interruptions=False)?
+    allow_interruptions: bool
+    # Tools of this speech awaiting an AgentTask: while above zero the speech
+    # cannot be interrupted (counted: parallel calls may each await one).
+    interruption_holds: int = 0
+    # The steps it has run so far (a tool follow-up is a step).
+    num_steps: int = 1
+    # Set once the Planner put it in its queue.
+    scheduled: Flag = attrs.Factory(Flag)
+    # Set once it was interrupted (or dropped from the queue); never cleared.
+    interrupted: Flag = attrs.Factory(Flag)
+    # Set when the current step has played (what was heard is recorded);
+    # cleared when the next step is authorized.
+    step_played: Flag = attrs.Factory(Flag)
+    # Set when the whole turn is over, tool steps included.
+    done: Flag = attrs.Factory(Flag)
+    # The first error of one of its steps (a failed LLM request, a bug).
+    error: BaseException | None = None
+    # Called once when done, with the handle.
+    done_callbacks: list[Callable[[SpeechHandle], Any]] = attrs.Factory(list)
+    # What an interruption stops right now: each bound scope and what it is.
+    stops: dict[trio.CancelScope, StopKind] = attrs.Factory(dict)
+
+    @property
+    def interruptible(self) -> bool:
+        return self.allow_interruptions and self.interruption_holds == 0
+
+    def bind(self, scope: trio.CancelScope, kind: StopKind) -> None:
+        """Cancel ``scope`` when the speech is interrupted (at once if it was)."""
+        if self.interrupted:
+            scope.cancel()
+        self.stops[scope] = kind
+
+    def unbind(self, scope: trio.CancelScope) -> None:
+        self.stops.pop(scope, None)
+
+    @contextlib.contextmanager
+    def stopped_by_interruption(self, kind: StopKind) -> Iterator[trio.CancelScope]:
+        """A cancel scope that an interruption cancels, bound while it is open."""
+        with trio.CancelScope() as scope:
+            self.bind(scope, kind)
+            try:
+                yield scope
+            finally:
+                self.unbind(scope)
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+        for scope in list(self.stops):
+            scope.cancel()
+
+    def finish(self, handle: SpeechHandle, error: BaseException | None = None) -> None:
+        if self.done:
+            return
+        if error is not None and self.error is None:
+            self.error = error
+        self.step_played.set()
+        self.done.set()
+        callbacks, self.done_callbacks = self.done_callbacks, []
+        for callback in callbacks:
+            callback(handle)
 
 
 class SpeechHandle:
@@ -40,20 +135,10 @@ class SpeechHandle:
         priority: int = SPEECH_PRIORITY_NORMAL,
     ) -> None:
         self._id = speech_id
-        self._allow_interruptions = allow_interruptions
         self._source = source
         self._priority = priority
-        self._num_steps = 1
-        self._scheduled = Flag()
-        self._authorized = Flag()
-        self._generation_done = Flag()
-        self._interrupted = Flag()
-        self._done = Flag()
-        self._error: BaseException | None = None
-        self._scopes: set[trio.CancelScope] = set()
-        self._done_callbacks: list[Callable[[SpeechHandle], Any]] = []
-        self._interruption_holds = 0
-        self._owner: Any = None  # the agent it speaks for (set by the Planner)
+        # Shared with the Planner, which runs the speech (see SpeechStatus).
+        self._status = SpeechStatus(allow_interruptions=allow_interruptions)
         self.chat_items: list[Any] = []
         self.position: float = 0.0
 
@@ -75,33 +160,33 @@ class SpeechHandle:
 
     @property
     def num_steps(self) -> int:
-        return self._num_steps
+        return self._status.num_steps
 
     @property
     def scheduled(self) -> bool:
-        return self._scheduled.value
+        return self._status.scheduled.value
 
     @property
     def interrupted(self) -> bool:
-        return self._interrupted.value
+        return self._status.interrupted.value
 
     @property
     def allow_interruptions(self) -> bool:
-        return self._allow_interruptions and self._interruption_holds == 0
+        return self._status.interruptible
 
     @allow_interruptions.setter
     def allow_interruptions(self, value: bool) -> None:
         if not value and self.interrupted:
             raise RuntimeError("this speech was already interrupted; it cannot be protected now")
-        self._allow_interruptions = value
+        self._status.allow_interruptions = value
 
     def done(self) -> bool:
-        return self._done.value
+        return self._status.done.value
 
     def exception(self) -> BaseException | None:
         if not self.done():
             raise RuntimeError("the speech is not done yet")
-        return self._error
+        return self._status.error
 
     def interrupt(self, *, force: bool = False) -> SpeechHandle:
         """Stop this speech now, or drop it from the queue if it has not started.
@@ -115,9 +200,7 @@ class SpeechHandle:
             raise RuntimeError(
                 f"speech {self._id} does not allow interruptions; use interrupt(force=True)"
             )
-        self._interrupted.set()
-        for scope in list(self._scopes):
-            scope.cancel()
+        self._status.interrupt()
         return self
 
     async def wait_for_playout(self) -> None:
@@ -128,7 +211,7 @@ class SpeechHandle:
                 "wait_for_playout() from inside one of this speech's own tools would wait for "
                 "itself; use RunContext.wait_for_playout() instead"
             )
-        await self._done.wait_value(True)
+        await self._status.done.wait_value(True)
 
     def __await__(self):  # type: ignore[no-untyped-def]
         return self.wait_for_playout().__await__()
@@ -137,64 +220,37 @@ class SpeechHandle:
         if self.done():
             callback(self)
         else:
-            self._done_callbacks.append(callback)
+            self._status.done_callbacks.append(callback)
 
-    # -- the Planner's side -------------------------------------------------
 
-    def _bind_scope(self, scope: trio.CancelScope) -> None:
-        """Cancel ``scope`` when this speech is interrupted."""
-        if self.interrupted:
-            scope.cancel()
-        self._scopes.add(scope)
+def status_of(handle: SpeechHandle) -> SpeechStatus:
+    """The owner's side of ``handle`` (for the Planner and the Speaker)."""
+    return handle._status
 
-    def _unbind_scope(self, scope: trio.CancelScope) -> None:
-        self._scopes.discard(scope)
 
-    def _mark_scheduled(self) -> None:
-        self._scheduled.set()
+@attrs.define
+class SpeechFactory:
+    """Makes the session's speech handles: numbered in one sequence, each
+    announced (``speech_created``) and counted as posted work until the
+    Planner takes it in. Shared by the public API and the Planner, so that
+    neither calls the other to make one."""
 
-    def _authorize(self) -> None:
-        self._generation_done.clear()
-        self._authorized.set()
+    bus: EventBus
+    state: SessionState
+    # the number of the next speech (speech_1, speech_2, ...)
+    ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
 
-    def _clear_authorization(self) -> None:
-        self._authorized.clear()
-
-    async def _wait_for_authorization(self) -> None:
-        await self._authorized.wait_value(True)
-
-    def _mark_generation_done(self) -> None:
-        self._authorized.clear()
-        self._generation_done.set()
-
-    async def _wait_for_generation(self) -> None:
-        await self._generation_done.wait_value(True)
-
-    def _hold_interruptions(self) -> None:
-        """Protect this speech while one of its tools awaits an AgentTask.
-
-        Counted, because parallel tool calls of one speech may each await a
-        task: the user talking to one task must not cut off the speech the
-        others still belong to.
-        """
-        self._interruption_holds += 1
-
-    def _release_interruptions(self) -> None:
-        self._interruption_holds -= 1
-
-    def _next_step(self) -> None:
-        self._num_steps += 1
-
-    def _mark_done(self, error: BaseException | None = None) -> None:
-        if self.done():
-            return
-        if error is not None and self._error is None:
-            self._error = error
-        self._generation_done.set()
-        self._done.set()
-        callbacks, self._done_callbacks = self._done_callbacks, []
-        for callback in callbacks:
-            callback(self)
+    def create(self, *, source: SpeechSource, allow_interruptions: bool, user_initiated: bool = True) -> SpeechHandle:
+        handle = SpeechHandle(
+            speech_id=f"speech_{next(self.ids)}", allow_interruptions=allow_interruptions, source=source
+        )
+        self.state.count_posted_speech(+1)
+        self.bus.emit(
+            SpeechCreated(
+                speech_id=handle.id, source=source, user_initiated=user_initiated, speech_handle=handle
+            )
+        )
+        return handle
 
 
 class SpeechQueue:

@@ -40,6 +40,7 @@ import trio
 from .chat import ChatContext, FunctionCall, FunctionCallOutput
 from .clock import run_in_worker
 from .errors import StopResponse, ToolError
+from .speech import status_of
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -91,7 +92,7 @@ class RunContext(Generic[UserData]):
         ``speech_handle.wait_for_playout()`` would wait for the whole speech,
         which includes this very tool: it raises instead of deadlocking.
         """
-        await self.speech_handle._wait_for_generation()
+        await status_of(self.speech_handle).step_played.wait_value(True)
 
 
 @attrs.define(kw_only=True)
