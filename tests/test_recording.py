@@ -95,30 +95,25 @@ async def record_scenario(tmp_path, caplog, name):
     return audio[:, 1], rate, played
 
 
-async def test_a_paused_reply_is_silent_on_the_recording_until_it_resumes(
-    tmp_path, autojump_clock, monkeypatch, caplog
+@pytest.mark.parametrize(
+    "name, heard, silent, seconds",
+    [
+        # a 6 s reply from 3.5; a cough pauses it at 5.55 (2.05 s played); no words, so
+        # it resumes at 7.3 and ends at 11.25 (the resampler keeps its last few ms)
+        ("false_interruption_resume", [(3.5, 5.55), (7.3, 11.2)], [(5.55, 7.3), (11.25, 11.3)], 6.0),
+        # the reply plays from 3.5, is paused at 5.55 and dropped at 6.2 by the user's
+        # words; the next reply plays 7.0 -> 7.5
+        ("pause_then_words_interrupt", [(3.5, 5.55), (7.0, 7.48)], [(5.55, 7.0), (7.5, 11.3)], 2.05 + 0.5),
+    ],
+)
+async def test_a_paused_reply_is_silent_on_the_recording_until_it_resumes_or_is_dropped(
+    tmp_path, autojump_clock, monkeypatch, caplog, name, heard, silent, seconds
 ):
     monkeypatch.setattr(ScriptedTTS, "level", 8000)
-    # tests/scenarios/false_interruption_resume.json: a 6 s reply from 3.5; a cough
-    # pauses it at 5.55 (2.05 s played); no words, so it resumes at 7.3 and ends at 11.25
-    agent, rate, _ = await record_scenario(tmp_path, caplog, "false_interruption_resume")
-    assert agent_active(agent, rate, 3.5, 5.55) > 0.99
-    assert agent_active(agent, rate, 5.55, 7.3) == 0.0
-    assert agent_active(agent, rate, 7.3, 11.2) > 0.99  # (the resampler keeps the last ms)
-    assert np.count_nonzero(agent) / rate == pytest.approx(6.0, abs=0.05)
-
-
-async def test_a_paused_reply_the_user_then_interrupts_is_cut_where_it_was_paused(
-    tmp_path, autojump_clock, monkeypatch, caplog
-):
-    monkeypatch.setattr(ScriptedTTS, "level", 8000)
-    # tests/scenarios/pause_then_words_interrupt.json: the reply plays from 3.5, is paused
-    # at 5.55 and dropped at 6.2 by the user's words; the next reply plays 7.0 -> 7.5
-    agent, rate, _ = await record_scenario(tmp_path, caplog, "pause_then_words_interrupt")
-    assert agent_active(agent, rate, 3.5, 5.55) > 0.99
-    assert agent_active(agent, rate, 5.55, 7.0) == 0.0
-    assert agent_active(agent, rate, 7.0, 7.48) > 0.99
-    assert agent_active(agent, rate, 7.5, len(agent) / rate) == 0.0
+    agent, rate, _ = await record_scenario(tmp_path, caplog, name)  # tests/scenarios/<name>.json
+    assert [agent_active(agent, rate, start, end) > 0.99 for start, end in heard] == [True] * len(heard)
+    assert [agent_active(agent, rate, start, end) for start, end in silent] == [0.0] * len(silent)
+    assert np.count_nonzero(agent) / rate == pytest.approx(seconds, abs=0.05)
 
 
 @pytest.mark.parametrize("name", PAUSABLE)
