@@ -10,12 +10,12 @@ import numpy as np
 import trio
 
 import voxtrio
+from voxtrio.audio_files import read_audio_file
 from voxtrio.providers.energy_vad import EnergyVAD
 from voxtrio.testing import LLMResponse, ScriptedLLM
 from voxtrio.testing.model_free import ToneTTS
 from voxtrio.testing.phone import LinesSTT, PlivoWire, TelnyxWire, TwilioWire, VonageWire
 from voxtrio.transports.telephony import Plivo, TelephonyServer, Telnyx, Twilio, Vonage
-from voxtrio.audio_files import read_audio_file
 
 TWILIO_TOKEN = "twilio-auth-token-for-tests"
 PLIVO_TOKEN = "plivo-auth-token-for-tests"

@@ -8,12 +8,12 @@ import soundfile
 import trio
 
 import voxtrio
+from voxtrio.audio_files import read_audio_file, write_audio_file
 from voxtrio.messages import STTEvent
 from voxtrio.providers.base import STT, TTS, STTCapabilities, SynthesizedAudio, TTSCapabilities
 from voxtrio.providers.energy_vad import EnergyVAD
 from voxtrio.testing import LLMResponse, ScriptedLLM, silence, tone
 from voxtrio.transports.file import FileTransport, TimelineAudioOutput
-from voxtrio.audio_files import read_audio_file, write_audio_file
 
 
 class HeardOnce(STT):

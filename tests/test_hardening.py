@@ -21,6 +21,7 @@ import trio
 import voxtrio
 from voxtrio import FunctionTool, function_tool
 from voxtrio.audio import AudioFrame
+from voxtrio.audio_files import read_audio_file, write_audio_file
 from voxtrio.messages import STTEvent, VADEvent
 from voxtrio.providers.base import (
     LLM,
@@ -49,7 +50,6 @@ from voxtrio.testing.scripted import ArrayTransport, ScriptedAudioOutput, Script
 from voxtrio.testing import silence, tone
 from voxtrio.transports.base import Transport
 from voxtrio.transports.file import FileTransport
-from voxtrio.audio_files import read_audio_file, write_audio_file
 
 
 def scripted_session(llm=(), **options):

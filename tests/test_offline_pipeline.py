@@ -15,9 +15,9 @@ import pytest
 import trio
 
 import voxtrio
+from voxtrio.audio_files import read_audio_file, write_audio_file
 from voxtrio.clock import FastForwardClock
 from voxtrio.testing import word_error_rate
-from voxtrio.audio_files import read_audio_file, write_audio_file
 
 LINES = [
     "What is the weather like in Lisbon today?",

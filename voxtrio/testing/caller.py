@@ -19,8 +19,8 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..transports.file import RecordingTransport
 from ..audio_files import PathLike
+from ..transports.file import RecordingTransport
 
 
 class SimulatedCaller(RecordingTransport):

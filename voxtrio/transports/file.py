@@ -34,9 +34,9 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
+from ..audio_files import PathLike, read_audio_file, writable_format, write_audio_file
 from ..transcript import ConversationLog
 from ..validation import check_number
-from ..audio_files import PathLike, read_audio_file, writable_format, write_audio_file
 from .base import AudioOutput, Transport
 
 if TYPE_CHECKING:
