@@ -89,6 +89,10 @@ class FakeServer:
     def reject_key(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         return 401, [], b'{"error": "invalid api key"}'
 
+    def authorized(self, log: ConnectionLog) -> bool:
+        """Whether the handshake carries the key (a header, for most vendors)."""
+        return log.headers.get(self.key_header) == self.expected_key_value()
+
     async def serve(self, ws: WebSocketConnection, log: ConnectionLog) -> None:
         raise NotImplementedError
 
@@ -114,7 +118,7 @@ class FakeServer:
         if not self.serves(log.path):
             await request.reject(404, body=b"not found")
             return
-        if headers.get(self.key_header) != self.expected_key_value():
+        if not self.authorized(log):
             status, extra, body = self.reject_key()
             await request.reject(status, extra_headers=extra, body=body)
             return

@@ -18,12 +18,12 @@ toward ``max_unrecoverable_errors``; the session goes on.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Literal, Protocol, Sequence, Union
 
 import attrs
 
 from ..audio import AudioFrame
-from ..errors import ProviderOutputError
+from ..errors import APIError, ProviderOutputError
 from ..messages import STTEvent, VADEvent
 from ..options import APIConnectOptions
 
@@ -322,31 +322,248 @@ class TTS(abc.ABC):
 @attrs.frozen(kw_only=True)
 class RealtimeCapabilities:
     turn_detection: bool
+    """The model finds the user's turns itself and says so
+    (:class:`InputSpeechStarted`, :class:`InputSpeechStopped`)."""
     user_transcription: bool
+    """It sends the user's words (:class:`InputTranscription`)."""
     audio_output: bool = True
+    """It speaks (:class:`ResponseAudio`); False: text only, for a TTS to speak."""
     auto_tool_reply_generation: bool = False
+    """It answers a tool's output by itself (no ``reply=True`` needed)."""
     can_disable_turn_detection: bool = True
+    message_truncation: bool = True
+    """``interrupt(item_id=..., played=...)`` makes it forget what was not heard."""
+
+
+@attrs.frozen
+class InputSpeechStarted:
+    """The model heard the user start speaking, at ``audio_time`` seconds on
+    the clock of the frames given to ``push_audio``; ``item_id`` names the
+    user message the speech will become."""
+
+    audio_time: float
+    item_id: str = ""
+
+
+@attrs.frozen
+class InputSpeechStopped:
+    """The user stopped speaking at ``audio_time``: the model takes its turn
+    (and answers by itself when its turn detection creates responses)."""
+
+    audio_time: float
+    item_id: str = ""
+
+
+@attrs.frozen
+class InputTranscription:
+    """What the user said in message ``item_id``: all of it so far (not a
+    delta), ``final`` once the transcription is complete."""
+
+    item_id: str
+    text: str
+    final: bool
+
+
+@attrs.frozen
+class ResponseCreated:
+    """The model started response ``response_id`` (asked for, or its own
+    answer to a turn)."""
+
+    response_id: str
+
+
+@attrs.frozen
+class ResponseAudio:
+    """A 20 ms frame (the last of an item may be shorter) of what the model
+    says in assistant message ``item_id``, at the model's ``sample_rate``."""
+
+    response_id: str
+    item_id: str
+    frame: AudioFrame
+
+
+@attrs.frozen
+class ResponseTextDelta:
+    """Text the model writes (text-only output: a TTS speaks it)."""
+
+    response_id: str
+    item_id: str
+    delta: str
+
+
+@attrs.frozen
+class ResponseTranscriptDelta:
+    """The words of the audio the model speaks, as it speaks them."""
+
+    response_id: str
+    item_id: str
+    delta: str
+
+
+@attrs.frozen
+class RealtimeFunctionCall:
+    """The model calls a tool; its output goes back with ``send_tool_output``."""
+
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@attrs.frozen
+class FunctionCallsCancelled:
+    """The model withdrew calls it made (the user spoke over them): their
+    outputs are not wanted, and tools with side effects may undo them."""
+
+    call_ids: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeUsage:
+    """Tokens one response cost, as the vendor counts them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_cached_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
+
+
+RealtimeResponseStatus = Literal["completed", "cancelled", "incomplete", "failed"]
+
+
+@attrs.frozen(kw_only=True)
+class ResponseDone:
+    """Response ``response_id`` is over: ``status`` says how (``reason``:
+    why it was cut short, such as ``turn_detected`` or ``max_output_tokens``).
+    ``first_audio_delay``: seconds from the user's end of speech (or the
+    request for it) to its first audio, when it had audio."""
+
+    response_id: str
+    status: RealtimeResponseStatus
+    reason: str | None = None
+    usage: RealtimeUsage | None = None
+    first_audio_delay: float | None = None
+
+
+@attrs.frozen
+class RealtimeError:
+    """The vendor reported an error the session survives (a refused request,
+    a failed response, a failed transcription): ``error`` says which, as the
+    session's error types do. A connection that cannot be restored is not an
+    event: the session's ``async with`` raises it."""
+
+    error: APIError
+
+
+@attrs.frozen
+class RealtimeReconnected:
+    """The connection was lost (``error``) and a new one opened, the
+    conversation restored onto it; input audio sent while it was down is
+    lost (``lost_audio`` seconds)."""
+
+    error: APIError
+    lost_audio: float = 0.0
+
+
+RealtimeEvent = Union[
+    InputSpeechStarted,
+    InputSpeechStopped,
+    InputTranscription,
+    ResponseCreated,
+    ResponseAudio,
+    ResponseTextDelta,
+    ResponseTranscriptDelta,
+    RealtimeFunctionCall,
+    FunctionCallsCancelled,
+    ResponseDone,
+    RealtimeError,
+    RealtimeReconnected,
+]
+
+
+class RealtimeSession(abc.ABC):
+    """One live conversation with a realtime model, opened by
+    :meth:`RealtimeModel.session` (an ``async with``: its tasks live in a
+    nursery of the session's own, and leaving the block closes it).
+
+    Audio goes in with :meth:`push_audio`; everything the model does comes
+    out on ``events``, a bounded channel, in the order it happened. Read it
+    promptly: the model sends audio faster than real time, and while the
+    channel is full the session stops reading from the vendor (the user's
+    speech events wait too), so the reader keeps its own playout queue.
+    """
+
+    events: trio.MemoryReceiveChannel[RealtimeEvent]
+
+    @abc.abstractmethod
+    async def push_audio(self, frame: AudioFrame) -> None:
+        """The user's audio (mono, any one rate), stamped with audio time."""
+
+    @abc.abstractmethod
+    async def commit_audio(self) -> None:
+        """End the user's turn now (turn detection off: push-to-talk)."""
+
+    @abc.abstractmethod
+    async def clear_audio(self) -> None:
+        """Forget the user's audio not yet committed."""
+
+    @abc.abstractmethod
+    async def generate_reply(self, *, instructions: str | None = None) -> None:
+        """Ask for a response (after the current one, if one is running)."""
+
+    @abc.abstractmethod
+    async def interrupt(self, *, item_id: str | None = None, played: float = 0.0) -> None:
+        """Stop the running response, and make the model forget what the
+        user did not hear: of assistant message ``item_id``, only the first
+        ``played`` seconds of audio were played."""
+
+    @abc.abstractmethod
+    async def send_tool_output(self, call_id: str, output: str, *, reply: bool = True) -> None:
+        """The output of the tool call ``call_id``; ``reply``: and a response
+        to it (False for all but the last of several calls)."""
+
+    @abc.abstractmethod
+    async def add_message(self, role: Literal["user", "assistant", "system"], text: str) -> None:
+        """Add a message to the conversation (a ``say()`` spoken by a TTS)."""
+
+    @abc.abstractmethod
+    async def update_instructions(self, instructions: str) -> None:
+        """Replace the instructions for the responses to come."""
+
+    @abc.abstractmethod
+    async def update_tools(self, tools: Sequence[FunctionTool]) -> None:
+        """Replace the tools the model may call."""
 
 
 class RealtimeModel(abc.ABC):
-    """A model that hears audio and speaks audio itself.
+    """A model that hears audio and speaks audio itself (speech to speech).
 
-    The protocol is declared so that sessions and options can name it
-    (``turn_detection="realtime_llm"``); no implementation ships yet.
+    ``sample_rate`` is the rate of its :class:`ResponseAudio` frames.
     """
 
     capabilities: RealtimeCapabilities
+    sample_rate: int
 
     @abc.abstractmethod
-    async def run(
+    def session(
         self,
-        audio_in: trio.MemoryReceiveChannel[AudioFrame],
-        events: trio.MemorySendChannel[Any],
         *,
-        chat_ctx: ChatContext,
-        tools: Sequence[FunctionTool],
-    ) -> None:
-        """Run one realtime session until ``audio_in`` closes."""
+        instructions: str = "",
+        chat_ctx: ChatContext | None = None,
+        tools: Sequence[FunctionTool] = (),
+        conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
+    ) -> AsyncContextManager[RealtimeSession]:
+        """Open a conversation that starts from ``chat_ctx``.
+
+        Entering it connects and configures the model (a refused key or a
+        refused configuration raises there); a lost connection is restored
+        within ``conn_options``' retry budget, and one that cannot be is
+        raised by the ``async with``.
+        """
 
 
 # ---------------------------------------------------------------------------

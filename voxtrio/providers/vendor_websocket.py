@@ -30,8 +30,8 @@ try:
     )
 except ImportError as missing:  # pragma: no cover - depends on the install
     raise ImportError(
-        "voxtrio's Deepgram, ElevenLabs and Cartesia providers need trio-websocket: "
-        "pip install 'voxtrio[deepgram]' (or [elevenlabs], [cartesia])"
+        "voxtrio's WebSocket providers (Deepgram, ElevenLabs, Cartesia, the realtime models) need "
+        "trio-websocket: pip install 'voxtrio[deepgram]' (or [elevenlabs], [cartesia], [openai], [gemini])"
     ) from missing
 
 from ..errors import APIConnectionError, APIError, APIStatusError, APITimeoutError
