@@ -35,9 +35,9 @@ RATE = 48_000
 def microphone(path: Path, gap: float, lead: float) -> float:
     import soxr
 
+    from voxtrio.audio_files import write_audio_file
     from voxtrio.demo import CALLER_LINES
     from voxtrio.providers.piper_tts import PiperTTS
-    from voxtrio.wav import write_wav
 
     voice = PiperTTS(noise_scale=0.0, noise_w_scale=0.0, length_scale=1.05)
     voice.load()
@@ -49,7 +49,7 @@ def microphone(path: Path, gap: float, lead: float) -> float:
     track = np.zeros(int(at * RATE), np.int16)
     for start, speech in pieces:
         track[int(start * RATE) : int(start * RATE) + len(speech)] = speech
-    write_wav(path, track, RATE)
+    write_audio_file(path, track, RATE)
     return at
 
 

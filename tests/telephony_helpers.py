@@ -10,12 +10,12 @@ import numpy as np
 import trio
 
 import voxtrio
+from voxtrio.audio_files import read_audio_file
 from voxtrio.providers.energy_vad import EnergyVAD
 from voxtrio.testing import LLMResponse, ScriptedLLM
 from voxtrio.testing.model_free import ToneTTS
 from voxtrio.testing.phone import LinesSTT, PlivoWire, TelnyxWire, TwilioWire, VonageWire
 from voxtrio.transports.telephony import Plivo, TelephonyServer, Telnyx, Twilio, Vonage
-from voxtrio.wav import read_wav
 
 TWILIO_TOKEN = "twilio-auth-token-for-tests"
 PLIVO_TOKEN = "plivo-auth-token-for-tests"
@@ -77,7 +77,7 @@ async def running_server(entrypoint: Callable[..., Any], providers: list[Any], *
 def fixture_audio(name: str) -> np.ndarray:
     from pathlib import Path
 
-    return read_wav(Path(__file__).parent / "fixtures" / "phone" / f"{name}.wav").samples
+    return read_audio_file(Path(__file__).parent / "fixtures" / "phone" / f"{name}.wav").data
 
 
 def weather_session(**options: Any) -> voxtrio.AgentSession:

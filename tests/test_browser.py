@@ -32,7 +32,7 @@ import pytest
 import trio
 
 import voxtrio
-from voxtrio.wav import write_wav
+from voxtrio.audio_files import write_audio_file
 
 from serving import running_server
 
@@ -63,7 +63,7 @@ def fake_microphone(path: Path, pieces: list[tuple[float, np.ndarray | None]], t
     for start, samples in pieces:
         offset = int(start * MIC_RATE)
         track[offset : offset + len(samples)] = samples[: len(track) - offset]
-    write_wav(path, track, MIC_RATE)
+    write_audio_file(path, track, MIC_RATE)
     return path
 
 

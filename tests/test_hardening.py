@@ -21,6 +21,7 @@ import trio
 import voxtrio
 from voxtrio import FunctionTool, function_tool
 from voxtrio.audio import AudioFrame
+from voxtrio.audio_files import read_audio_file, write_audio_file
 from voxtrio.messages import STTEvent, VADEvent
 from voxtrio.providers.base import (
     LLM,
@@ -49,7 +50,6 @@ from voxtrio.testing.scripted import ArrayTransport, ScriptedAudioOutput, Script
 from voxtrio.testing import silence, tone
 from voxtrio.transports.base import Transport
 from voxtrio.transports.file import FileTransport
-from voxtrio.wav import read_wav, write_wav
 
 
 def scripted_session(llm=(), **options):
@@ -748,7 +748,7 @@ def short_call(tmp_path):
     """0.5 s of silence, 1 s of tone, 0.5 s of silence at 16 kHz."""
     samples = np.concatenate([silence(0.5), tone(1.0), silence(0.5)])
     path = tmp_path / "call.wav"
-    write_wav(path, samples, 16_000)
+    write_audio_file(path, samples, 16_000)
     return path
 
 
@@ -790,14 +790,14 @@ async def test_the_end_of_the_input_flushes_the_recognizer_so_the_last_turn_is_k
 def test_a_wav_whose_data_chunk_says_zero_bytes_is_read_with_a_warning(tmp_path):
     path = tmp_path / "streamed.wav"
     samples = tone(0.5)
-    write_wav(path, samples, 16_000)
+    write_audio_file(path, samples, 16_000)
     data = bytearray(path.read_bytes())
     at = data.index(b"data") + 4
     data[at : at + 4] = b"\0\0\0\0"  # what a recorder that never finished its header leaves
     path.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="0 bytes"):
-        audio = read_wav(path)
-    assert np.array_equal(audio.samples, samples)
+        audio = read_audio_file(path)
+    assert np.array_equal(audio.data, samples)
 
 
 # -- 7. the input path's delay is low and reported -------------------------------------------------

@@ -15,9 +15,9 @@ import pytest
 import trio
 
 import voxtrio
+from voxtrio.audio_files import read_audio_file, write_audio_file
 from voxtrio.clock import FastForwardClock
 from voxtrio.testing import word_error_rate
-from voxtrio.wav import read_wav, write_wav
 
 LINES = [
     "What is the weather like in Lisbon today?",
@@ -58,7 +58,7 @@ def test_a_spoken_call_is_heard_answered_with_tools_and_handed_off(tmp_path, exa
         starts.append(sum(len(p) for p in pieces) / rate)
         pieces += [caller.render(line), np.zeros(int(GAP * rate), np.int16)]
     mono = np.concatenate(pieces)
-    write_wav(tmp_path / "call.wav", np.repeat(mono, 2), rate, 2)
+    write_audio_file(tmp_path / "call.wav", np.repeat(mono, 2), rate, 2)
 
     transport = FileTransport(
         tmp_path / "call.wav",
@@ -96,8 +96,8 @@ def test_a_spoken_call_is_heard_answered_with_tools_and_handed_off(tmp_path, exa
         assert answers, f"no answer between {end} and {following}"
     assert [t["first_audio"] is not None for t in document["turn_timings"]] == [True, True, True]
 
-    agent = read_wav(tmp_path / "agent.wav")
-    samples = agent.samples.astype(np.float64)
+    agent = read_audio_file(tmp_path / "agent.wav")
+    samples = agent.data.astype(np.float64)
     window = agent.sample_rate // 10
     energy = np.sqrt(np.mean(samples[: len(samples) // window * window].reshape(-1, window) ** 2, axis=1))
     voiced = energy > 500
@@ -105,5 +105,5 @@ def test_a_spoken_call_is_heard_answered_with_tools_and_handed_off(tmp_path, exa
     for line_start in starts:
         # the agent is quiet while the caller speaks (no barge-in in this call)
         assert not voiced[int(line_start * 10) + 2 : int(line_start * 10) + 12].any()
-    call = read_wav(tmp_path / "conversation.wav")
+    call = read_audio_file(tmp_path / "conversation.wav")
     assert call.num_channels == 2 and call.duration >= len(mono) / rate

@@ -14,9 +14,9 @@ pytest.importorskip("h11")
 import fake_openai  # noqa: E402
 import voxtrio  # noqa: E402
 from loopback_http import Reply, Stream  # noqa: E402
+from voxtrio.audio_files import wav_bytes  # noqa: E402
 from voxtrio.providers import openai  # noqa: E402
 from voxtrio.testing import ScriptedTransport, ScriptedVAD, UserSpeech, running  # noqa: E402
-from voxtrio.wav import wav_bytes  # noqa: E402
 
 STT_PATH = "/audio/transcriptions"
 TTS_PATH = "/audio/speech"

@@ -1,9 +1,11 @@
 """Recording a session: the stereo call on the session clock, cut where the agent was
-interrupted, streamed so that a killed process leaves what it had heard."""
+interrupted, silent while its output was paused, streamed so that a killed process leaves
+what it had heard."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from voxtrio.audio import AudioFrame
 from voxtrio.recording import RecordingOptions, recording_options
+from voxtrio.recording.stereo import StereoRecording, open_audio_file
 from voxtrio.testing import load_scenario, play
+from voxtrio.testing.scenario import PlayObserver
 from voxtrio.testing.scripted import ScriptedTTS
 
 CALL = Path(__file__).parent / "fixtures" / "traced_call.json"
@@ -65,6 +70,92 @@ async def test_the_recording_is_the_call_in_stereo_cut_where_the_agent_was_inter
     events = [json.loads(line) for line in (directory / "events.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "close" and [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     assert uploaded == [["audio." + fmt, "events.jsonl", "log.jsonl", "transcript.json"]]
+
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+PAUSABLE = sorted(p.stem for p in SCENARIOS.glob("*.json") if '"can_pause": true' in p.read_text())
+
+
+class WatchOutput(PlayObserver):
+    def on_start(self, session, transport, origin):
+        self.output, self.origin = transport.audio_output, origin
+
+
+async def record_scenario(tmp_path, caplog, name):
+    """Play a scenario with recording on; the agent's track and when the output played."""
+    scenario = load_scenario(json.loads((SCENARIOS / f"{name}.json").read_text()))
+    scenario.options["record"] = RecordingOptions(directory=tmp_path, format="wav")
+    watch = WatchOutput()
+    with caplog.at_level(logging.ERROR):
+        await play(scenario, observer=watch)
+    assert not caplog.records  # (an event callback that fails is only logged)
+    (directory,) = tmp_path.iterdir()
+    audio, rate = soundfile.read(directory / "audio.wav", dtype="int16")
+    played = [(start - watch.origin, end - watch.origin) for start, end in watch.output.playing_intervals()]
+    return audio[:, 1], rate, played
+
+
+@pytest.mark.parametrize(
+    "name, heard, silent, seconds",
+    [
+        # a 6 s reply from 3.5; a cough pauses it at 5.55 (2.05 s played); no words, so
+        # it resumes at 7.3 and ends at 11.25 (the resampler keeps its last few ms)
+        ("false_interruption_resume", [(3.5, 5.55), (7.3, 11.2)], [(5.55, 7.3), (11.25, 11.3)], 6.0),
+        # the reply plays from 3.5, is paused at 5.55 and dropped at 6.2 by the user's
+        # words; the next reply plays 7.0 -> 7.5
+        ("pause_then_words_interrupt", [(3.5, 5.55), (7.0, 7.48)], [(5.55, 7.0), (7.5, 11.3)], 2.05 + 0.5),
+    ],
+)
+async def test_a_paused_reply_is_silent_on_the_recording_until_it_resumes_or_is_dropped(
+    tmp_path, autojump_clock, monkeypatch, caplog, name, heard, silent, seconds
+):
+    monkeypatch.setattr(ScriptedTTS, "level", 8000)
+    agent, rate, _ = await record_scenario(tmp_path, caplog, name)  # tests/scenarios/<name>.json
+    assert [agent_active(agent, rate, start, end) > 0.99 for start, end in heard] == [True] * len(heard)
+    assert [agent_active(agent, rate, start, end) for start, end in silent] == [0.0] * len(silent)
+    assert np.count_nonzero(agent) / rate == pytest.approx(seconds, abs=0.05)
+
+
+@pytest.mark.parametrize("name", PAUSABLE)
+async def test_the_agent_track_is_what_a_pausable_output_played(tmp_path, autojump_clock, monkeypatch, caplog, name):
+    monkeypatch.setattr(ScriptedTTS, "level", 8000)
+    agent, rate, played = await record_scenario(tmp_path, caplog, name)
+    expected = np.zeros(len(agent), bool)
+    for start, end in played:
+        expected[int(round(start * rate)) : int(round(end * rate))] = True
+        # all of it, but the few ms the resampler (24 to 16 kHz) keeps at the end of a speech
+        assert agent_active(agent, rate, start, end - 0.05) > 0.99, (start, end)
+    # nothing where the output was not playing (a sample of rounding at each edge)
+    widened = np.convolve(expected, np.ones(5), mode="same") > 0
+    assert not np.any(agent[~widened]), np.flatnonzero(agent[~widened])[:5] / rate
+
+
+def test_a_pause_holds_what_the_agent_had_queued_and_plays_it_from_the_resume(tmp_path):
+    recording = StereoRecording(open_audio_file(tmp_path / "a.wav", 16_000, "wav"), origin=0.0)
+
+    def agent(seconds, at, level):
+        recording.add("agent", AudioFrame(np.full(int(seconds * 16_000), level, np.int16), 16_000), at)
+
+    recording.pause(1.0)
+    agent(0.5, 0.8, 1)  # written before the pause, read after it: 0.2 s played, the rest held
+    agent(0.1, 1.5, 2)  # written while paused
+    recording.resume(2.0)
+    recording.resume(2.1)  # (once is enough)
+    agent(0.1, 2.1, 3)  # after what was held
+    recording.pause(3.0)
+    recording.resume(3.5)
+    agent(0.1, 3.2, 4)  # written during the pause, read after the resume: it plays from then
+    recording.pause(4.0)
+    agent(0.1, 4.1, 5)
+    recording.cut(4.2)  # a paused speech dropped: what it held never plays
+    recording.resume(4.5)
+    recording.flush(5.0, final=True)
+    recording.close()
+    track, _ = soundfile.read(tmp_path / "a.wav", dtype="int16")
+    expected = np.zeros(5 * 16_000, np.int16)
+    for start, end, level in [(0.8, 1.0, 1), (2.0, 2.3, 1), (2.3, 2.4, 2), (2.4, 2.5, 3), (3.5, 3.6, 4)]:
+        expected[int(start * 16_000) : int(end * 16_000)] = level
+    assert np.array_equal(track[:, 1], expected)
 
 
 KILLED = """

@@ -5,8 +5,9 @@ behind, frames are dropped and counted (by the writers), never silently lost.
 Audio reaches the disk every ``flush_interval`` (see
 :class:`voxtrio.recording.stereo.StereoRecording`); events and log records
 are appended as they happen. The session calls :meth:`on_event` for each
-event (the agent's cut at an interruption comes from there) and, after the
-close, :meth:`aclose`, which writes the transcript and runs the upload hook.
+event (where the agent's audio was heard comes from there: see
+:meth:`_follow_playback`) and, after the close, :meth:`aclose`, which writes
+the transcript and runs the upload hook.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class Recorder:
     def on_event(self, event: Event) -> None:
         if self.options is None:
             return
-        if event.type == "playback_finished" and event.interrupted and self.audio is not None:  # type: ignore[attr-defined]
-            self.audio.cut(event.created_at)
+        if self.audio is not None:
+            self._follow_playback(self.audio, event)
         if self.options.transcript:
             self.log.on_event(event)
         if self._events is not None:
@@ -130,6 +131,29 @@ class Recorder:
             self._events.flush()
         if event.type == "close":
             self._usage = event.usage  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _follow_playback(audio: StereoRecording, event: Event) -> None:
+        """Keep on the agent's track only what was heard.
+
+        The agent's audio plays only while it is not listening: the output is
+        paused from the moment a false interruption sends it to listening
+        (docs/behaviour.md, "False interruption"; between two speeches it has
+        nothing to play anyway) until it goes back to speaking or thinking,
+        its next playback starts (audible only once resumed) or the pause is
+        over (``agent_false_interruption``, resumed); an interruption cuts
+        what was queued or held, a dropped paused speech included.
+        """
+        at = event.created_at
+        if event.type == "playback_finished" and event.interrupted:  # type: ignore[attr-defined]
+            audio.cut(at)
+        elif event.type == "agent_state_changed":
+            if event.new_state == "listening":  # type: ignore[attr-defined]
+                audio.pause(at)
+            elif event.old_state == "listening":  # type: ignore[attr-defined]
+                audio.resume(at)
+        elif event.type == "playback_started" or (event.type == "agent_false_interruption" and event.resumed):  # type: ignore[attr-defined]
+            audio.resume(at)
 
     async def aclose(self) -> None:
         """After the close: finish the files, then hand the directory to the upload hook."""

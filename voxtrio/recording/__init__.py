@@ -5,7 +5,9 @@ session gets a directory named by its id under ``directory``:
 
 * ``audio.ogg`` (or ``audio.wav``): the call in stereo, the user on the
   left, the agent on the right, on the session clock. The agent's track holds
-  only what was played: a reply cut by the user stops where it was cut.
+  only what was played: a reply cut by the user stops where it was cut; one
+  paused by a false interruption is silent until it resumes (and is gone if
+  it never does).
   Written as the call goes: a crash loses at most the last second.
 * ``transcript.json``: who said what when, tool calls, hand-offs,
   interruptions, per-turn latencies and the session's usage.

@@ -3,10 +3,12 @@
 Samples are placed by the session time their frame was sent at
 (``RecordAudio.at``): a user frame has just arrived, so it ends then; an
 agent frame was just written to the output, so it plays from then, or after
-what was queued before it. Audio becomes final ``LATE_MARGIN`` seconds
-after it was heard: an agent frame queued ahead may still be cut by an
-interruption until it has played (:meth:`cut`), and a user frame may arrive a
-little late. What is final is appended to the file at each :meth:`flush`.
+what was queued before it, unless the output is paused: what it holds then
+plays from :meth:`resume` (:meth:`pause`). Audio becomes final
+``LATE_MARGIN`` seconds after it was heard: an agent frame queued ahead may
+still be paused, or cut by an interruption, until it has played
+(:meth:`cut`), and a user frame may arrive a little late. What is final is
+appended to the file at each :meth:`flush`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class StereoRecording:
         # Where each track's next sample goes (absolute sample index).
         self._ends = [0, 0]
         self._resamplers: dict[tuple[int, int], soxr.ResampleStream] = {}
+        # Agent audio the paused output holds (None: not paused), and the
+        # sample the pause began at: nothing of the agent's plays from there
+        # until the resume.
+        self._held: np.ndarray | None = None
+        self._paused_at = 0
         self.late_samples = 0
         """User samples that came after their place had been written (dropped)."""
 
@@ -69,12 +76,20 @@ class StereoRecording:
         return resampler.resample_chunk(samples)
 
     def add(self, track: Literal["user", "agent"], frame: AudioFrame, at: float) -> None:
-        channel = 0 if track == "user" else 1
-        samples = self._mono(frame, channel)
         if track == "user":
-            start = max(self._index(at) - len(samples), self._ends[0])
-        else:
-            start = max(self._index(at), self._ends[1])
+            samples = self._mono(frame, 0)
+            self._place(0, samples, max(self._index(at) - len(samples), self._ends[0]))
+            return
+        samples = self._mono(frame, 1)
+        start = max(self._index(at), self._ends[1])
+        if self._held is not None:
+            # What would play past the pause waits for the resume.
+            audible = max(0, min(len(samples), self._paused_at - start))
+            self._held = np.concatenate([self._held, samples[audible:]])
+            samples = samples[:audible]
+        self._place(1, samples, start)
+
+    def _place(self, channel: int, samples: np.ndarray, start: int) -> None:
         self._ends[channel] = start + len(samples)
         if start < self.written:
             skipped = min(len(samples), self.written - start)
@@ -88,18 +103,41 @@ class StereoRecording:
             self._buffer = grown
         self._buffer[offset:needed, channel] = samples
 
-    def cut(self, at: float) -> None:
-        """The agent was interrupted at ``at``: what it had queued past then never played."""
+    def _take_agent_audio(self, at: float) -> tuple[int, np.ndarray]:
+        """Where ``at`` falls, and the agent audio queued past it, taken off the track."""
         index = max(self._index(at), self.written)
+        taken = np.zeros(0, np.int16)
         if self._ends[1] > index:
-            self._buffer[index - self.written : self._ends[1] - self.written, 1] = 0
+            piece = self._buffer[index - self.written : self._ends[1] - self.written, 1]
+            taken = piece.copy()
+            piece[:] = 0
             self._ends[1] = index
+        return index, taken
+
+    def cut(self, at: float) -> None:
+        """The agent was interrupted at ``at``: what it had queued past then, or
+        what a pause held, never played."""
+        self._take_agent_audio(at)
+        if self._held is not None:
+            self._held = self._held[:0]
+
+    def pause(self, at: float) -> None:
+        """The agent's output stopped playing at ``at`` (a pause, or nothing to play)."""
+        if self._held is None:
+            self._paused_at, self._held = self._take_agent_audio(at)
+
+    def resume(self, at: float) -> None:
+        """The agent's output plays again from ``at``, what it held first."""
+        if self._held is None:
+            return
+        held, self._held = self._held, None
+        self._place(1, held, max(self._index(at), self._ends[1]))
 
     def flush(self, now: float, *, final: bool = False) -> None:
         """Write what is final at ``now`` (everything heard until then, when ``final``)."""
         until = self._index(now) if final else self._index(now - LATE_MARGIN)
         if final:
-            # What the agent had queued but did not play by the close is not part of the call.
+            # What the agent had queued (or paused) but did not play by the close is not part of the call.
             self.cut(now)
             until = max(until, self._ends[0])
         count = until - self.written

@@ -19,8 +19,8 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
+from ..audio_files import PathLike
 from ..transports.file import RecordingTransport
-from ..wav import PathLike
 
 
 class SimulatedCaller(RecordingTransport):

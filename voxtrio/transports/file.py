@@ -1,7 +1,8 @@
-"""FileTransport: the user's side of a call from a WAV file, the agent's side to files.
+"""FileTransport: the user's side of a call from a sound file, the agent's side to files.
 
-The input is any WAV :func:`voxtrio.wav.read_wav` reads (any rate, mono or
-stereo; AudioIn converts). It is played into the session in chunks at the
+The input is any file :func:`voxtrio.audio_files.read_audio_file` reads (WAV in
+any sample format, FLAC, OGG/Opus...; any rate, mono or stereo; AudioIn
+converts). It is played into the session in chunks at the
 pace of the trio clock, as a microphone would deliver it: real time under
 trio's own clock, as fast as the models allow under
 :class:`voxtrio.clock.FastForwardClock` (which skips only idle waits, so turns
@@ -12,7 +13,8 @@ go quiet) until the agent has finished answering: nothing has happened for
 ``settle`` seconds and the agent is listening. Then the call is over: the
 input ends and the session is asked to shut down (``close_at_end``).
 
-When the session ends, :meth:`aclose` writes what was asked for:
+When the session ends, :meth:`aclose` writes what was asked for (the audio
+as WAV, FLAC or OGG/Opus, by the file's extension):
 
 * ``output_path``: the agent's audio on the call's timeline (silence where it
   did not speak, so it lines up with the input);
@@ -32,9 +34,9 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
+from ..audio_files import PathLike, read_audio_file, writable_format, write_audio_file
 from ..transcript import ConversationLog
 from ..validation import check_number
-from ..wav import PathLike, read_wav, write_wav
 from .base import AudioOutput, Transport
 
 if TYPE_CHECKING:
@@ -136,6 +138,8 @@ class RecordingTransport(Transport):
         ):
             if path is not None:
                 _check_writable(path, option)
+                if option != "transcript_path":
+                    writable_format(path)
         self.output_path = output_path
         self.conversation_path = conversation_path
         self.transcript_path = transcript_path
@@ -170,7 +174,7 @@ class RecordingTransport(Transport):
         agent = self.output.render(origin)
         rate = self.output.sample_rate or self.heard.sample_rate or 16_000
         if self.output_path is not None:
-            write_wav(self.output_path, agent, rate)
+            write_audio_file(self.output_path, agent, rate)
         if self.conversation_path is not None:
             user = self.heard.render(origin)
             if self.heard.sample_rate not in (None, rate):
@@ -181,7 +185,7 @@ class RecordingTransport(Transport):
             stereo = np.zeros((length, 2), np.int16)  # the user on the left, the agent on the right
             stereo[: len(user), 0] = user
             stereo[: len(agent), 1] = agent
-            write_wav(self.conversation_path, stereo.reshape(-1), rate, 2)
+            write_audio_file(self.conversation_path, stereo.reshape(-1), rate, 2)
         if self.transcript_path is not None:
             document: dict[str, Any] = {
                 **self.description,
@@ -216,7 +220,7 @@ class FileTransport(RecordingTransport):
             description={"input": os.fspath(input_path)},
         )
         # A bad file or value fails here, before any session starts.
-        self.input = read_wav(input_path)
+        self.input = read_audio_file(input_path)
         self.chunk_duration = check_number(
             chunk_duration, "chunk_duration", minimum=MIN_CHUNK_DURATION, maximum=MAX_CHUNK_DURATION
         )
@@ -230,11 +234,11 @@ class FileTransport(RecordingTransport):
         started = trio.current_time()
         self.log.origin = started
         index = 0
-        for offset in range(0, len(audio.samples), per_chunk):
+        for offset in range(0, len(audio.data), per_chunk):
             index += 1
             # A chunk exists once it has been recorded: it arrives at its end.
             await trio.sleep_until(started + index * self.chunk_duration)
-            piece = np.ascontiguousarray(audio.samples[offset : offset + per_chunk])
+            piece = np.ascontiguousarray(audio.data[offset : offset + per_chunk])
             await self._send(frames, AudioFrame(piece, audio.sample_rate, audio.num_channels))
         silence = np.zeros(per_chunk, np.int16)
         give_up = trio.current_time() + self.max_answer_wait

@@ -11,9 +11,9 @@ import json
 from typing import Mapping
 
 from ...audio import AudioFrame
+from ...audio_files import wav_bytes
 from ..base import STTEvent
 from ...options import APIConnectOptions
-from ...wav import wav_bytes
 from ..base import DEFAULT_CONN_OPTIONS, STT as BaseSTT, STTCapabilities
 from ..http_api import protocol_error
 from .connection import VENDOR, openai_client
