@@ -12,6 +12,8 @@ Read top to bottom, this module is the data flow of a session::
     AudioIn ──InputEnded──► Turn  (the input is over; the recognizer was flushed)
     Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
+    AudioIn ──AudioFrame──► RealtimeLink ──VADEvent / STTEvent (the server's)──► Turn
+    RealtimeLink ──RealtimeResponse──► Planner ──RealtimeInterrupt / ...──► RealtimeLink
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
     anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
     AgentSession (the public API) ──Say / GenerateReply / Interrupt / ...──► Planner
@@ -37,7 +39,15 @@ from ._sync import Flag, Future
 from .audio import AudioFrame
 from .events import UserTurnExceeded
 from .options import NOT_GIVEN
-from .providers.base import STTEvent, VADEvent
+from .providers.base import (
+    RealtimeFunctionCall,
+    ResponseAudio,
+    ResponseDone,
+    ResponseTextDelta,
+    ResponseTranscriptDelta,
+    STTEvent,
+    VADEvent,
+)
 
 if TYPE_CHECKING:
     import trio
@@ -370,6 +380,57 @@ class PlayoutResult:
 
 
 # ---------------------------------------------------------------------------
+# RealtimeLink <-> Planner: a realtime model's responses, and what the Planner asks of it
+# ---------------------------------------------------------------------------
+
+# What one response of the model says, in order; ResponseDone ends it.
+ResponseOutput = Union[ResponseAudio, ResponseTranscriptDelta, ResponseTextDelta, RealtimeFunctionCall, ResponseDone]
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeResponse:
+    """The model started response ``response_id``: the Planner speaks it.
+
+    ``output`` is the response's own stream (its audio comes faster than
+    real time and the Speaker plays it at real-time pace: the link never
+    waits on it, so that the user's speech events are never held up).
+    """
+
+    response_id: str
+    output: trio.MemoryReceiveChannel[ResponseOutput]
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeReplyRequested:
+    """``generate_reply()``: ask the model for a response."""
+
+    instructions: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeInterrupt:
+    """Stop the running response; of message ``item_id`` the user heard ``played`` seconds."""
+
+    item_id: str | None
+    played: float
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeToolOutput:
+    call_id: str
+    output: str
+    reply: bool
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeAddMessage:
+    """What the agent said through its TTS (a ``say()``), so the model knows it."""
+
+    role: Literal["user", "assistant", "system"]
+    text: str
+
+
+# ---------------------------------------------------------------------------
 # Anyone -> Session: supervision
 # ---------------------------------------------------------------------------
 
@@ -378,7 +439,7 @@ class PlayoutResult:
 class ProviderFailed:
     """A provider request failed for good (after its retries)."""
 
-    source: Literal["stt", "llm", "tts", "vad"]
+    source: Literal["stt", "llm", "tts", "vad", "realtime"]
     error: BaseException
 
 
@@ -426,6 +487,7 @@ PlannerMessage = Union[
     DrainActivity,
     OptionsChanged,
     RunAgentTask,
+    RealtimeResponse,
 ]
 TurnMessage = Union[
     VADEvent,
@@ -443,6 +505,7 @@ TurnMessage = Union[
 # observations (a VAD provider writes there itself: checked as it arrives).
 TurnEvent = Union[VADEvent, STTEvent]
 RecognizerMessage = Union[FlushRecognizer, ResetRecognizer, OptionsChanged]
+RealtimeLinkMessage = Union[RealtimeReplyRequested, RealtimeInterrupt, RealtimeToolOutput, RealtimeAddMessage]
 AudioInMessage = Union[SetRecognizerMuted, SetAudioInput]
 SpeakerMessage = Union[
     SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged

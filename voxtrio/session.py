@@ -26,6 +26,7 @@ import trio
 from ._sync import Future
 from .actors.audio_in import AudioIn
 from .actors.planner import Planner, Stage, current_caller, current_worker
+from .actors.realtime import RealtimeLink
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
 from .actors.supervisor import CloseInfo, SessionSupervisor
@@ -50,7 +51,7 @@ from .messages import (
     SetAudioInput,
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
-from .providers.base import LLM, STT, TTS, VAD
+from .providers.base import LLM, STT, TTS, VAD, RealtimeModel
 from .recording import RecordingOptions, recording_options
 from .run_result import RunResult
 from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
@@ -207,8 +208,11 @@ class AgentSession:
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
             speaker_tts = agent.override("tts", self.tts)
-            has_stt = has_input and stt is not None
-            has_vad = has_input and vad is not None
+            # A realtime model hears the user itself: no VAD, no recognizer.
+            model = agent.override("llm", self.llm)
+            realtime = model if isinstance(model, RealtimeModel) else None
+            has_stt = has_input and stt is not None and realtime is None
+            has_vad = has_input and vad is not None and realtime is None
             # A VAD that decides in microseconds runs inside AudioIn.
             detector = vad.detector() if has_vad else None
             streaming = has_stt and stt.capabilities.streaming
@@ -216,6 +220,7 @@ class AgentSession:
                 audio_input=has_input,
                 recognizer=None if not has_stt else "streaming" if streaming else "segmented",
                 vad_actor=has_vad and detector is None,
+                realtime=realtime is not None,
             )
             speaker = self._speaker = Speaker(
                 tts=speaker_tts,
@@ -239,6 +244,7 @@ class AgentSession:
                 turn_inbox=links.turn,
                 session_inbox=links.supervisor,
                 can_pause=speaker.can_pause,
+                realtime=links.realtime.control if links.realtime else None,
             )
             supervisor = self._supervisor = SessionSupervisor(
                 bus=bus,
@@ -259,9 +265,24 @@ class AgentSession:
                 supervisor=links.supervisor,
                 recognizer=links.recognizer.control if links.recognizer else None,
                 audio_in=links.audio_in,
-                has_stt=has_stt,
-                has_vad=has_vad,
+                has_stt=has_stt or (realtime is not None and realtime.capabilities.user_transcription),
+                has_vad=has_vad or (realtime is not None and realtime.capabilities.turn_detection),
+                server_turns=realtime is not None and realtime.capabilities.turn_detection,
             )
+            realtime_link = None
+            if realtime is not None and links.realtime is not None:
+                realtime_link = RealtimeLink(
+                    model=realtime,
+                    instructions=agent.instructions,
+                    chat_ctx=agent.chat_ctx,
+                    tools=flatten_tools([*agent.tool_items, *self._tools]),
+                    conn_options=options.conn_options.llm_conn_options,
+                    bus=bus,
+                    ends=links.realtime,
+                    turn_events=links.turn_events,
+                    planner=planner.inbox,
+                    supervisor=links.supervisor,
+                )
             recognizer = vad_actor = audio_in = None
             if has_input:
                 assert transport is not None
@@ -293,7 +314,7 @@ class AgentSession:
                     inbox=links.audio_in_inbox,
                     supervisor=links.supervisor,
                     vad=links.vad_frames,
-                    recognizer=ends.audio if ends else None,
+                    recognizer=ends.audio if ends else links.realtime.audio if links.realtime else None,
                     recorder=recorder.inbox if self._record else None,
                     turn=links.turn,
                     state=state,
@@ -306,7 +327,7 @@ class AgentSession:
                     ),
                 )
             async with trio.open_nursery() as actors:
-                for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
+                for actor in (supervisor, recorder, speaker, turn, planner, realtime_link, recognizer, vad_actor, audio_in):
                     if actor is not None:
                         await actors.start(actor.run)
                 # Providers with work of their own (a fallback adapter's probes) do it here.

@@ -67,6 +67,7 @@ class Turn:
         audio_in: AudioInLink | None,
         has_stt: bool,
         has_vad: bool,
+        server_turns: bool = False,
     ) -> None:
         self._bus = bus
         self._inbox = inbox
@@ -79,7 +80,7 @@ class Turn:
         # to turn the input on or off (push-to-talk; None: no audio input)
         self._audio_in = audio_in
         # the parts, which own the Turn's state (see the module docstring)
-        self._settings = TurnSettings(options=options, has_stt=has_stt, has_vad=has_vad)
+        self._settings = TurnSettings(options=options, has_stt=has_stt, has_vad=has_vad, server_turns=server_turns)
         self._tasks = Tasks()
         self._clock = AudioClock()
         self._heard = Utterance()
@@ -222,7 +223,8 @@ class Turn:
         # recognizer's own boundaries move it too).
         self._presence.set("speaking", self._barge_in.agent)
         self._barge_in.hold(True)
-        if event.speech_duration >= self._settings.options.min_interruption_duration:
+        long_enough = event.speech_duration >= self._settings.options.min_interruption_duration
+        if long_enough or self._settings.detection.server_turns:
             self._barge_in.interrupt("vad", heard)
 
     def _end_of_speech(self, end: float) -> None:

@@ -1,0 +1,225 @@
+"""A realtime agent's whole call: AgentSession over openai.RealtimeModel against
+the local Realtime server (tests/loopback/openai_realtime.py).
+
+The clock: trio's MockClock with autojump, real sockets on loopback (as in
+test_openai_realtime.py). The transport sends 20 ms of silence every 20 ms;
+what the server "hears" is scripted in seconds of that audio.
+"""
+
+import pytest
+import trio
+
+import voxtrio
+from voxtrio.providers import openai
+from voxtrio.testing import ScriptedTransport, ScriptedTTS
+from voxtrio.tools import function_tool
+
+from loopback.openai_realtime import Call, Fail, FakeRealtime, Reply, Say, Turn
+from loopback.server import Fault
+
+weather_calls = []
+
+
+@function_tool
+async def get_weather(city: str) -> str:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    weather_calls.append(city)
+    return f"sunny in {city}"
+
+
+def make_model(server, **options):
+    return openai.RealtimeModel(api_key="test-key", base_url=f"{server.url}/v1/realtime", **options)
+
+
+async def call(server, seconds, *, agent=None, during=None, tts=None, **options):
+    """Run a session for ``seconds`` against ``server``; ``during(session)``
+    runs alongside. Returns (session, transport, events)."""
+    async with server.running():
+        agent = agent or voxtrio.Agent(instructions="You are helpful.", llm=make_model(server), tools=[get_weather])
+        session = voxtrio.AgentSession(tts=tts, **options)
+        transport = ScriptedTransport()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, agent, transport)
+            if during is not None:
+                nursery.start_soon(during, session)
+            await trio.sleep(seconds)
+            await session.aclose()
+            nursery.cancel_scope.cancel()
+    return session, transport, session.recorded_events
+
+
+def of_type(events, name):
+    return [event for event in events if event.type == name]
+
+
+def messages(session):
+    return [(item.role, item.text_content, item.interrupted) for item in session.history.items if item.type == "message"]
+
+
+def sent(server, kind, connection=0):
+    return [event for event in server.connections[connection].texts if event.get("type") == kind]
+
+
+async def test_a_turn_is_heard_transcribed_and_answered_with_the_models_audio(autojump_clock):
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.5, "hello there")],
+        replies=[Reply((Say("Hi, how can I help?", 1.0),))],
+    )
+    session, transport, events = await call(server, 5.0)
+    assert messages(session) == [("user", "hello there", False), ("assistant", "Hi, how can I help?", False)]
+    played = sum(seconds for _, seconds in transport.audio_output.writes)
+    assert played == pytest.approx(1.0, abs=0.03)
+    names = [event.type for event in events]
+    for name in ("speech_created", "playback_started", "playback_finished", "conversation_item_added", "close"):
+        assert name in names
+    states = [event.new_state for event in of_type(events, "agent_state_changed")]
+    assert states[:4] == ["listening", "thinking", "speaking", "listening"]
+    users = [event.new_state for event in of_type(events, "user_state_changed")]
+    assert users[:2] == ["speaking", "listening"]
+    realtime = [event for event in of_type(events, "metrics_collected") if event.kind == "realtime"]
+    assert realtime and realtime[0].metrics["prompt_tokens"] == 120
+    assert of_type(events, "close")[0].reason == "user_initiated"
+
+
+async def test_a_tool_call_runs_and_its_output_goes_back_for_the_follow_up(autojump_clock):
+    weather_calls.clear()
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.5, "weather in Paris")],
+        replies=[Reply((Call("get_weather", '{"city": "Paris"}'),)), Reply((Say("It is sunny in Paris.", 1.0),))],
+    )
+    session, transport, events = await call(server, 6.0)
+    assert weather_calls == ["Paris"]
+    kinds = [item.type for item in session.history.items if item.type != "agent_handoff"]
+    assert kinds == ["message", "function_call", "function_call_output", "message"]
+    assert messages(session)[-1] == ("assistant", "It is sunny in Paris.", False)
+    outputs = [e["item"] for e in sent(server, "conversation.item.create") if e["item"]["type"] == "function_call_output"]
+    assert [(o["call_id"], o["output"]) for o in outputs] == [("call_1", "sunny in Paris")]
+    assert len(sent(server, "response.create")) == 1  # the follow-up, asked with the output
+    executed = of_type(events, "function_tools_executed")
+    assert len(executed) == 1
+    # The follow-up is the same speech's next step, as in a pipeline.
+    assert len(of_type(events, "speech_created")) == 1
+
+
+async def test_a_barge_in_truncates_the_reply_where_the_user_stopped_hearing_it(autojump_clock):
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.0, "tell me a story"), Turn(3.0, 3.5, "stop")],
+        replies=[Reply((Say("Once upon a time there was a very long story to tell.", 5.0),)),
+                 Reply((Say("Okay.", 0.5),))],
+    )
+    session, transport, events = await call(server, 8.0)
+    finished = of_type(events, "playback_finished")
+    assert finished[0].interrupted
+    position = finished[0].position
+    (truncate,) = server.truncations
+    assert truncate["audio_end_ms"] == int(position * 1000)
+    # What the device played of the first reply is that position.
+    first_interval = transport.audio_output.playing_intervals()[0]
+    assert first_interval[1] - first_interval[0] == pytest.approx(position, abs=0.03)
+    assert 1.0 < position < 2.5
+    said = messages(session)
+    assert said[0] == ("user", "tell me a story", False)
+    assert said[1][0] == "assistant" and said[1][2] is True
+    assert "Once upon a time there was a very long story to tell.".startswith(said[1][1])
+    assert said[2:] == [("user", "stop", False), ("assistant", "Okay.", False)]
+
+
+async def test_generate_reply_asks_the_model_with_its_instructions(autojump_clock):
+    server = FakeRealtime(replies=[Reply((Say("Welcome!", 0.6),))])
+    handles = []
+
+    async def greet(session):
+        await trio.sleep(0.2)
+        handle = session.generate_reply(instructions="Greet the user.")
+        handles.append(handle)
+        await handle
+
+    session, transport, events = await call(server, 3.0, during=greet)
+    (create,) = sent(server, "response.create")
+    assert create["response"]["instructions"] == "Greet the user."
+    assert handles[0].done() and not handles[0].interrupted
+    assert messages(session) == [("assistant", "Welcome!", False)]
+    assert [e.speech_id for e in of_type(events, "speech_created")] == [handles[0].id]
+
+
+async def test_say_speaks_through_the_tts_and_the_model_hears_it(autojump_clock):
+    server = FakeRealtime()
+
+    async def say(session):
+        await trio.sleep(0.2)
+        await session.say("Hello from the TTS.")
+
+    session, transport, events = await call(server, 4.0, during=say, tts=ScriptedTTS([], default_chars_per_second=20.0))
+    assert messages(session) == [("assistant", "Hello from the TTS.", False)]
+    added = [e["item"] for e in sent(server, "conversation.item.create") if e["item"]["type"] == "message"]
+    assert [(a["role"], a["content"][0]["text"]) for a in added] == [("assistant", "Hello from the TTS.")]
+    assert sum(seconds for _, seconds in transport.audio_output.writes) > 0.5
+
+
+async def test_interrupt_cancels_the_response_and_truncates_it(autojump_clock):
+    server = FakeRealtime(turns=[Turn(0.5, 1.0, "talk")], replies=[Reply((Say("A long answer goes here.", 6.0),))])
+
+    async def cut(session):
+        await trio.sleep(2.5)
+        await session.interrupt()
+
+    session, transport, events = await call(server, 5.0, during=cut)
+    (finished,) = of_type(events, "playback_finished")
+    assert finished.interrupted
+    assert len(sent(server, "response.cancel")) == 1
+    (truncate,) = server.truncations
+    assert truncate["audio_end_ms"] == int(finished.position * 1000)
+    assert messages(session)[1][2] is True
+
+
+async def test_a_connection_that_cannot_be_restored_closes_the_session_with_an_error(autojump_clock):
+    server = FakeRealtime(faults=[Fault(kind="reject", status=401)])
+    session, transport, events = await call(server, 3.0)
+    errors = of_type(events, "error")
+    assert errors and errors[0].source == "realtime" and not errors[0].recoverable
+    assert of_type(events, "close")[0].reason == "error"
+
+
+async def test_a_refused_request_is_a_recoverable_error_and_the_call_goes_on(autojump_clock):
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.0, "hi"), Turn(2.5, 3.0, "hello?")],
+        replies=[Reply((Fail(),)), Reply((Say("Hello!", 0.5),))],
+    )
+    session, transport, events = await call(server, 5.0)
+    errors = of_type(events, "error")
+    assert errors and all(e.source == "realtime" and e.recoverable for e in errors)
+    assert messages(session)[-1] == ("assistant", "Hello!", False)
+    assert of_type(events, "close")[0].reason == "user_initiated"
+
+
+async def test_nothing_of_the_realtime_path_outlives_main(autojump_clock):
+    server = FakeRealtime(turns=[Turn(0.5, 1.0, "hi")], replies=[Reply((Say("A reply that is still playing.", 5.0),))])
+    async with server.running():
+        agent = voxtrio.Agent(instructions="x", llm=make_model(server))
+        session = voxtrio.AgentSession()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, agent, ScriptedTransport())
+            await trio.sleep(2.0)
+            session.shutdown(drain=False)
+            while session.running:
+                await trio.sleep(0.01)
+            # main has returned: its connection to the model is closed.
+            assert server.connections[0].client_gone_at is not None
+            assert len(nursery.child_tasks) == 0
+    assert session.last_close.reason == "user_initiated"
+
+
+async def test_drain_lets_the_response_play_out(autojump_clock):
+    server = FakeRealtime(turns=[Turn(0.5, 1.0, "hi")], replies=[Reply((Say("A reply that plays to its end.", 2.0),))])
+
+    async def drain(session):
+        await trio.sleep(1.6)
+        await session.drain()
+
+    session, transport, events = await call(server, 5.0, during=drain)
+    (finished,) = of_type(events, "playback_finished")
+    assert not finished.interrupted and finished.position == pytest.approx(2.0, abs=0.03)

@@ -1,0 +1,195 @@
+"""RealtimeLink: a realtime (speech-to-speech) model in place of VAD, STT, LLM and TTS.
+
+The link owns the model's conversation (``async with model.session(...)``,
+in its own task: the connection lives and dies inside ``session.main``).
+AudioIn feeds it the user's audio as it would feed a recognizer. What the
+model does is passed on in the session's own terms, so that the Turn and
+the Planner keep their rules:
+
+* the server's turn detection (``InputSpeechStarted``/``Stopped``) reaches
+  the Turn as VAD events, and the user's transcription
+  (``InputTranscription``) as the recognizer's interim and final events;
+* each response reaches the Planner as a :class:`RealtimeResponse` with its
+  own stream (audio, transcript or text, function calls, its end), which
+  the Planner speaks as one speech;
+* the Planner's requests (a reply, an interruption with the position heard,
+  tool outputs, what a TTS said) come in on the link's control inbox.
+
+A vendor error the conversation survives is a recoverable ``error`` event; a
+conversation that cannot go on (the ``async with`` raises) is a
+``ProviderFailed(source="realtime")``: the session has no other way to hear
+or speak, so the supervisor closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Sequence, assert_never
+
+import trio
+
+from ..chat import ChatContext
+from ..errors import describe_error
+from ..events import ErrorEvent, EventBus
+from ..links import PlannerLink, RealtimeEnds, SupervisorLink, TurnEventLink
+from ..messages import (
+    ProviderFailed,
+    RealtimeAddMessage,
+    RealtimeInterrupt,
+    RealtimeReplyRequested,
+    RealtimeResponse,
+    RealtimeToolOutput,
+    ResponseOutput,
+)
+from ..options import APIConnectOptions
+from ..providers.base import (
+    FunctionCallsCancelled,
+    InputSpeechStarted,
+    InputSpeechStopped,
+    InputTranscription,
+    RealtimeError,
+    RealtimeEvent,
+    RealtimeFunctionCall,
+    RealtimeModel,
+    RealtimeReconnected,
+    RealtimeSession,
+    ResponseAudio,
+    ResponseCreated,
+    ResponseDone,
+    ResponseTextDelta,
+    ResponseTranscriptDelta,
+    STTEvent,
+    VADEvent,
+)
+
+if TYPE_CHECKING:
+    from ..tools import FunctionTool
+
+logger = logging.getLogger("voxtrio.realtime")
+
+
+class RealtimeLink:
+    def __init__(
+        self,
+        *,
+        model: RealtimeModel,
+        instructions: str,
+        chat_ctx: ChatContext,
+        tools: Sequence[FunctionTool],
+        conn_options: APIConnectOptions,
+        bus: EventBus,
+        ends: RealtimeEnds,
+        turn_events: TurnEventLink,
+        planner: PlannerLink,
+        supervisor: SupervisorLink,
+    ) -> None:
+        self._model = model
+        self._instructions = instructions
+        self._chat_ctx = chat_ctx
+        self._tools = list(tools)
+        self._conn_options = conn_options
+        self._bus = bus
+        self._ends = ends
+        self._turn_events = turn_events
+        self._planner = planner
+        self._supervisor = supervisor
+        # each running response's stream, by response id (closed at its ResponseDone)
+        self._responses: dict[str, trio.MemorySendChannel[ResponseOutput]] = {}
+        # audio time the user's speech started at (the server's), while they speak
+        self._speech_started: float | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            async with self._model.session(
+                instructions=self._instructions,
+                chat_ctx=self._chat_ctx,
+                tools=self._tools,
+                conn_options=self._conn_options,
+            ) as live:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._push_audio, live)
+                    nursery.start_soon(self._obey, live)
+                    async for event in live.events:
+                        await self._route(event)
+                    nursery.cancel_scope.cancel()
+        except Exception as error:
+            self._bus.emit(
+                ErrorEvent(source="realtime", message=describe_error(error), recoverable=False, error=error)
+            )
+            self._supervisor.send_nowait(ProviderFailed(source="realtime", error=error))
+        finally:
+            self._end_responses()
+        # The conversation is over: the user's audio goes nowhere until the close.
+        async for _ in self._ends.audio_out:
+            pass
+
+    async def _push_audio(self, live: RealtimeSession) -> None:
+        async for frame in self._ends.audio_out:
+            await live.push_audio(frame)
+
+    async def _obey(self, live: RealtimeSession) -> None:
+        async for message in self._ends.inbox:
+            match message:
+                case RealtimeReplyRequested():
+                    await live.generate_reply(instructions=message.instructions)
+                case RealtimeInterrupt():
+                    await live.interrupt(item_id=message.item_id, played=message.played)
+                case RealtimeToolOutput():
+                    await live.send_tool_output(message.call_id, message.output, reply=message.reply)
+                case RealtimeAddMessage():
+                    await live.add_message(message.role, message.text)
+                case _:
+                    assert_never(message)
+
+    async def _route(self, event: RealtimeEvent) -> None:
+        match event:
+            case InputSpeechStarted():
+                self._speech_started = event.audio_time
+                await self._turn_events.send(VADEvent(kind="start_of_speech", timestamp=event.audio_time, speech_duration=0.0,
+                                    silence_duration=0.0, speaking=True))
+            case InputSpeechStopped():
+                started = self._speech_started if self._speech_started is not None else event.audio_time
+                self._speech_started = None
+                await self._turn_events.send(VADEvent(kind="end_of_speech", timestamp=event.audio_time,
+                                    speech_duration=max(0.0, event.audio_time - started),
+                                    silence_duration=0.0, speaking=False))
+            case InputTranscription():
+                await self._turn_events.send(STTEvent(kind="final" if event.final else "interim", text=event.text))
+            case ResponseCreated():
+                send, receive = trio.open_memory_channel[ResponseOutput](math.inf)
+                self._responses[event.response_id] = send
+                self._planner.send_nowait(RealtimeResponse(response_id=event.response_id, output=receive))
+            case ResponseAudio() | ResponseTextDelta() | ResponseTranscriptDelta() | RealtimeFunctionCall():
+                self._to_response(event.response_id, event)
+            case ResponseDone():
+                self._to_response(event.response_id, event)
+                stream = self._responses.pop(event.response_id, None)
+                if stream is not None:
+                    stream.close()
+            case FunctionCallsCancelled():
+                # The calls already run: their outputs go back, and the model ignores them.
+                logger.info("the model withdrew tool calls %s", ", ".join(event.call_ids))
+            case RealtimeError():
+                self._bus.emit(ErrorEvent(source="realtime", message=describe_error(event.error),
+                                          recoverable=True, error=event.error))
+            case RealtimeReconnected():
+                message = f"reconnected after {describe_error(event.error)}; {event.lost_audio:.2f} s of audio lost"
+                self._bus.emit(ErrorEvent(source="realtime", message=message, recoverable=True, error=event.error))
+            case _:
+                assert_never(event)
+
+    def _to_response(self, response_id: str, item: ResponseOutput) -> None:
+        stream = self._responses.get(response_id)
+        if stream is None:
+            return
+        try:
+            stream.send_nowait(item)
+        except trio.BrokenResourceError:
+            pass  # the Planner dropped the response (the speech is over)
+
+    def _end_responses(self) -> None:
+        for stream in self._responses.values():
+            stream.close()
+        self._responses.clear()
