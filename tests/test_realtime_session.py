@@ -223,3 +223,170 @@ async def test_drain_lets_the_response_play_out(autojump_clock):
     session, transport, events = await call(server, 5.0, during=drain)
     (finished,) = of_type(events, "playback_finished")
     assert not finished.interrupted and finished.position == pytest.approx(2.0, abs=0.03)
+
+
+async def test_a_text_only_model_is_spoken_by_the_agents_tts(autojump_clock):
+    server = FakeRealtime(turns=[Turn(0.5, 1.0, "hi")], replies=[Reply((Say("Hello from the text model.", 1.0),))])
+    async with server.running():
+        agent = voxtrio.Agent(instructions="x", llm=make_model(server, modalities="text"))
+        session = voxtrio.AgentSession(tts=ScriptedTTS([], default_chars_per_second=20.0))
+        transport = ScriptedTransport()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, agent, transport)
+            await trio.sleep(4.0)
+            await session.aclose()
+    assert messages(session) == [("user", "hi", False), ("assistant", "Hello from the text model.", False)]
+    tts = [e for e in session.recorded_events if e.type == "metrics_collected" and e.kind == "tts"]
+    assert tts and tts[0].metrics["characters"] == len("Hello from the text model.")
+    # 26 characters at 20 per second: the TTS's audio, not the model's (the model sent none).
+    assert sum(seconds for _, seconds in transport.audio_output.writes) == pytest.approx(1.3, abs=0.05)
+
+
+# -- hand-offs ---------------------------------------------------------------------------
+
+
+class Concierge(voxtrio.Agent):
+    def __init__(self):
+        super().__init__(instructions="You are the concierge.")
+
+    @voxtrio.function_tool
+    async def transfer_to_billing(self) -> voxtrio.Agent:
+        """Transfer the user to billing."""
+        return Billing()
+
+
+class Billing(voxtrio.Agent):
+    def __init__(self):
+        super().__init__(instructions="You are billing.", tools=[get_weather])
+
+
+async def test_a_hand_off_on_the_same_model_goes_on_with_the_conversation(autojump_clock):
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.0, "billing please"), Turn(4.0, 4.5, "my bill")],
+        replies=[Reply((Call("transfer_to_billing", "{}", call_id="t"),)), Reply((Say("Your bill is paid.", 0.6),))],
+    )
+    async with server.running():
+        session = voxtrio.AgentSession(llm=make_model(server))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, Concierge(), ScriptedTransport())
+            await trio.sleep(6.0)
+            assert isinstance(session.current_agent, Billing)
+            await session.aclose()
+    updates = [e["session"] for e in sent(server, "session.update")]
+    assert any(u.get("instructions") == "You are billing." for u in updates)
+    assert any([t["name"] for t in u["tools"]] == ["get_weather"] for u in updates if "tools" in u)
+    assert len(server.connections) == 1  # one conversation throughout
+    said = [m for m in messages(session) if m[0] == "assistant"]
+    assert said == [("assistant", "Your bill is paid.", False)]
+    handoffs = [i.new_agent for i in session.history.items if i.type == "agent_handoff"]
+    assert handoffs == ["concierge", "billing"]
+
+
+class GetName(voxtrio.AgentTask[str]):
+    def __init__(self):
+        super().__init__(instructions="Collect the user's name.")
+
+    async def on_enter(self):
+        self.session.generate_reply(instructions="ask for the name")
+
+    @voxtrio.function_tool
+    async def record_name(self, name: str) -> None:
+        """Record the user's name."""
+        self.complete(name)
+
+
+class Registrar(voxtrio.Agent):
+    def __init__(self):
+        super().__init__(instructions="Register users.")
+
+    @voxtrio.function_tool
+    async def register(self) -> str:
+        """Register the user."""
+        name = await GetName()
+        return f"registered {name}"
+
+
+async def test_an_agent_task_runs_on_the_realtime_path(autojump_clock):
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.0, "register me"), Turn(3.0, 3.5, "I am Ada")],
+        replies=[Reply((Call("register", "{}", call_id="r"),)), Reply((Say("What is your name?", 0.6),)),
+                 Reply((Call("record_name", '{"name": "Ada"}', call_id="n"),)),
+                 Reply((Say("You are registered, Ada.", 0.6),))],
+    )
+    async with server.running():
+        session = voxtrio.AgentSession(llm=make_model(server))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, Registrar(), ScriptedTransport())
+            await trio.sleep(6.0)
+            assert isinstance(session.current_agent, Registrar)
+            await session.aclose()
+    updates = [e["session"] for e in sent(server, "session.update")]
+    instructions = [u["instructions"] for u in updates if "instructions" in u]
+    assert instructions == ["Register users.", "Collect the user's name.", "Register users."]
+    assert "Collect the user's name." in instructions and instructions[-1] == "Register users."
+    outputs = {e["item"]["call_id"]: e["item"]["output"] for e in sent(server, "conversation.item.create")
+               if e["item"]["type"] == "function_call_output"}
+    assert outputs["r"] == "registered Ada"
+    said = [m[1] for m in messages(session) if m[0] == "assistant"]
+    assert said == ["What is your name?", "You are registered, Ada."]
+
+
+from voxtrio.testing import LLMResponse, ScriptedLLM, ScriptedSTT, ScriptedVAD, ToolCall, UserSpeech  # noqa: E402
+
+
+class PipelineDesk(voxtrio.Agent):
+    def __init__(self):
+        super().__init__(instructions="You are the pipeline desk.", carry_history="messages")
+
+    @voxtrio.function_tool
+    async def back_to_realtime(self) -> voxtrio.Agent:
+        """Hand the user back."""
+        return RealtimeDesk(self.session.userdata)
+
+
+class RealtimeDesk(voxtrio.Agent):
+    def __init__(self, model):
+        super().__init__(instructions="You are the realtime desk.", llm=model, carry_history="messages")
+        self.model = model
+
+    @voxtrio.function_tool
+    async def to_pipeline(self) -> voxtrio.Agent:
+        """Hand the user to the pipeline desk."""
+        return PipelineDesk()
+
+
+async def test_a_hand_off_to_a_pipeline_agent_and_back_carries_the_conversation(autojump_clock):
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.0, "pipeline please"), Turn(0.5, 1.0, "hello again", connection=1)],
+        replies=[Reply((Call("to_pipeline", "{}", call_id="p"),)), Reply((Say("Welcome back.", 0.5),))],
+    )
+    # The scripted recognizer keeps the session's clock: the user speaks to the
+    # pipeline once the realtime model has handed them over (at about 1.3 s).
+    pipeline_speech = [UserSpeech(start=3.0, end=3.5, transcript="realtime please")]
+    async with server.running():
+        model = make_model(server)
+        session = voxtrio.AgentSession(
+            vad=ScriptedVAD(pipeline_speech),
+            stt=ScriptedSTT(pipeline_speech),
+            llm=ScriptedLLM([LLMResponse(input="realtime please", tool_calls=(ToolCall(name="back_to_realtime", arguments="{}", call_id="b"),))]),
+            tts=ScriptedTTS([], default_chars_per_second=20.0),
+            userdata=model,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, RealtimeDesk(model), ScriptedTransport())
+            await trio.sleep(9.0)
+            current = session.current_agent
+            await session.aclose()
+    assert isinstance(current, RealtimeDesk)
+    handoffs = [i.new_agent for i in session.history.items if i.type == "agent_handoff"]
+    assert handoffs == ["realtime_desk", "pipeline_desk", "realtime_desk"]
+    users = [m[1] for m in messages(session) if m[0] == "user"]
+    assert users == ["pipeline please", "realtime please", "hello again"]
+    assert messages(session)[-1] == ("assistant", "Welcome back.", False)
+    # Two conversations: the first closed at the hand-off; the second started
+    # from the conversation so far.
+    assert len(server.connections) == 2
+    assert server.connections[0].client_gone_at is not None
+    restored = [e["item"] for e in sent(server, "conversation.item.create", connection=1)]
+    texts = [part.get("text") for item in restored if item["type"] == "message" for part in item["content"]]
+    assert "pipeline please" in texts and "realtime please" in texts

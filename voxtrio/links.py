@@ -146,22 +146,20 @@ class Links:
     # the frames of a VAD that runs as its own actor
     vad_frames: FrameLink | None = None
     vad_frames_out: trio.MemoryReceiveChannel[AudioFrame] | None = None
-    # a realtime model's link (the agent's llm is a RealtimeModel)
+    # the RealtimeLink's (always there; set by open)
     realtime: RealtimeEnds | None = None
 
     @classmethod
-    def open(
-        cls, *, audio_input: bool, recognizer: str | None, vad_actor: bool, realtime: bool = False
-    ) -> Links:
+    def open(cls, *, audio_input: bool, recognizer: str | None, vad_actor: bool) -> Links:
         """``recognizer``: "streaming", "segmented" or None (no recognizer)."""
         supervisor, supervisor_inbox = trio.open_memory_channel[SessionMessage](math.inf)
         turn, turn_inbox = trio.open_memory_channel[TurnMessage](math.inf)
         turn_events, turn_events_out = trio.open_memory_channel[TurnEvent](TURN_EVENTS)
         links = cls(supervisor, supervisor_inbox, turn, turn_inbox, turn_events, turn_events_out)
-        if realtime:
-            control, inbox = trio.open_memory_channel[RealtimeLinkMessage](math.inf)
-            audio, audio_out = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
-            links.realtime = RealtimeEnds(control, inbox, audio, audio_out)
+        # Every session has a RealtimeLink: any agent may use a realtime model.
+        control, inbox = trio.open_memory_channel[RealtimeLinkMessage](math.inf)
+        audio, audio_out = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
+        links.realtime = RealtimeEnds(control, inbox, audio, audio_out)
         if not audio_input:
             return links
         links.audio_in, links.audio_in_inbox = trio.open_memory_channel[AudioInMessage](math.inf)

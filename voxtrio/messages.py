@@ -40,6 +40,7 @@ from .audio import AudioFrame
 from .events import UserTurnExceeded
 from .options import NOT_GIVEN
 from .providers.base import (
+    RealtimeCapabilities,
     RealtimeFunctionCall,
     ResponseAudio,
     ResponseDone,
@@ -73,6 +74,13 @@ class SetAudioInput:
     """Turn the audio input on or off (push-to-talk); off synthesizes end of speech."""
 
     enabled: bool
+
+
+@attrs.frozen
+class ListenWith:
+    """Send the user's audio to the realtime model (True) or to the VAD and the recognizer."""
+
+    realtime: bool
 
 
 @attrs.frozen
@@ -194,9 +202,15 @@ class AgentSpeech:
 
 @attrs.frozen
 class ActivityChanged:
-    """A new agent is active: its turn-taking overrides apply from now on."""
+    """A new agent is active: its turn-taking overrides apply from now on.
+
+    ``realtime``: what the realtime model it hears and speaks through can
+    do (None: it has none); the user's audio goes to the RealtimeLink then,
+    not to the VAD and the recognizer.
+    """
 
     agent: Agent
+    realtime: RealtimeCapabilities | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -423,6 +437,30 @@ class RealtimeToolOutput:
 
 
 @attrs.frozen(kw_only=True)
+class RealtimeOpen:
+    """Start a conversation with ``model`` (closing the one running), from ``chat_ctx``."""
+
+    model: Any
+    instructions: str
+    chat_ctx: ChatContext
+    tools: Sequence[Any]
+
+
+@attrs.frozen
+class RealtimeClose:
+    """The current agent does not use a realtime model: close the conversation."""
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeConfigure:
+    """Another agent on the same model is current (a hand-off, an AgentTask):
+    its instructions and tools from now on."""
+
+    instructions: str
+    tools: Sequence[Any]
+
+
+@attrs.frozen(kw_only=True)
 class RealtimeAddMessage:
     """What the agent said through its TTS (a ``say()``), so the model knows it."""
 
@@ -505,8 +543,12 @@ TurnMessage = Union[
 # observations (a VAD provider writes there itself: checked as it arrives).
 TurnEvent = Union[VADEvent, STTEvent]
 RecognizerMessage = Union[FlushRecognizer, ResetRecognizer, OptionsChanged]
-RealtimeLinkMessage = Union[RealtimeReplyRequested, RealtimeInterrupt, RealtimeToolOutput, RealtimeAddMessage]
-AudioInMessage = Union[SetRecognizerMuted, SetAudioInput]
+RealtimeLinkMessage = Union[
+    RealtimeOpen,
+    RealtimeClose,
+    RealtimeReplyRequested, RealtimeInterrupt, RealtimeToolOutput, RealtimeAddMessage, RealtimeConfigure
+]
+AudioInMessage = Union[SetRecognizerMuted, SetAudioInput, ListenWith]
 SpeakerMessage = Union[
     SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged
 ]

@@ -51,7 +51,7 @@ from .messages import (
     SetAudioInput,
 )
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
-from .providers.base import LLM, STT, TTS, VAD, RealtimeModel
+from .providers.base import LLM, STT, TTS, VAD
 from .recording import RecordingOptions, recording_options
 from .run_result import RunResult
 from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
@@ -208,11 +208,8 @@ class AgentSession:
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
             speaker_tts = agent.override("tts", self.tts)
-            # A realtime model hears the user itself: no VAD, no recognizer.
-            model = agent.override("llm", self.llm)
-            realtime = model if isinstance(model, RealtimeModel) else None
-            has_stt = has_input and stt is not None and realtime is None
-            has_vad = has_input and vad is not None and realtime is None
+            has_stt = has_input and stt is not None
+            has_vad = has_input and vad is not None
             # A VAD that decides in microseconds runs inside AudioIn.
             detector = vad.detector() if has_vad else None
             streaming = has_stt and stt.capabilities.streaming
@@ -220,7 +217,6 @@ class AgentSession:
                 audio_input=has_input,
                 recognizer=None if not has_stt else "streaming" if streaming else "segmented",
                 vad_actor=has_vad and detector is None,
-                realtime=realtime is not None,
             )
             speaker = self._speaker = Speaker(
                 tts=speaker_tts,
@@ -244,7 +240,7 @@ class AgentSession:
                 turn_inbox=links.turn,
                 session_inbox=links.supervisor,
                 can_pause=speaker.can_pause,
-                realtime=links.realtime.control if links.realtime else None,
+                realtime=links.realtime.control,
             )
             supervisor = self._supervisor = SessionSupervisor(
                 bus=bus,
@@ -265,24 +261,19 @@ class AgentSession:
                 supervisor=links.supervisor,
                 recognizer=links.recognizer.control if links.recognizer else None,
                 audio_in=links.audio_in,
-                has_stt=has_stt or (realtime is not None and realtime.capabilities.user_transcription),
-                has_vad=has_vad or (realtime is not None and realtime.capabilities.turn_detection),
-                server_turns=realtime is not None and realtime.capabilities.turn_detection,
+                has_stt=has_stt,
+                has_vad=has_vad,
             )
-            realtime_link = None
-            if realtime is not None and links.realtime is not None:
-                realtime_link = RealtimeLink(
-                    model=realtime,
-                    instructions=agent.instructions,
-                    chat_ctx=agent.chat_ctx,
-                    tools=flatten_tools([*agent.tool_items, *self._tools]),
-                    conn_options=options.conn_options.llm_conn_options,
-                    bus=bus,
-                    ends=links.realtime,
-                    turn_events=links.turn_events,
-                    planner=planner.inbox,
-                    supervisor=links.supervisor,
-                )
+            # A realtime model's conversation, opened when an agent on one is current.
+            assert links.realtime is not None
+            realtime_link = RealtimeLink(
+                bus=bus,
+                ends=links.realtime,
+                turn_events=links.turn_events,
+                planner=planner.inbox,
+                supervisor=links.supervisor,
+                conn_options=options.conn_options.llm_conn_options,
+            )
             recognizer = vad_actor = audio_in = None
             if has_input:
                 assert transport is not None
@@ -314,7 +305,8 @@ class AgentSession:
                     inbox=links.audio_in_inbox,
                     supervisor=links.supervisor,
                     vad=links.vad_frames,
-                    recognizer=ends.audio if ends else links.realtime.audio if links.realtime else None,
+                    recognizer=ends.audio if ends else None,
+                    realtime=links.realtime.audio,
                     recorder=recorder.inbox if self._record else None,
                     turn=links.turn,
                     state=state,

@@ -1,7 +1,9 @@
 """RealtimeLink: a realtime (speech-to-speech) model in place of VAD, STT, LLM and TTS.
 
 The link owns the model's conversation (``async with model.session(...)``,
-in its own task: the connection lives and dies inside ``session.main``).
+in its own task: the connection lives and dies inside ``session.main``),
+opened when an agent on a realtime model becomes current (``RealtimeOpen``,
+with the conversation so far) and closed when one that is not does.
 AudioIn feeds it the user's audio as it would feed a recognizer. What the
 model does is passed on in the session's own terms, so that the Turn and
 the Planner keep their rules:
@@ -25,18 +27,21 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Sequence, assert_never
+from typing import assert_never
 
 import trio
 
-from ..chat import ChatContext
+from .._sync import Flag, Future
 from ..errors import describe_error
 from ..events import ErrorEvent, EventBus
 from ..links import PlannerLink, RealtimeEnds, SupervisorLink, TurnEventLink
 from ..messages import (
     ProviderFailed,
     RealtimeAddMessage,
+    RealtimeClose,
+    RealtimeConfigure,
     RealtimeInterrupt,
+    RealtimeOpen,
     RealtimeReplyRequested,
     RealtimeResponse,
     RealtimeToolOutput,
@@ -63,9 +68,6 @@ from ..providers.base import (
     VADEvent,
 )
 
-if TYPE_CHECKING:
-    from ..tools import FunctionTool
-
 logger = logging.getLogger("voxtrio.realtime")
 
 
@@ -73,75 +75,107 @@ class RealtimeLink:
     def __init__(
         self,
         *,
-        model: RealtimeModel,
-        instructions: str,
-        chat_ctx: ChatContext,
-        tools: Sequence[FunctionTool],
-        conn_options: APIConnectOptions,
         bus: EventBus,
         ends: RealtimeEnds,
         turn_events: TurnEventLink,
         planner: PlannerLink,
         supervisor: SupervisorLink,
+        conn_options: APIConnectOptions,
     ) -> None:
-        self._model = model
-        self._instructions = instructions
-        self._chat_ctx = chat_ctx
-        self._tools = list(tools)
-        self._conn_options = conn_options
         self._bus = bus
         self._ends = ends
         self._turn_events = turn_events
         self._planner = planner
         self._supervisor = supervisor
+        self._conn_options = conn_options
         # each running response's stream, by response id (closed at its ResponseDone)
         self._responses: dict[str, trio.MemorySendChannel[ResponseOutput]] = {}
         # audio time the user's speech started at (the server's), while they speak
         self._speech_started: float | None = None
+        # the conversation running (None: none), and the one being opened
+        self._scope: trio.CancelScope | None = None
+        self._live: Future[RealtimeSession | None] | None = None
+        # set once the conversation running (if any) has closed
+        self._closed = Flag(True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            async with self._model.session(
-                instructions=self._instructions,
-                chat_ctx=self._chat_ctx,
-                tools=self._tools,
-                conn_options=self._conn_options,
-            ) as live:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._push_audio, live)
-                    nursery.start_soon(self._obey, live)
-                    async for event in live.events:
-                        await self._route(event)
-                    nursery.cancel_scope.cancel()
-        except Exception as error:
-            self._bus.emit(
-                ErrorEvent(source="realtime", message=describe_error(error), recoverable=False, error=error)
-            )
-            self._supervisor.send_nowait(ProviderFailed(source="realtime", error=error))
-        finally:
-            self._end_responses()
-        # The conversation is over: the user's audio goes nowhere until the close.
-        async for _ in self._ends.audio_out:
-            pass
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for message in self._ends.inbox:
+                match message:
+                    case RealtimeOpen():
+                        await self._close()
+                        self._scope = trio.CancelScope()
+                        self._live = Future()
+                        self._closed = Flag()
+                        nursery.start_soon(self._converse, message, self._scope, self._live, self._closed)
+                    case RealtimeClose():
+                        await self._close()
+                    case _:
+                        await self._request(message)
+
+    async def _close(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._closed.wait_value(True)
+        self._scope = self._live = None
+
+    async def _converse(
+        self, request: RealtimeOpen, scope: trio.CancelScope, live: Future[RealtimeSession | None], closed: Flag
+    ) -> None:
+        """One conversation: it lives and dies in this task."""
+        with scope:
+            try:
+                model: RealtimeModel = request.model
+                async with model.session(
+                    instructions=request.instructions,
+                    chat_ctx=request.chat_ctx,
+                    tools=request.tools,
+                    conn_options=self._conn_options,
+                ) as session:
+                    live.set_result(session)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._push_audio, session)
+                        async for event in session.events:
+                            await self._route(event)
+                        nursery.cancel_scope.cancel()
+            except Exception as error:
+                self._bus.emit(
+                    ErrorEvent(source="realtime", message=describe_error(error), recoverable=False, error=error)
+                )
+                self._supervisor.send_nowait(ProviderFailed(source="realtime", error=error))
+            finally:
+                self._end_responses()
+                if not live.done():
+                    live.set_result(None)
+                closed.set()
 
     async def _push_audio(self, live: RealtimeSession) -> None:
         async for frame in self._ends.audio_out:
             await live.push_audio(frame)
 
-    async def _obey(self, live: RealtimeSession) -> None:
-        async for message in self._ends.inbox:
-            match message:
-                case RealtimeReplyRequested():
-                    await live.generate_reply(instructions=message.instructions)
-                case RealtimeInterrupt():
-                    await live.interrupt(item_id=message.item_id, played=message.played)
-                case RealtimeToolOutput():
-                    await live.send_tool_output(message.call_id, message.output, reply=message.reply)
-                case RealtimeAddMessage():
-                    await live.add_message(message.role, message.text)
-                case _:
-                    assert_never(message)
+    async def _request(
+        self, message: RealtimeReplyRequested | RealtimeInterrupt | RealtimeToolOutput | RealtimeAddMessage | RealtimeConfigure
+    ) -> None:
+        """A request of the Planner's to the conversation (once it is open; dropped without one)."""
+        live = await self._live if self._live is not None else None
+        if live is None:
+            logger.info("no realtime conversation for %s", type(message).__name__)
+            return
+        match message:
+            case RealtimeReplyRequested():
+                await live.generate_reply(instructions=message.instructions)
+            case RealtimeInterrupt():
+                await live.interrupt(item_id=message.item_id, played=message.played)
+            case RealtimeToolOutput():
+                await live.send_tool_output(message.call_id, message.output, reply=message.reply)
+            case RealtimeAddMessage():
+                await live.add_message(message.role, message.text)
+            case RealtimeConfigure():
+                await live.update_instructions(message.instructions)
+                await live.update_tools(message.tools)
+            case _:
+                assert_never(message)
 
     async def _route(self, event: RealtimeEvent) -> None:
         match event:

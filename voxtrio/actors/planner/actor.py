@@ -133,7 +133,13 @@ class Planner:
                 session_inbox=session_inbox,
             )
         self._activity = Activity(
-            state=state, stage=stage, history=history, agent_status=agent_status, session=session
+            state=state,
+            stage=stage,
+            history=history,
+            agent_status=agent_status,
+            session=session,
+            bus=bus,
+            realtime=realtime,
         )
         self._agent_tasks = AgentTasks(
             state=state, stage=stage, bus=bus, workers=workers, speeches=speeches, activity=self._activity
@@ -246,7 +252,9 @@ class Planner:
         self, run: SpeechRun, message: Say, segment_id: str, text_send: trio.MemorySendChannel[str]
     ) -> None:
         result = await self._say.run(run, message, segment_id, text_send)
-        if self._realtime is not None and result is not None and result.text and message.add_to_chat_ctx:
+        spoken = result is not None and result.text and message.add_to_chat_ctx
+        if self._realtime is not None and spoken and self._stage.realtime(run.owner):
+            assert result is not None
             self._realtime.spoken(result.text)
 
     def _start_reply(self, message: GenerateReply) -> None:

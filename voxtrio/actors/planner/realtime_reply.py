@@ -177,9 +177,22 @@ class RealtimeReplies:
                 had_output=bool(calls.done and calls.outcomes),
             )
             run.step_played()
+            if not calls.done:
+                await self._wait_for_tools(run, calls)
         outcomes = calls.finished()
         if outcomes:
             self._answer_tools(run, outcomes)
+
+    async def _wait_for_tools(self, run: SpeechRun, calls: ToolCalls) -> None:
+        """The response played; its tools still run (the agent stays 'thinking')."""
+        background = self._speeches.background
+        background.add(run.handle)
+        self._agent_status.tools_running(+1)
+        try:
+            await calls.done.wait_value(True)
+        finally:
+            background.discard(run.handle)
+            self._agent_status.tools_running(-1)
 
     async def _route(
         self,

@@ -20,6 +20,7 @@ from ...links import AudioInLink, PlannerLink, RecognizerLink, SupervisorLink
 from ...messages import (
     ActivityChanged,
     AgentSpeech,
+    ListenWith,
     ClearUserTurn,
     CloseUserTurn,
     CommitUserTurn,
@@ -67,7 +68,6 @@ class Turn:
         audio_in: AudioInLink | None,
         has_stt: bool,
         has_vad: bool,
-        server_turns: bool = False,
     ) -> None:
         self._bus = bus
         self._inbox = inbox
@@ -80,7 +80,7 @@ class Turn:
         # to turn the input on or off (push-to-talk; None: no audio input)
         self._audio_in = audio_in
         # the parts, which own the Turn's state (see the module docstring)
-        self._settings = TurnSettings(options=options, has_stt=has_stt, has_vad=has_vad, server_turns=server_turns)
+        self._settings = TurnSettings(options=options, has_stt=has_stt, has_vad=has_vad)
         self._tasks = Tasks()
         self._clock = AudioClock()
         self._heard = Utterance()
@@ -149,6 +149,8 @@ class Turn:
             case AgentSpeech():
                 self._on_agent(message)
             case ActivityChanged():
+                if self._settings.listen_with(message.realtime) and self._audio_in is not None:
+                    self._audio_in.send_nowait(ListenWith(realtime=message.realtime is not None))
                 self._settings.agent = message.agent
                 self._settings.resolve()
             case OptionsChanged():

@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from ...options import SessionOptions
-from ...providers.base import EndOfTurnDetector
+from ...providers.base import EndOfTurnDetector, RealtimeCapabilities
 
 if TYPE_CHECKING:
     from ...agent import Agent
@@ -83,12 +83,29 @@ class TurnSettings:
     has_vad: bool
     # a realtime model's server detects the turns (its events come as the VAD's)
     server_turns: bool = False
+    # a realtime model hears the user (the user's audio goes to it)
+    has_realtime: bool = False
+    # what the pipeline hears with, while a realtime model hears instead
+    _pipeline: tuple[bool, bool] = attrs.field(init=False, default=(False, False))
     # the current agent, whose turn-taking overrides win over the options
     agent: Agent | None = None
     detection: TurnDetection = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._pipeline = (self.has_stt, self.has_vad)
         self.resolve()
+
+    def listen_with(self, realtime: RealtimeCapabilities | None) -> bool:
+        """Hear through a realtime model with these capabilities (None: the
+        pipeline's VAD and recognizer); True if that changed who hears."""
+        was = self.has_realtime
+        if realtime is None:
+            self.has_stt, self.has_vad = self._pipeline
+            self.server_turns = self.has_realtime = False
+        else:
+            self.has_stt, self.has_vad = realtime.user_transcription, realtime.turn_detection
+            self.server_turns, self.has_realtime = realtime.turn_detection, True
+        return was != self.has_realtime
 
     def resolve(self) -> None:
         """Choose the turn detection again (the options or the agent changed)."""
