@@ -390,3 +390,27 @@ async def test_a_hand_off_to_a_pipeline_agent_and_back_carries_the_conversation(
     restored = [e["item"] for e in sent(server, "conversation.item.create", connection=1)]
     texts = [part.get("text") for item in restored if item["type"] == "message" for part in item["content"]]
     assert "pipeline please" in texts and "realtime please" in texts
+
+
+# -- the scripted realtime model (the property harness's) -------------------------------
+
+
+def test_a_scenario_on_the_scripted_realtime_model_keeps_the_invariants_and_truncates_where_heard():
+    from voxtrio.testing.invariants import check_invariants, observe
+
+    scenario = {
+        "realtime": True,
+        "user": [{"start": 0.5, "end": 1.0, "transcript": "Tell me a story."},
+                 {"start": 3.0, "end": 3.4, "transcript": "Stop!"}],
+        "llm": [{"input": "Tell me a story.", "content": "Here is a long story about a fox who walked all the way to the sea."},
+                {"input": "Stop!", "content": "Sure."}],
+        "end": {"at": 6.0},
+    }
+    observation = observe(scenario)
+    assert [str(v) for v in check_invariants(observation)] == []
+    finished = [e for e in observation.events if e.type == "playback_finished"]
+    assert finished[0].interrupted and not finished[1].interrupted
+    interrupts = [details for kind, details in observation.session.llm.requests if kind == "interrupt"]
+    assert interrupts[0] == ("item_resp_1", round(finished[0].position, 3))
+    said = [(i.role, i.text_content) for i in observation.session.history.items if i.type == "message"]
+    assert said[0] == ("user", "Tell me a story.") and said[-2:] == [("user", "Stop!"), ("assistant", "Sure.")]
