@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import voxtrio  # noqa: E402
-from voxtrio.actors.speaker import TTS_REQUEST_STARTED  # noqa: E402
+from voxtrio.providers.base import TTS_REQUEST_STARTED  # noqa: E402
 from voxtrio.audio import AudioFrame  # noqa: E402
 from voxtrio.messages import STTEvent  # noqa: E402
 from voxtrio.providers import cartesia, deepgram, elevenlabs  # noqa: E402

@@ -4,7 +4,8 @@ import time
 
 import trio
 
-from voxtrio.clock import FastForwardClock, run_in_worker
+from voxtrio.clock import FastForwardClock
+from voxtrio.providers.threads import run_in_worker
 
 
 def test_idle_sleeps_take_no_real_time():

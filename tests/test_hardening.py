@@ -653,7 +653,7 @@ async def test_a_quick_synchronous_tool_takes_no_virtual_time(autojump_clock):
 
 # -- 10. a hand-off loop is detected and ended -------------------------------------------------
 
-HANDOFF_LOOP_LIMIT = 16  # voxtrio.actors.session.HANDOFF_LOOP_LIMIT (not imported: the old code lacks it)
+HANDOFF_LOOP_LIMIT = 16  # voxtrio.actors.supervisor.HANDOFF_LOOP_LIMIT (not imported: the old code lacks it)
 
 
 class Restless(voxtrio.Agent):

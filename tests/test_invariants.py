@@ -10,7 +10,7 @@ import pytest
 import trio
 from hypothesis import given, settings
 
-import voxtrio.actors.session as session_actor
+import voxtrio.actors.supervisor as session_actor
 from voxtrio.actors.recorder import Recorder
 from voxtrio.events import ErrorEvent, EventBus
 from voxtrio.testing import load_scenario

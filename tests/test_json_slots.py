@@ -2,7 +2,7 @@
 
 import pytest
 
-from voxtrio.local_llm import json_slots as js
+from voxtrio.providers.smollm_engine import json_slots as js
 
 
 def feed_all(slot, pieces):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import trio
 
 import voxtrio
-from voxtrio.actors.speaker import TTS_REQUEST_STARTED
+from voxtrio.providers.base import TTS_REQUEST_STARTED
 from voxtrio.options import APIConnectOptions
 from voxtrio.providers.base import SynthesizedAudio
 from voxtrio.testing import ScriptedTransport

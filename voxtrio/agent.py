@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Sequence, TypeVar
 
 from ._sync import Future
 from .chat import ChatContext, ChatMessage
+from .context import inside_session
 from .errors import ToolError
+from .events import UserTurnExceeded
 from .options import NOT_GIVEN, is_given
-from .tools import FunctionTool, Toolset, check_tool_items, find_function_tools, flatten_tools
+from .tools import FunctionTool, HandoffTarget, Toolset, check_tool_items, find_function_tools, flatten_tools
 
 if TYPE_CHECKING:
     from .session import AgentSession
@@ -163,10 +165,10 @@ class Agent:
     async def on_exit(self) -> None:
         """Called when the agent is about to hand over or the session closes."""
 
-    async def on_user_turn_exceeded(self, event: Any) -> None:
+    async def on_user_turn_exceeded(self, event: UserTurnExceeded) -> None:
         """Called when the user talks past ``user_turn_max_words``/``_max_duration``.
 
-        ``event`` is a :class:`voxtrio.messages.UserTurnExceeded`. The user's
+        ``event`` is a :class:`voxtrio.events.UserTurnExceeded`. The user's
         words so far are already in the history (crossing the limit ends their
         turn) and no reply was started for them: this hook decides it. By default
         the agent politely cuts in, once, without tools and without being
@@ -192,6 +194,8 @@ class Agent:
         are kept. Raise ``StopResponse`` to skip the reply.
         """
 
+
+HandoffTarget.register(Agent)  # a tool that returns an agent hands over to it
 
 T = TypeVar("T")
 
@@ -264,11 +268,9 @@ class AgentTask(Agent, Generic[T]):
         return self._run_inline().__await__()
 
     async def _run_inline(self) -> T:
-        from .session import _inside_session
-
         if self._started:
             raise RuntimeError(f"{self!r} was already awaited; an AgentTask runs once")
-        session = _inside_session.get()
+        session = inside_session.get()
         if session is None:
             raise RuntimeError("an AgentTask can only be awaited inside a running session")
         self._started = True

@@ -360,3 +360,19 @@ class EventBus:
         for send in self._subscribers:
             send.close()
         self._subscribers.clear()
+
+
+# ---------------------------------------------------------------------------
+# What the agent's hooks are given
+# ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class UserTurnExceeded:
+    """The user has talked past ``user_turn_max_words`` or ``_max_duration``:
+    what ``Agent.on_user_turn_exceeded`` is given."""
+
+    transcript: str
+    accumulated_transcript: str
+    word_count: int
+    duration: float

@@ -21,12 +21,13 @@ Messages are frozen and slotted. A few carry a ``reply`` :class:`Future` (the
 answer to a request) or a channel end (a stream that belongs to the request);
 everything else is plain data. Audio and VAD/STT events travel on bounded
 channels; the control messages below them are rare and travel on unbounded
-inboxes so that a public API call never blocks.
+inboxes so that a public API call never blocks. The channels themselves, and
+their sizes, are in :mod:`voxtrio.links`; the unions at the end say what each
+actor's inbox carries.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, Union
 
 import attrs
@@ -34,8 +35,9 @@ import trio
 
 from ._sync import Flag, Future
 from .audio import AudioFrame
+from .events import UserTurnExceeded
 from .options import NOT_GIVEN
-from .validation import check_bool, check_choice, check_number, check_str, field_check
+from .providers.base import STTEvent, VADEvent
 
 if TYPE_CHECKING:
     import trio
@@ -46,60 +48,9 @@ if TYPE_CHECKING:
     from .options import SessionOptions
     from .speech import SpeechHandle
 
-__all__ = ["AudioFrame"]  # the audio path's message is the frame itself (voxtrio.audio)
-
-
-# ---------------------------------------------------------------------------
-# Hearing: VAD and recognizer output (providers produce these directly)
-# ---------------------------------------------------------------------------
-
-
-_time = field_check(check_number, minimum=-math.inf, finite=True)
-_duration = field_check(check_number, finite=True)
-_optional_time = field_check(check_number, minimum=-math.inf, optional=True, finite=True)
-
-
-@attrs.frozen(kw_only=True)
-class VADEvent:
-    """One VAD observation; times are audio time (``AudioFrame.timestamp``).
-
-    ``start_of_speech`` comes once speech has lasted the VAD's minimum speech
-    duration; ``inference`` reports progress while speaking; ``end_of_speech``
-    comes after the minimum silence, and carries the silence it waited, so the
-    true end of speech is ``timestamp - silence_duration``. Every field is
-    checked when the event is made (a NaN time is a ``ValueError``): a VAD
-    that cannot say when speech happened fails, it does not lose turns.
-    """
-
-    kind: Literal["start_of_speech", "inference", "end_of_speech"] = attrs.field(
-        validator=field_check(check_choice, choices=("start_of_speech", "inference", "end_of_speech"))
-    )
-    timestamp: float = attrs.field(validator=_time)
-    speech_duration: float = attrs.field(validator=_duration)
-    silence_duration: float = attrs.field(validator=_duration)
-    speaking: bool = attrs.field(validator=field_check(check_bool))
-    probability: float = attrs.field(default=1.0, validator=_time)
-    inference_duration: float = attrs.field(default=0.0, validator=_duration)
-    raw_accumulated_silence: float = attrs.field(default=0.0, validator=_duration)
-
-
-@attrs.frozen(kw_only=True)
-class STTEvent:
-    """A recognizer result: interim or final text, or a speech boundary.
-
-    ``start_of_speech``/``end_of_speech`` only matter with
-    ``turn_detection="stt"``. ``start_time``/``end_time`` are audio time when the
-    recognizer knows them. Checked when made, like :class:`VADEvent`.
-    """
-
-    kind: Literal["start_of_speech", "interim", "final", "end_of_speech"] = attrs.field(
-        validator=field_check(check_choice, choices=("start_of_speech", "interim", "final", "end_of_speech"))
-    )
-    text: str = attrs.field(default="", validator=field_check(check_str))
-    language: str | None = attrs.field(default=None, validator=field_check(check_str, optional=True))
-    confidence: float = attrs.field(default=1.0, validator=_time)
-    start_time: float | None = attrs.field(default=None, validator=_optional_time)
-    end_time: float | None = attrs.field(default=None, validator=_optional_time)
+# The audio path's message is the frame itself (voxtrio.audio); what the VAD and
+# the recognizer report is part of their provider protocols (voxtrio.providers.base).
+__all__ = ["AudioFrame", "STTEvent", "VADEvent"]
 
 
 # ---------------------------------------------------------------------------
@@ -201,16 +152,6 @@ class EndOfTurnPending:
 
     pending: bool
     committed: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class UserTurnExceeded:
-    """The user has talked past ``user_turn_max_words`` or ``_max_duration``."""
-
-    transcript: str
-    accumulated_transcript: str
-    word_count: int
-    duration: float
 
 
 @attrs.frozen(kw_only=True)
@@ -498,6 +439,11 @@ TurnMessage = Union[
     SetAudioInput,
     OptionsChanged,
 ]
+# What the Turn hears on its event link: the VAD's and the recognizer's
+# observations (a VAD provider writes there itself: checked as it arrives).
+TurnEvent = Union[VADEvent, STTEvent]
+RecognizerMessage = Union[FlushRecognizer, ResetRecognizer, OptionsChanged]
+AudioInMessage = Union[SetRecognizerMuted, SetAudioInput]
 SpeakerMessage = Union[
     SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged
 ]

@@ -14,12 +14,11 @@ from the state the actors publish (:mod:`voxtrio.state`).
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import logging
 import math
 import secrets
-from typing import TYPE_CHECKING, Any, AsyncIterable, Sequence
+from typing import Any, AsyncIterable, Sequence
 
 import attrs
 import trio
@@ -29,21 +28,21 @@ from .actors.audio_in import AudioIn
 from .actors.planner import Planner, Stage, current_caller, current_worker
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
-from .actors.session import CloseInfo, SessionSupervisor
+from .actors.supervisor import CloseInfo, SessionSupervisor
 from .actors.speaker import Speaker
 from .actors.turn import Turn
 from .actors.vad import VADActor
 from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
+from .context import inside_session
 from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus
+from .links import Links
 from .messages import (
     ClearUserTurn,
-    CloseRequested,
     CommitUserTurn,
     DrainRequested,
     GenerateReply,
-    HandoffRequested,
     Interrupt,
     OptionsChanged,
     RunAgentTask,
@@ -53,6 +52,7 @@ from .messages import (
 from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, SessionOptions, is_given
 from .providers.base import LLM, STT, TTS, VAD
 from .recording import RecordingOptions, recording_options
+from .run_result import RunResult
 from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
 from .state import SessionState
 from .telemetry import LogContext, SessionTelemetry, SessionUsage, current_log_context
@@ -75,15 +75,7 @@ from .validation import (
     check_type,
 )
 
-if TYPE_CHECKING:
-    from .testing.run_result import RunResult
-
 logger = logging.getLogger("voxtrio.session")
-
-_inside_session: contextvars.ContextVar[AgentSession | None] = contextvars.ContextVar(
-    "voxtrio_inside_session", default=None
-)
-
 
 TOOL_CHOICES = ("auto", "required", "none")
 
@@ -155,13 +147,12 @@ class AgentSession:
         self._planner: Planner | None = None
         self._stage: Stage | None = None
         self._speech_factory: SpeechFactory | None = None
-        self._turn: Turn | None = None
         self._speaker: Speaker | None = None
-        self._recognizer: Recognizer | None = None
         self._supervisor: SessionSupervisor | None = None
+        # the running session's links (the Turn's, the Recognizer's... inboxes)
+        self._links: Links | None = None
         self._closed: trio.Event | None = None
         self.recorder: Recorder | None = None
-        self._audio_in: AudioIn | None = None
         self.last_close: CloseEvent | None = None
 
     # -- running -------------------------------------------------------------------
@@ -195,7 +186,9 @@ class AgentSession:
             transport.attach(self)
         self._closed = trio.Event()
         bus = self._bus
-        token = _inside_session.set(self)
+        supervisor: SessionSupervisor | None = None
+        self._supervisor = None
+        token = inside_session.set(self)
         info = CloseInfo("error", None, ())
         # Every task the session starts copies this context: their records name the session.
         install_record_factory()
@@ -209,32 +202,32 @@ class AgentSession:
         for subscriber in (log_context, telemetry, recorder):
             bus.on("*", subscriber.on_event)
         try:
-            supervisor = self._supervisor = SessionSupervisor(bus=bus, state=state, options=self._options)
+            options = self._options
             has_input = transport is not None and type(transport).read_audio is not Transport.read_audio
             vad = agent.override("vad", self.vad)
             stt = agent.override("stt", self.stt)
             speaker_tts = agent.override("tts", self.tts)
+            has_stt = has_input and stt is not None
+            has_vad = has_input and vad is not None
+            # A VAD that decides in microseconds runs inside AudioIn.
+            detector = vad.detector() if has_vad else None
+            streaming = has_stt and stt.capabilities.streaming
+            links = self._links = Links.open(
+                audio_input=has_input,
+                recognizer=None if not has_stt else "streaming" if streaming else "segmented",
+                vad_actor=has_vad and detector is None,
+            )
             speaker = self._speaker = Speaker(
                 tts=speaker_tts,
                 transport=transport,
                 bus=bus,
-                options=self._options,
-                session_inbox=supervisor.inbox,
+                options=options,
+                session_inbox=links.supervisor,
                 recorder=recorder.inbox if self._record else None,
-            )
-            has_stt = has_input and stt is not None
-            has_vad = has_input and vad is not None
-            turn = self._turn = Turn(
-                bus=bus,
-                state=state,
-                options=self._options,
-                session_inbox=supervisor.inbox,
-                has_stt=has_stt,
-                has_vad=has_vad,
             )
             # What the Planner publishes of its agent and options, and the
             # handle factory both sides share: neither calls the other.
-            self._stage = Stage(options=self._options, llm=self.llm, tts=self.tts, session_tools=self._tools)
+            self._stage = Stage(options=options, llm=self.llm, tts=self.tts, session_tools=self._tools)
             self._speech_factory = SpeechFactory(bus=bus, state=state, ids=self._speech_ids)
             planner = self._planner = Planner(
                 session=self,
@@ -243,57 +236,75 @@ class AgentSession:
                 stage=self._stage,
                 speech_factory=self._speech_factory,
                 speaker_inbox=speaker.inbox,
-                turn_inbox=turn.inbox,
-                session_inbox=supervisor.inbox,
+                turn_inbox=links.turn,
+                session_inbox=links.supervisor,
                 can_pause=speaker.can_pause,
             )
-            supervisor.connect(planner=planner.inbox, turn=turn.inbox)
+            supervisor = self._supervisor = SessionSupervisor(
+                bus=bus,
+                state=state,
+                options=options,
+                inbox=links.supervisor_inbox,
+                to_self=links.supervisor,
+                planner=planner.inbox,
+                turn=links.turn,
+            )
+            turn = Turn(
+                bus=bus,
+                state=state,
+                options=options,
+                inbox=links.turn_inbox,
+                events=links.turn_events_out,
+                planner=planner.inbox,
+                supervisor=links.supervisor,
+                recognizer=links.recognizer.control if links.recognizer else None,
+                audio_in=links.audio_in,
+                has_stt=has_stt,
+                has_vad=has_vad,
+            )
             recognizer = vad_actor = audio_in = None
             if has_input:
                 assert transport is not None
-                if has_stt:
-                    recognizer = self._recognizer = Recognizer(
+                ends = links.recognizer
+                # Only a recognizer driven by VAD segments reads them.
+                segmented = ends if ends is not None and not streaming else None
+                if ends is not None:
+                    recognizer = Recognizer(
                         stt=stt,
                         bus=bus,
-                        options=self._options,
-                        turn_events=turn.events,
-                        session_inbox=supervisor.inbox,
+                        options=options,
+                        ends=ends,
+                        turn_events=links.turn_events,
+                        supervisor=links.supervisor,
                     )
-                # A VAD that decides in microseconds runs inside AudioIn.
-                detector = vad.detector() if has_vad else None
-                segmented = recognizer is not None and not recognizer.streaming
-                if has_vad and detector is None:
+                if links.vad_frames_out is not None:
                     vad_actor = VADActor(
                         vad=vad,
                         bus=bus,
-                        turn_events=turn.events,
-                        session_inbox=supervisor.inbox,
-                        # Only a recognizer driven by VAD segments reads them.
-                        recognizer_events=recognizer.vad_events if segmented else None,
+                        frames=links.vad_frames_out,
+                        turn_events=links.turn_events,
+                        supervisor=links.supervisor,
+                        recognizer_events=segmented.vad if segmented else None,
                     )
-                audio_in = self._audio_in = AudioIn(
+                assert links.audio_in_inbox is not None
+                audio_in = AudioIn(
                     transport=transport,
                     bus=bus,
-                    session_inbox=supervisor.inbox,
-                    vad=vad_actor.frames if vad_actor else None,
-                    recognizer=recognizer.frames if recognizer else None,
+                    inbox=links.audio_in_inbox,
+                    supervisor=links.supervisor,
+                    vad=links.vad_frames,
+                    recognizer=ends.audio if ends else None,
                     recorder=recorder.inbox if self._record else None,
-                    turn=turn.inbox,
+                    turn=links.turn,
                     state=state,
-                    flush_recognizer=recognizer is not None and recognizer.streaming,
+                    flush_recognizer=streaming,
                     vad_detector=detector,
                     vad_events=(
-                        [turn.events.clone()]
-                        + ([recognizer.vad_events] if segmented and recognizer is not None else [])
+                        [links.turn_events.clone()] + ([segmented.vad] if segmented else [])
                         if detector is not None
                         else []
                     ),
                 )
-            turn.connect(
-                planner=planner.inbox,
-                recognizer=recognizer.inbox if recognizer else None,
-                audio_in=audio_in.inbox if audio_in else None,
-            )
             async with trio.open_nursery() as actors:
                 for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
                     if actor is not None:
@@ -302,7 +313,7 @@ class AgentSession:
                 providers = (self.stt, stt, self.llm, agent.override("llm", self.llm), self.tts, speaker_tts)
                 for provider in {id(p): p for p in providers if hasattr(p, "run_background")}.values():
                     await actors.start(provider.run_background, bus.emit)
-                state.running = True
+                supervisor.mark_running()
                 session_toolsets = ToolsetLease()
                 # A close asked for while a toolset connects (a server that does
                 # not answer) cuts the start-up short.
@@ -322,8 +333,9 @@ class AgentSession:
                 info = CloseInfo("error", error, ())
             raise
         finally:
-            _inside_session.reset(token)
-            state.running = False
+            inside_session.reset(token)
+            if supervisor is not None:
+                supervisor.mark_closed()
             state.accepting_speech = False
             state.agent_state = "initializing"
             state.user_state = "listening"
@@ -372,8 +384,7 @@ class AgentSession:
         """Close soon: let queued speech play first when ``drain`` is true."""
         check_bool(drain, "drain")
         if self._state.running and self._supervisor is not None:
-            self._state.closing = True
-            self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=drain))
+            self._supervisor.request_close(reason="user_initiated", drain=drain)
 
     async def aclose(self) -> None:
         """Close now (interrupting speech) and wait until the session has ended.
@@ -384,17 +395,16 @@ class AgentSession:
         closed = self._closed
         if not self._state.running or closed is None or self._supervisor is None:
             return
-        self._state.closing = True
-        self._supervisor.inbox.send_nowait(CloseRequested(reason="user_initiated", drain=False))
-        if _inside_session.get() is not self:
+        self._supervisor.request_close(reason="user_initiated", drain=False)
+        if inside_session.get() is not self:
             await closed.wait()
 
     async def drain(self) -> None:
         """Stop taking new turns, run on_exit and wait for every speech to finish."""
         self._check_running()
-        assert self._supervisor is not None
+        assert self._links is not None
         done: Future[None] = Future()
-        self._supervisor.inbox.send_nowait(DrainRequested(reply=done))
+        self._links.supervisor.send_nowait(DrainRequested(reply=done))
         await done
 
     async def __aenter__(self) -> AgentSession:
@@ -503,8 +513,8 @@ class AgentSession:
         the user speaks ends their speech there."""
         check_bool(enabled, "enabled")
         self._check_running()
-        assert self._turn is not None
-        self._turn.inbox.send_nowait(SetAudioInput(enabled))
+        assert self._links is not None
+        self._links.turn.send_nowait(SetAudioInput(enabled))
 
     def commit_user_turn(
         self, *, transcript_timeout: float = 2.0, skip_reply: bool = False
@@ -512,17 +522,17 @@ class AgentSession:
         check_number(transcript_timeout, "transcript_timeout")
         check_bool(skip_reply, "skip_reply")
         self._check_running()
-        assert self._turn is not None
+        assert self._links is not None
         reply: Future[str] = Future()
-        self._turn.inbox.send_nowait(
+        self._links.turn.send_nowait(
             CommitUserTurn(transcript_timeout=transcript_timeout, skip_reply=skip_reply, reply=reply)
         )
         return reply
 
     def clear_user_turn(self) -> None:
         self._check_running()
-        assert self._turn is not None
-        self._turn.inbox.send_nowait(ClearUserTurn())
+        assert self._links is not None
+        self._links.turn.send_nowait(ClearUserTurn())
 
     def update_agent(
         self, agent: Agent, *, carry_history: CarryHistory | None = None
@@ -540,10 +550,7 @@ class AgentSession:
         agent._bind(self)
         assert self._supervisor is not None
         done: Future[None] = Future()
-        self._state.count_handoff(+1)
-        self._supervisor.inbox.send_nowait(
-            HandoffRequested(agent=agent, reply=done, carry_history=carry_history)
-        )
+        self._supervisor.request_handoff(agent, reply=done, carry_history=carry_history)
         return done
 
     async def run(self, *, user_input: str) -> RunResult:
@@ -552,14 +559,12 @@ class AgentSession:
         Done means nothing is left to do: every speech played (tool steps
         included), every hand-off happened, every hook returned, except what
         waits for the user's next turn (an AgentTask asking a question). The
-        :class:`~voxtrio.testing.RunResult` holds what the turn added to the
-        conversation (messages, function calls and outputs, hand-offs) with
-        ``expect`` assertions over them. A failed LLM request raises here.
-        Meant for tests: with the scripted providers of ``voxtrio.testing`` on
+        :class:`~voxtrio.testing.RunResult` (:mod:`voxtrio.run_result`) holds
+        what the turn added to the conversation (messages, function calls and
+        outputs, hand-offs) with ``expect`` assertions over them. A failed LLM
+        request raises here. Meant for tests: with the scripted providers of ``voxtrio.testing`` on
         trio's MockClock a run takes milliseconds.
         """
-        from .testing.run_result import RunResult
-
         check_str(user_input, "user_input")
         self._check_accepting()
         if self._run is not None:
@@ -597,9 +602,12 @@ class AgentSession:
         self._options = _options_with(self._options, changes, "option")
         if self._state.running:
             # Every actor that reads options hears of the change.
-            for actor in (self._supervisor, self._planner, self._turn, self._speaker, self._recognizer):
-                if actor is not None:
-                    actor.inbox.send_nowait(OptionsChanged(self._options))
+            links = self._links
+            assert links is not None and self._planner is not None and self._speaker is not None
+            recognizer = links.recognizer.control if links.recognizer is not None else None
+            for inbox in (links.supervisor, self._planner.inbox, links.turn, self._speaker.inbox, recognizer):
+                if inbox is not None:
+                    inbox.send_nowait(OptionsChanged(self._options))
 
     # -- events -----------------------------------------------------------------------------
 
@@ -695,7 +703,7 @@ class AgentSession:
         self._check_running()
         # Once a close is asked for, only the session's own code (on_exit, a tool
         # finishing its reply) may still add speech, and only while it drains.
-        closing_from_outside = self._state.closing and _inside_session.get() is not self
+        closing_from_outside = self._state.closing and inside_session.get() is not self
         if closing_from_outside or not self._state.accepting_speech:
             raise SessionClosedError(
                 "the session is draining or closing: it accepts no new speech"

@@ -2,11 +2,15 @@
 
 Actors never read each other's attributes; what the public API must answer
 synchronously (``session.agent_state``, ``current_speech``, ``history``...) is
-published here by the actor that owns it. Each field names its single writer.
+published here by the actor that owns it. Each field names its single writer;
+the exceptions are named where they are. When the session ends, ``main()``
+puts the fields the public API reads back to their resting values (the
+actors that wrote them are gone by then).
 """
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
@@ -18,6 +22,21 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .events import AgentState, UserState
     from .speech import SpeechHandle
+
+
+class Phase(enum.Enum):
+    """Where the session is in its life; written by the supervisor alone.
+
+    STARTING -> RUNNING -> (DRAINING ->) CLOSING -> CLOSED, never backwards;
+    a close may come in any phase before CLOSED (a provider that fails while
+    the actors start), and a session that never started stays STARTING.
+    """
+
+    STARTING = "starting"  # main() is starting the actors (a fresh state is here)
+    RUNNING = "running"  # the actors run and the session takes turns and speech
+    DRAINING = "draining"  # session.drain(): no new turns; on_exit and the queue play out
+    CLOSING = "closing"  # a close was asked for: only the session's own code may still speak
+    CLOSED = "closed"  # main() is over (or ending): nothing of the session runs
 
 
 @attrs.define
@@ -33,7 +52,10 @@ class SessionState:
     # that waits for the user; and whether an AgentTask is being switched to or from.
     planner_busy: int = 0
     agent_switching: bool = False
-    # Planner and the API (+1 when asked), Session (-1 when the new agent started)
+    # The supervisor: +1 when a hand-off is asked for (SessionSupervisor.request_handoff,
+    # at once, so that a run waits for it), -1 when it is done or refused.
+    # Exception: the Planner still counts (+1) the hand-off a tool returns before
+    # it sends it (its restructure moves that count to the supervisor's side).
     handoffs_pending: int = 0
     # the API (+1 for each speech handle made), Planner (-1 when it takes it in)
     speeches_posted: int = 0
@@ -53,11 +75,24 @@ class SessionState:
     # "The reply hold-off"). A flag rather than a message, so the Speaker sees
     # it the instant the Turn decides.
     user_silent: Flag = attrs.Factory(lambda: Flag(True))
-    # Session
-    running: bool = False
-    closing: bool = False
-    close_requested_at: float | None = None  # trio time of the first close request
+    # Supervisor: the lifecycle (see Phase). A close asked for through the public
+    # API is CLOSING at once (SessionSupervisor.request_close), before the
+    # supervisor's inbox hears of it, so that nothing new is accepted meanwhile.
+    phase: Phase = Phase.STARTING
+    # Supervisor: trio time at which it took in the first close request
+    close_requested_at: float | None = None
+    # AgentSession.main(), at start: facts about the transport (e.g. "audio_output")
     extra: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def running(self) -> bool:
+        """The actors run: from the end of the start-up until main() ends."""
+        return self.phase in (Phase.RUNNING, Phase.DRAINING, Phase.CLOSING)
+
+    @property
+    def closing(self) -> bool:
+        """A close was asked for, or the session is over."""
+        return self.phase in (Phase.CLOSING, Phase.CLOSED)
 
     def update_idle(self) -> None:
         self.idle.set(

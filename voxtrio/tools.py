@@ -13,6 +13,7 @@ LLM, anything else is reported as an internal error without detail.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 import inspect
@@ -31,6 +32,7 @@ from typing import (
     Iterable,
     Sequence,
     TypeVar,
+    cast,
 )
 
 import attrs
@@ -38,8 +40,8 @@ import pydantic
 import trio
 
 from .chat import ChatContext, FunctionCall, FunctionCallOutput
-from .clock import run_in_worker
 from .errors import StopResponse, ToolError
+from .providers.threads import run_in_worker
 from .speech import status_of
 
 if TYPE_CHECKING:
@@ -170,7 +172,7 @@ class FunctionTool:
         limiter), so one that blocks does not stop the event loop and every
         session on it. A thread cannot be cancelled: when the session cancels
         the call (its close deadline), the thread is abandoned, left to
-        finish on its own and counted by :func:`voxtrio.clock.abandoned_workers`.
+        finish on its own and counted by :func:`voxtrio.providers.threads.abandoned_workers`.
         From the thread, reach the session through ``trio.from_thread.run_sync``.
         """
         kwargs = dict(arguments)
@@ -576,6 +578,14 @@ async def open_toolsets(
 INTERNAL_ERROR = "An internal error occurred"
 
 
+class HandoffTarget(abc.ABC):
+    """What a tool returns to hand the conversation over: an :class:`voxtrio.Agent`.
+
+    The agent module registers ``Agent`` here: it imports this module (an
+    agent holds tools), so this one cannot import it back.
+    """
+
+
 @attrs.frozen(kw_only=True)
 class ToolOutcome:
     """One call's result as the conversation will record it."""
@@ -587,18 +597,16 @@ class ToolOutcome:
 
 
 def outcome_from_result(call: FunctionCall, result: Any) -> ToolOutcome:
-    from .agent import Agent
-
     def output(text: str, *, is_error: bool = False) -> FunctionCallOutput:
         return FunctionCallOutput(call_id=call.call_id, name=call.name, output=text, is_error=is_error)
 
     if result is None:
         return ToolOutcome(call=call, output=output(""), reply_required=False)
-    if isinstance(result, Agent):
-        return ToolOutcome(call=call, output=output(""), reply_required=False, agent=result)
+    if isinstance(result, HandoffTarget):
+        return ToolOutcome(call=call, output=output(""), reply_required=False, agent=cast("Agent", result))
     if isinstance(result, tuple):
-        agents = [item for item in result if isinstance(item, Agent)]
-        others = [item for item in result if not isinstance(item, Agent)]
+        agents = [cast("Agent", item) for item in result if isinstance(item, HandoffTarget)]
+        others = [item for item in result if not isinstance(item, HandoffTarget)]
         if len(agents) > 1:
             return ToolOutcome(
                 call=call,

@@ -29,8 +29,7 @@ None of them can stall the others: AudioIn never waits on a listener.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any, Sequence, assert_never
 
 import numpy as np
 import trio
@@ -38,7 +37,9 @@ import trio
 from ..audio import FRAME_DURATION, PIPELINE_SAMPLE_RATE, AudioFrame
 from ..errors import AudioFormatError, ProviderOutputError, describe_error
 from ..events import ErrorEvent, EventBus
+from ..links import TRANSPORT_INPUT, FrameLink, RecognizerAudio, StreamedAudio, SupervisorLink, TurnLink
 from ..messages import (
+    AudioInMessage,
     CloseRequested,
     InputEnded,
     ProviderFailed,
@@ -51,7 +52,6 @@ from ..providers.base import VADDetector
 from ..state import SessionState
 from ..transports.base import Transport, TransportDisconnected
 
-INPUT_BUFFER = 50
 # soxr's low-latency setting (see the module docstring).
 RESAMPLER_QUALITY = "LQ"
 
@@ -135,21 +135,18 @@ class PipelineConverter:
         return frames
 
 
-# Frames of audio the recognizer may fall behind by before any is dropped.
-RECOGNIZER_BACKLOG = 500
-
-
 class AudioIn:
     def __init__(
         self,
         *,
         transport: Transport,
         bus: EventBus,
-        session_inbox: trio.MemorySendChannel[Any],
-        vad: trio.MemorySendChannel[AudioFrame] | None = None,
-        recognizer: trio.MemorySendChannel[AudioFrame] | None = None,
+        inbox: trio.MemoryReceiveChannel[AudioInMessage],
+        supervisor: SupervisorLink,
+        vad: FrameLink | None = None,
+        recognizer: RecognizerAudio | None = None,
         recorder: trio.MemorySendChannel[RecordAudio] | None = None,
-        turn: trio.MemorySendChannel[Any] | None = None,
+        turn: TurnLink | None = None,
         vad_detector: VADDetector | None = None,
         vad_events: Sequence[trio.MemorySendChannel[VADEvent]] = (),
         flush_recognizer: bool = False,
@@ -157,7 +154,8 @@ class AudioIn:
     ) -> None:
         self._transport = transport
         self._bus = bus
-        self._session_inbox = session_inbox
+        self._inbox = inbox
+        self._supervisor = supervisor
         self._vad = vad
         self._recognizer = recognizer
         self._recorder = recorder
@@ -168,14 +166,13 @@ class AudioIn:
         # At the end of the input, ask the (streaming) recognizer for its last words.
         self._flush_recognizer = flush_recognizer
         self._state = state
-        self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
         self.dropped = {"vad": 0, "recognizer": 0, "recorder": 0}
         self._converter = PipelineConverter()
         self._enabled = True
         self._recognizer_muted = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        send, receive = trio.open_memory_channel[AudioFrame](INPUT_BUFFER)
+        send, receive = trio.open_memory_channel[AudioFrame](TRANSPORT_INPUT)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_transport, send)
             nursery.start_soon(self._read_control)
@@ -211,10 +208,13 @@ class AudioIn:
 
     async def _read_control(self) -> None:
         async for message in self._inbox:
-            if isinstance(message, SetRecognizerMuted):
-                self._recognizer_muted = message.muted
-            elif isinstance(message, SetAudioInput):
-                self._enabled = message.enabled
+            match message:
+                case SetRecognizerMuted():
+                    self._recognizer_muted = message.muted
+                case SetAudioInput():
+                    self._enabled = message.enabled
+                case _:
+                    assert_never(message)
 
     async def _read_transport(self, send: trio.MemorySendChannel[AudioFrame]) -> None:
         # Closed without a checkpoint: once the input ends, run() cancels this
@@ -224,12 +224,12 @@ class AudioIn:
             try:
                 await self._transport.read_audio(send)
             except TransportDisconnected:
-                self._session_inbox.send_nowait(CloseRequested(reason="participant_disconnected", drain=False))
+                self._supervisor.send_nowait(CloseRequested(reason="participant_disconnected", drain=False))
             except Exception as error:
                 self._bus.emit(
                     ErrorEvent(source="transport", message=describe_error(error), recoverable=False, error=error)
                 )
-                self._session_inbox.send_nowait(CloseRequested(reason="error", drain=False, error=error))
+                self._supervisor.send_nowait(CloseRequested(reason="error", drain=False, error=error))
 
     def _fan_out(self, frame: AudioFrame) -> None:
         if not self._enabled:
@@ -254,13 +254,13 @@ class AudioIn:
             # As the VAD actor does for a provider that fails: fatal for the session.
             self._detector = None
             self._bus.emit(ErrorEvent(source="vad", message=describe_error(error), recoverable=False, error=error))
-            self._session_inbox.send_nowait(ProviderFailed(source="vad", error=error))
+            self._supervisor.send_nowait(ProviderFailed(source="vad", error=error))
             return
         for event in events:
             for link in self._vad_events:
                 self._offer("vad", link, event)
 
-    def _offer(self, link: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
+    def _offer(self, link: str, channel: trio.MemorySendChannel[Any] | StreamedAudio, item: Any) -> None:
         try:
             channel.send_nowait(item)
         except trio.WouldBlock:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any
+from typing import assert_never
 
 import numpy as np
 import trio
@@ -31,11 +31,11 @@ import trio
 from ..audio import AudioFrame
 from ..errors import APIError, describe_error
 from ..events import ErrorEvent, EventBus, MetricsCollected
+from ..links import RECOGNIZER_BACKLOG, RECOGNIZER_EVENTS, RecognizerEnds, StreamedAudio, SupervisorLink, TurnEventLink
 from ..messages import FlushRecognizer, OptionsChanged, ProviderFailed, ResetRecognizer, STTEvent, VADEvent
 from ..options import SessionOptions
 from ..providers.base import STT, STTReconnected, STTStreamItem, STTUsage, check_stt_event
 from ..retry import retrying, unwrap
-from .audio_in import RECOGNIZER_BACKLOG
 
 # Audio kept before the VAD's start of speech (its detection is late by design).
 PRE_ROLL = 0.3
@@ -50,25 +50,24 @@ class Recognizer:
         stt: STT,
         bus: EventBus,
         options: SessionOptions,
-        turn_events: trio.MemorySendChannel[Any],
-        session_inbox: trio.MemorySendChannel[Any],
+        ends: RecognizerEnds,
+        turn_events: TurnEventLink,
+        supervisor: SupervisorLink,
         language: str | None = None,
     ) -> None:
         self._stt = stt
         self._bus = bus
         self._options = options
         self._turn = turn_events
-        self._session_inbox = session_inbox
+        self._supervisor = supervisor
         self._language = language
-        self._input: _StreamInput | None = None
-        if stt.capabilities.streaming:
-            # AudioIn's frames go straight into the current stream's channel.
-            self._input = _StreamInput()
-            self.frames: Any = self._input
-        else:
-            self.frames, self._frames = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
-        self.vad_events, self._vad_events = trio.open_memory_channel[VADEvent](64)
-        self.inbox, self._inbox = trio.open_memory_channel[Any](math.inf)
+        # A streaming STT: AudioIn's frames go straight into the current
+        # stream's channel. Else they wait in a channel for the segment.
+        self._input = ends.audio if isinstance(ends.audio, StreamedAudio) else None
+        if ends.audio_out is not None:
+            self._frames = ends.audio_out
+        self._vad_events = ends.vad_out
+        self._inbox = ends.inbox
         self._restart: trio.CancelScope | None = None
         # non-streaming: the segment being collected
         self._recent: collections.deque[AudioFrame] = collections.deque()
@@ -98,12 +97,15 @@ class Recognizer:
 
     async def _read_control(self) -> None:
         async for message in self._inbox:
-            if isinstance(message, FlushRecognizer):
-                self._flush()
-            elif isinstance(message, ResetRecognizer):
-                self._reset()
-            elif isinstance(message, OptionsChanged):
-                self._options = message.options
+            match message:
+                case FlushRecognizer():
+                    self._flush()
+                case ResetRecognizer():
+                    self._reset()
+                case OptionsChanged():
+                    self._options = message.options
+                case _:
+                    assert_never(message)
 
     # -- streaming -----------------------------------------------------------------
 
@@ -114,7 +116,7 @@ class Recognizer:
         while not link.closed:
             send, receive = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
             link.target = send
-            events_send, events_receive = trio.open_memory_channel[STTStreamItem](64)
+            events_send, events_receive = trio.open_memory_channel[STTStreamItem](RECOGNIZER_EVENTS)
             try:
                 with trio.CancelScope() as restart:
                     self._restart = restart
@@ -146,7 +148,7 @@ class Recognizer:
         )
         if not recoverable:
             self._failures = 0
-            await self._session_inbox.send(ProviderFailed(source="stt", error=error))
+            await self._supervisor.send(ProviderFailed(source="stt", error=error))
         await trio.sleep(conn_options.retry_delay(max(0, self._failures - 1)))
 
     async def _forward(self, receive: trio.MemoryReceiveChannel[STTStreamItem]) -> None:
@@ -258,7 +260,7 @@ class Recognizer:
         try:
             event = await retrying(attempt, conn_options=conn_options, on_error=on_error)
         except Exception as error:  # reported by on_error
-            await self._session_inbox.send(ProviderFailed(source="stt", error=error))
+            await self._supervisor.send(ProviderFailed(source="stt", error=error))
             return
         self._bus.emit(
             MetricsCollected(
@@ -277,35 +279,3 @@ class Recognizer:
                 end_time=(audio.timestamp or 0.0) + audio.duration,
             )
         await self._turn.send(event)
-
-
-class _StreamInput:
-    """The audio link of a recognizer with a streaming STT.
-
-    AudioIn sends each frame into the channel of the stream that is running,
-    with no task in between (a pump task would cost a task switch per frame).
-    It behaves as the send side of a bounded channel: ``WouldBlock`` when the
-    stream has fallen ``RECOGNIZER_BACKLOG`` frames behind (AudioIn counts
-    and reports the drop), and ``close()`` ends the stream's input. Between
-    two streams (a restart after an error) no stream listens: the frame goes
-    to no one, as it did through the pump.
-    """
-
-    def __init__(self) -> None:
-        self.target: trio.MemorySendChannel[AudioFrame] | None = None
-        self.closed = False
-
-    def send_nowait(self, frame: AudioFrame) -> None:
-        if self.closed:
-            raise trio.ClosedResourceError("the recognizer's input is closed")
-        if self.target is None:
-            return
-        try:
-            self.target.send_nowait(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the stream is being replaced
-
-    def close(self) -> None:
-        self.closed = True
-        if self.target is not None:
-            self.target.close()

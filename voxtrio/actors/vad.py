@@ -1,6 +1,6 @@
 """VAD actor: runs the VAD provider over the pipeline's frames.
 
-Its inbox is the frame link from AudioIn. Events go to the Turn actor and, for
+Its inbox is the frame link from AudioIn (``Links.vad_frames``). Events go to the Turn actor and, for
 a recognizer driven by speech segments, to the Recognizer (through a task that
 forwards them to both; with only the Turn actor to tell, the provider writes
 to the Turn actor's channel itself).
@@ -8,18 +8,14 @@ to the Turn actor's channel itself).
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 
 from ..audio import AudioFrame
 from ..errors import describe_error
 from ..events import ErrorEvent, EventBus
+from ..links import VAD_EVENTS, SupervisorLink, TurnEventLink, VADEventLink
 from ..messages import ProviderFailed, VADEvent
 from ..providers.base import VAD
-
-# Frames waiting for the VAD; AudioIn drops (and counts) beyond this.
-FRAME_BUFFER = 50
 
 
 class VADActor:
@@ -28,16 +24,17 @@ class VADActor:
         *,
         vad: VAD,
         bus: EventBus,
-        turn_events: trio.MemorySendChannel[Any],
-        session_inbox: trio.MemorySendChannel[Any],
-        recognizer_events: trio.MemorySendChannel[VADEvent] | None = None,
+        frames: trio.MemoryReceiveChannel[AudioFrame],
+        turn_events: TurnEventLink,
+        supervisor: SupervisorLink,
+        recognizer_events: VADEventLink | None = None,
     ) -> None:
         self._vad = vad
         self._bus = bus
+        self._frames = frames
         self._turn = turn_events
         self._recognizer = recognizer_events
-        self._session_inbox = session_inbox
-        self.frames, self._frames = trio.open_memory_channel[AudioFrame](FRAME_BUFFER)
+        self._supervisor = supervisor
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self._recognizer is None:
@@ -47,7 +44,7 @@ class VADActor:
             task_status.started()
             await self._run_provider(self._turn.clone())
             return
-        send, receive = trio.open_memory_channel[VADEvent](FRAME_BUFFER)
+        send, receive = trio.open_memory_channel[VADEvent](VAD_EVENTS)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run_provider, send)
             task_status.started()
@@ -63,4 +60,4 @@ class VADActor:
                 await self._vad.run(self._frames, send)
             except Exception as error:
                 self._bus.emit(ErrorEvent(source="vad", message=describe_error(error), recoverable=False, error=error))
-                await self._session_inbox.send(ProviderFailed(source="vad", error=error))
+                await self._supervisor.send(ProviderFailed(source="vad", error=error))

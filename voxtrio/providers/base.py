@@ -18,14 +18,15 @@ toward ``max_unrecoverable_errors``; the session goes on.
 from __future__ import annotations
 
 import abc
+import math
 from typing import TYPE_CHECKING, Any, AsyncContextManager, Literal, Protocol, Sequence, Union
 
 import attrs
 
 from ..audio import AudioFrame
 from ..errors import APIError, ProviderOutputError
-from ..messages import STTEvent, VADEvent
 from ..options import APIConnectOptions
+from ..validation import check_bool, check_choice, check_number, check_str, field_check
 
 if TYPE_CHECKING:
     import trio
@@ -42,6 +43,59 @@ def _shown(value: Any) -> str:
     """What a provider sent, for the error that says it is not allowed."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+# ---------------------------------------------------------------------------
+# Hearing: what a VAD and a recognizer report (the actors pass it on as is)
+# ---------------------------------------------------------------------------
+
+
+_time = field_check(check_number, minimum=-math.inf, finite=True)
+_duration = field_check(check_number, finite=True)
+_optional_time = field_check(check_number, minimum=-math.inf, optional=True, finite=True)
+
+
+@attrs.frozen(kw_only=True)
+class VADEvent:
+    """One VAD observation; times are audio time (``AudioFrame.timestamp``).
+
+    ``start_of_speech`` comes once speech has lasted the VAD's minimum speech
+    duration; ``inference`` reports progress while speaking; ``end_of_speech``
+    comes after the minimum silence, and carries the silence it waited, so the
+    true end of speech is ``timestamp - silence_duration``. Every field is
+    checked when the event is made (a NaN time is a ``ValueError``): a VAD
+    that cannot say when speech happened fails, it does not lose turns.
+    """
+
+    kind: Literal["start_of_speech", "inference", "end_of_speech"] = attrs.field(
+        validator=field_check(check_choice, choices=("start_of_speech", "inference", "end_of_speech"))
+    )
+    timestamp: float = attrs.field(validator=_time)
+    speech_duration: float = attrs.field(validator=_duration)
+    silence_duration: float = attrs.field(validator=_duration)
+    speaking: bool = attrs.field(validator=field_check(check_bool))
+    probability: float = attrs.field(default=1.0, validator=_time)
+    inference_duration: float = attrs.field(default=0.0, validator=_duration)
+    raw_accumulated_silence: float = attrs.field(default=0.0, validator=_duration)
+
+
+@attrs.frozen(kw_only=True)
+class STTEvent:
+    """A recognizer result: interim or final text, or a speech boundary.
+
+    ``start_of_speech``/``end_of_speech`` only matter with
+    ``turn_detection="stt"``. ``start_time``/``end_time`` are audio time when the
+    recognizer knows them. Checked when made, like :class:`VADEvent`.
+    """
+
+    kind: Literal["start_of_speech", "interim", "final", "end_of_speech"] = attrs.field(
+        validator=field_check(check_choice, choices=("start_of_speech", "interim", "final", "end_of_speech"))
+    )
+    text: str = attrs.field(default="", validator=field_check(check_str))
+    language: str | None = attrs.field(default=None, validator=field_check(check_str, optional=True))
+    confidence: float = attrs.field(default=1.0, validator=_time)
+    start_time: float | None = attrs.field(default=None, validator=_optional_time)
+    end_time: float | None = attrs.field(default=None, validator=_optional_time)
 
 
 # ---------------------------------------------------------------------------
@@ -246,6 +300,10 @@ class LLM(abc.ABC):
 # ---------------------------------------------------------------------------
 # TTS
 # ---------------------------------------------------------------------------
+
+# A TTS provider may send this before its first audio to say when it started
+# working on the text (time-to-first-byte is measured from there).
+TTS_REQUEST_STARTED = "tts-request-started"
 
 
 @attrs.frozen(kw_only=True)

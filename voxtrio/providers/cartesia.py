@@ -40,7 +40,7 @@ from typing import Any, Mapping
 
 import trio
 
-from ..actors.speaker import TTS_REQUEST_STARTED
+from .base import TTS_REQUEST_STARTED
 from ..errors import APIStatusError
 from ..options import APIConnectOptions
 from ..text import SentenceSplitter

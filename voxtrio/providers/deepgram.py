@@ -54,7 +54,7 @@ import trio
 
 from ..audio import AudioFrame
 from ..errors import APIError, APITimeoutError, AudioFormatError
-from ..messages import STTEvent
+from .base import STTEvent
 from ..options import APIConnectOptions
 from ..retry import unwrap
 from . import base

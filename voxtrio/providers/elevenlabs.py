@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 
 import trio
 
-from ..actors.speaker import TTS_REQUEST_STARTED
+from .base import TTS_REQUEST_STARTED
 from ..options import APIConnectOptions
 from ..text import SentenceSplitter
 from . import base

@@ -16,7 +16,7 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..messages import VADEvent
+from .base import VADEvent
 from .base import VAD, VADCapabilities
 
 

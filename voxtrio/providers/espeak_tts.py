@@ -26,7 +26,7 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..clock import run_in_worker
+from .threads import run_in_worker
 from ..options import APIConnectOptions
 from .base import DEFAULT_CONN_OPTIONS, TTS, SynthesizedAudio, TimedWord, TTSCapabilities
 from .packaged_models import LocalModelError, package_dir

@@ -33,7 +33,7 @@ from ..actors.speaker import _ReplayableText
 from ..audio import AudioFrame
 from ..errors import APIError
 from ..events import ActiveProviderChanged, Event, logger
-from ..messages import STTEvent
+from .base import STTEvent
 from ..options import APIConnectOptions
 from ..retry import stream_attempt, unwrap
 from .base import (

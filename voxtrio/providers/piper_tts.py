@@ -26,7 +26,7 @@ import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..clock import run_in_worker
+from .threads import run_in_worker
 from ..options import APIConnectOptions
 from .base import DEFAULT_CONN_OPTIONS, TTS, SynthesizedAudio, TTSCapabilities
 from .packaged_models import LazyModel, LocalModelError, bundled_file, offline_environment, require_module

@@ -34,7 +34,7 @@ import trio
 
 from ..audio import PIPELINE_SAMPLE_RATE, AudioFrame
 from ..errors import AudioFormatError
-from ..messages import VADEvent
+from .base import VADEvent
 from .base import VAD, VADCapabilities
 from .packaged_models import LazyModel, LocalModelError, bundled_file, offline_environment, require_module
 

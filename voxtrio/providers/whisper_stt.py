@@ -36,9 +36,9 @@ import numpy as np
 import trio
 
 from ..audio import PIPELINE_SAMPLE_RATE, AudioFrame
-from ..clock import run_in_worker
+from .threads import run_in_worker
 from ..errors import AudioFormatError
-from ..messages import STTEvent
+from .base import STTEvent
 from ..options import APIConnectOptions
 from .base import DEFAULT_CONN_OPTIONS, STT, STTCapabilities
 from .packaged_models import LazyModel, LocalModelError, offline_environment, package_dir, require_module

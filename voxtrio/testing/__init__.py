@@ -4,7 +4,7 @@ The scripted providers follow a script instead of a model; they exist to test
 agents and the runtime in virtual time, not to talk to anyone.
 """
 
-from .run_result import (
+from ..run_result import (
     AgentHandoffEvent,
     ChatMessageEvent,
     FunctionCallEvent,

@@ -18,11 +18,11 @@ import attrs
 import numpy as np
 import trio
 
-from ..actors.speaker import TTS_REQUEST_STARTED
+from ..providers.base import TTS_REQUEST_STARTED
 from ..audio import AudioFrame
 from ..chat import ChatContext
 from ..errors import APIConnectionError, APIError, APIStatusError
-from ..messages import STTEvent, VADEvent
+from ..providers.base import STTEvent, VADEvent
 from ..options import APIConnectOptions
 from ..providers.base import (
     DEFAULT_CONN_OPTIONS,

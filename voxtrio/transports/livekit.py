@@ -47,7 +47,7 @@ from ..audio import AudioFrame
 from ..errors import VoxtrioError
 from .asyncio_bridge import AsyncioBridge
 from .base import AudioOutput, Transport, TransportDisconnected
-from .livekit_client_events import LiveKitClientEvents
+from .livekit_client_events import LiveKitClientEvents, TextReceived
 
 if TYPE_CHECKING:
     from ..session import AgentSession
@@ -146,17 +146,6 @@ class DataReceived:
     data: bytes
     topic: str
     identity: str | None
-
-
-@attrs.frozen
-class TextReceived:
-    """A whole text stream from a participant (``lk.chat`` is the user typing)."""
-
-    name: ClassVar[str] = "text_received"
-    topic: str
-    text: str
-    identity: str
-    attributes: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.define

@@ -27,15 +27,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import attrs
 import trio
 
 from ..errors import SessionClosedError
 
 if TYPE_CHECKING:
     from ..session import AgentSession
-    from .livekit import LiveKitTransport, TextReceived
 
 logger = logging.getLogger("voxtrio.livekit")
 
@@ -44,8 +44,32 @@ ATTRIBUTE_TRACK_ID = "lk.transcribed_track_id"
 ATTRIBUTE_FINAL = "lk.transcription_final"
 
 
+@attrs.frozen
+class TextReceived:
+    """A whole text stream from a participant (``lk.chat`` is the user typing)."""
+
+    name: ClassVar[str] = "text_received"
+    topic: str
+    text: str
+    identity: str
+    attributes: dict[str, str] = attrs.field(factory=dict)
+
+
+class Room(Protocol):
+    """What this adapter needs of the transport (the LiveKitTransport)."""
+
+    track_sid: str | None
+    linked_identity: str | None
+
+    async def set_attributes(self, attributes: dict[str, str]) -> None: ...
+
+    async def stream_text(
+        self, *, topic: str, attributes: dict[str, str] | None = None, sender_identity: str | None = None
+    ) -> Any: ...
+
+
 class LiveKitClientEvents:
-    def __init__(self, transport: LiveKitTransport, session: AgentSession) -> None:
+    def __init__(self, transport: Room, session: AgentSession) -> None:
         self._transport = transport
         self._session = session
         # Control traffic (a few messages per turn): unbounded is safe here.

@@ -21,13 +21,9 @@ from ...errors import describe_error
 from ...events import ErrorEvent, EventBus, MetricsCollected
 from ...messages import ProviderFailed, SynthesizeSegment
 from ...options import NOT_GIVEN, SessionOptions
-from ...providers.base import TTS, SynthesizedAudio, TimedWord, check_synthesized_audio
+from ...providers.base import TTS, TTS_REQUEST_STARTED, SynthesizedAudio, TimedWord, check_synthesized_audio
 from ...retry import retrying, stream_attempt
 from ...text import SentenceSplitter, resolve_transforms
-
-# A TTS provider may send this before its first audio to say when it started
-# working on the text (time-to-first-byte is measured from there).
-TTS_REQUEST_STARTED = "tts-request-started"
 
 # Synthesized audio waiting to be played: effectively unbounded for one reply
 # (minutes of 10 ms chunks), bounded against a runaway provider.

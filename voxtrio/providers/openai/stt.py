@@ -12,7 +12,7 @@ from typing import Mapping
 
 from ...audio import AudioFrame
 from ...audio_files import wav_bytes
-from ...messages import STTEvent
+from ..base import STTEvent
 from ...options import APIConnectOptions
 from ..base import DEFAULT_CONN_OPTIONS, STT as BaseSTT, STTCapabilities
 from ..http_api import protocol_error

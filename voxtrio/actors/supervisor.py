@@ -1,4 +1,4 @@
-"""Session actor: the supervisor.
+"""The session supervisor actor.
 
 It runs hand-offs (drain the old agent, record the hand-off, start the new
 one), applies the error policy (unrecoverable provider errors are counted per
@@ -11,13 +11,20 @@ another.
 
 It also owns the connections of the current agent's toolsets (MCP servers):
 they are opened before the agent starts and closed after it has drained.
+
+It alone writes the session's lifecycle, ``SessionState.phase`` (see
+:class:`voxtrio.state.Phase`), and the count of pending hand-offs. What must
+change at once, when the public API asks (a close, a hand-off), is done by its
+synchronous methods ``request_close`` and ``request_handoff``, which also post
+the request to its inbox; ``main()`` reports the start and the end of the
+session with ``mark_running`` and ``mark_closed``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from typing import Iterator, assert_never
 
 import attrs
 import trio
@@ -26,6 +33,7 @@ from .._sync import Flag, Future
 from ..agent import Agent, CarryHistory
 from ..events import CloseReason, ErrorEvent, EventBus
 from ..faults import FAULTS
+from ..links import PlannerLink, SupervisorLink, TurnLink
 from ..messages import (
     CloseRequested,
     CloseUserTurn,
@@ -40,7 +48,7 @@ from ..messages import (
     StartActivity,
 )
 from ..options import SessionOptions
-from ..state import SessionState
+from ..state import Phase, SessionState
 from ..tools import Toolset, ToolsetLease, open_toolsets, toolsets_of
 
 
@@ -67,27 +75,71 @@ class SessionSupervisor:
         bus: EventBus,
         state: SessionState,
         options: SessionOptions,
+        inbox: trio.MemoryReceiveChannel[SessionMessage],
+        to_self: SupervisorLink,
+        planner: PlannerLink,
+        turn: TurnLink,
     ) -> None:
         self._bus = bus
         self._state = state
         self._options = options
-        # Set by connect(): the other actors are created with this one's inbox.
-        self._planner: trio.MemorySendChannel[Any]
-        self._turn: trio.MemorySendChannel[Any] | None = None
-        self.inbox, self._inbox = trio.open_memory_channel[SessionMessage](math.inf)
+        self._inbox = inbox
+        # this actor's own inbox (what the public API asks is posted there too)
+        self._to_self = to_self
+        self._planner = planner
+        self._turn = turn
+        # answered with how the session closed, once the close sequence is over
         self.finished: Future[CloseInfo] = Future()
+        # unrecoverable provider errors since the last progress, per source
         self._error_counts = {"stt": 0, "llm": 0, "tts": 0, "vad": 0}
+        # hand-offs taken in and not started yet, in order (run one at a time)
         self._handoffs: list[HandoffRequested] = []
+        # hand-offs in a row with no progress between them (see HANDOFF_LOOP_LIMIT)
         self._handoffs_without_progress = 0
+        # true while no hand-off runs
         self._handoff_idle = Flag(True)
+        # This actor took in a close request (the phase may say CLOSING earlier:
+        # request_close publishes it before the request reaches the inbox).
         self._closing = False
-        # A drain stops hand-offs as it stops turns: an agent whose on_enter
-        # leads straight to another hand-off would otherwise never drain.
+        # It took in a drain request. A drain stops hand-offs as it stops turns:
+        # an agent whose on_enter leads straight to another hand-off would
+        # otherwise never drain. Invariant: ``_closing`` implies phase CLOSING
+        # or CLOSED; ``_draining`` implies phase DRAINING or later.
         self._draining = False
+        # where its hand-offs, drains and the close run (set by run())
         self._nursery: trio.Nursery | None = None
         # What a close cuts short at once: a hand-off, connecting toolsets at start.
         self._cut_by_close: set[trio.CancelScope] = set()
+        # the open toolset connections of each agent that has them
         self._leases: dict[Agent, ToolsetLease] = {}
+
+    # -- the lifecycle ----------------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        """Move the phase forward (never back: a close during the start-up stays a close)."""
+        order = list(Phase)
+        if order.index(phase) > order.index(self._state.phase):
+            self._state.phase = phase
+
+    def mark_running(self) -> None:
+        """main(): the actors are started; the public API may be used."""
+        self._enter(Phase.RUNNING)
+
+    def mark_closed(self) -> None:
+        """main(): the actors are gone; the session is over."""
+        self._enter(Phase.CLOSED)
+
+    def request_close(self, *, reason: CloseReason, drain: bool) -> None:
+        """The public API asks for a close: nothing new is accepted from now on."""
+        self._enter(Phase.CLOSING)
+        self._to_self.send_nowait(CloseRequested(reason=reason, drain=drain))
+
+    def request_handoff(
+        self, agent: Agent, *, reply: Future[None], carry_history: CarryHistory | None
+    ) -> None:
+        """The public API asks for a hand-off: counted at once, so that a run waits for it."""
+        self._state.count_handoff(+1)
+        self._to_self.send_nowait(HandoffRequested(agent=agent, reply=reply, carry_history=carry_history))
 
     def report_toolset_error(self, toolset: Toolset, error: BaseException) -> None:
         self._bus.emit(
@@ -137,10 +189,6 @@ class SessionSupervisor:
         await self._planner.send(StartActivity(agent=agent, reply=started))
         await started
 
-    def connect(self, *, planner: trio.MemorySendChannel[Any], turn: trio.MemorySendChannel[Any]) -> None:
-        self._planner = planner
-        self._turn = turn
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -150,47 +198,54 @@ class SessionSupervisor:
 
     def _handle(self, message: SessionMessage) -> None:
         assert self._nursery is not None
-        if isinstance(message, CloseRequested):
-            if not self._closing:
-                self._closing = True
-                self._state.closing = True
-                self._state.close_requested_at = trio.current_time()
-                for scope in self._cut_by_close:
-                    scope.cancel()
-                self._nursery.start_soon(self._close, message)
-        elif isinstance(message, ProviderFailed):
-            source = message.source
-            self._error_counts[source] = self._error_counts.get(source, 0) + 1
-            limit = self._options.conn_options.max_unrecoverable_errors
-            if source == "vad" or self._error_counts[source] > limit:
-                self.inbox.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
-        elif isinstance(message, ErrorCountReset):
-            # A transcript or a reply that plays: the conversation moves on.
-            for source in message.sources:
-                self._error_counts[source] = 0
-            self._handoffs_without_progress = 0
-        elif isinstance(message, HandoffRequested):
-            if self._closing or self._draining:
-                self._refuse_handoff(message, f"the session is {'closing' if self._closing else 'draining'}")
-                return
-            self._handoffs_without_progress += 1
-            if self._handoffs_without_progress > HANDOFF_LOOP_LIMIT:
-                why = (
-                    f"hand-off loop: {HANDOFF_LOOP_LIMIT} hand-offs in a row without a user turn "
-                    f"or a spoken reply; the hand-off to {message.agent.id} is refused"
-                )
-                if self._handoffs_without_progress == HANDOFF_LOOP_LIMIT + 1:
-                    self._bus.emit(ErrorEvent(source="session", message=why, recoverable=True))
-                self._refuse_handoff(message, why)
-                return
-            self._handoffs.append(message)
-            if self._handoff_idle:
-                self._nursery.start_soon(self._run_handoffs)
-        elif isinstance(message, OptionsChanged):
-            self._options = message.options
-        elif isinstance(message, DrainRequested):
-            self._draining = True
-            self._nursery.start_soon(self._drain, message)
+        match message:
+            case CloseRequested():
+                if not self._closing:
+                    self._closing = True
+                    self._enter(Phase.CLOSING)
+                    self._state.close_requested_at = trio.current_time()
+                    for scope in self._cut_by_close:
+                        scope.cancel()
+                    self._nursery.start_soon(self._close, message)
+            case ProviderFailed(source=source):
+                self._error_counts[source] = self._error_counts.get(source, 0) + 1
+                limit = self._options.conn_options.max_unrecoverable_errors
+                if source == "vad" or self._error_counts[source] > limit:
+                    self._to_self.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
+            case ErrorCountReset():
+                # A transcript or a reply that plays: the conversation moves on.
+                for source in message.sources:
+                    self._error_counts[source] = 0
+                self._handoffs_without_progress = 0
+            case HandoffRequested():
+                self._take_handoff(message)
+            case OptionsChanged():
+                self._options = message.options
+            case DrainRequested():
+                self._draining = True
+                self._enter(Phase.DRAINING)
+                self._nursery.start_soon(self._drain, message)
+            case _:
+                assert_never(message)
+
+    def _take_handoff(self, message: HandoffRequested) -> None:
+        assert self._nursery is not None
+        if self._closing or self._draining:
+            self._refuse_handoff(message, f"the session is {'closing' if self._closing else 'draining'}")
+            return
+        self._handoffs_without_progress += 1
+        if self._handoffs_without_progress > HANDOFF_LOOP_LIMIT:
+            why = (
+                f"hand-off loop: {HANDOFF_LOOP_LIMIT} hand-offs in a row without a user turn "
+                f"or a spoken reply; the hand-off to {message.agent.id} is refused"
+            )
+            if self._handoffs_without_progress == HANDOFF_LOOP_LIMIT + 1:
+                self._bus.emit(ErrorEvent(source="session", message=why, recoverable=True))
+            self._refuse_handoff(message, why)
+            return
+        self._handoffs.append(message)
+        if self._handoff_idle:
+            self._nursery.start_soon(self._run_handoffs)
 
     def _refuse_handoff(self, request: HandoffRequested, why: str) -> None:
         self._state.count_handoff(-1)
@@ -266,7 +321,7 @@ class SessionSupervisor:
         await self._planner.send(DrainActivity(interrupt=not request.drain, reply=drained))
         with trio.move_on_after(timeout - grace) as deadline:
             await drained
-            if request.reason != "error" and self._turn is not None:
+            if request.reason != "error":
                 # What the user said last still goes into the history.
                 committed: Future[None] = Future()
                 await self._turn.send(

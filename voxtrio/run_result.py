@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Literal, Union
 import attrs
 import trio
 
-from .._sync import Flag
-from ..chat import AgentHandoff, ChatItem, ChatMessage, FunctionCall, FunctionCallOutput
-from ..options import NOT_GIVEN, is_given
+from ._sync import Flag
+from .chat import AgentHandoff, ChatItem, ChatMessage, FunctionCall, FunctionCallOutput
+from .options import NOT_GIVEN, is_given
 
 if TYPE_CHECKING:
-    from ..agent import Agent
-    from ..session import AgentSession
-    from ..speech import SpeechHandle
-    from ..state import SessionState
+    from .agent import Agent
+    from .session import AgentSession
+    from .speech import SpeechHandle
+    from .state import SessionState
 
 EventType = Literal["message", "function_call", "function_call_output", "agent_handoff"]
 
