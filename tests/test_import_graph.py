@@ -134,18 +134,12 @@ def _reachable(edges: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-# A provider that still reaches into an actor: the fallback TTS replays the
-# Speaker's text feed (voxtrio.actors.speaker._ReplayableText, which belongs
-# with the Speaker's restructure).
-PROVIDER_EXCEPTIONS = {("voxtrio.providers.fallback", "voxtrio.actors.speaker")}
-
-
 def test_layers_point_one_way():
     edges = _edges()
     for name, imported in edges.items():
         if name.startswith("voxtrio.providers"):
             upward = {m for m in imported if m.startswith(("voxtrio.actors", "voxtrio.messages"))}
-            assert upward <= {m for n, m in PROVIDER_EXCEPTIONS if n == name}, name
+            assert not upward, name
     # The runtime (what ``import voxtrio`` loads) never loads the testing kit.
     assert not {m for m in _reachable(edges, "voxtrio") if m.startswith("voxtrio.testing")}
     assert not {m for m in edges["voxtrio.testing.scripted"] if m.startswith("voxtrio.actors")}

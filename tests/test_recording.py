@@ -158,6 +158,30 @@ def test_a_pause_holds_what_the_agent_had_queued_and_plays_it_from_the_resume(tm
     assert np.array_equal(track[:, 1], expected)
 
 
+
+def test_audio_at_another_rate_keeps_the_end_of_each_speech(tmp_path):
+    """A 24 kHz TTS on a 16 kHz recording: the resampler's delay would keep the last
+    ~16 ms of a speech back; they are placed where it ended, unless it was cut."""
+    recording = StereoRecording(open_audio_file(tmp_path / "a.wav", 16_000, "wav"), origin=0.0)
+
+    def speech(start, seconds):
+        for number in range(int(seconds / 0.02)):
+            frame = AudioFrame(np.full(480, 8000, np.int16), 24_000)
+            recording.add("agent", frame, start + number * 0.02)
+
+    speech(1.0, 0.5)  # played whole
+    speech(2.0, 0.5)  # cut at 2.3: nothing of it after that, delayed samples included
+    recording.cut(2.3)
+    speech(3.0, 0.5)  # played whole, the last speech of the call
+    recording.flush(4.0, final=True)
+    recording.close()
+    track = soundfile.read(tmp_path / "a.wav", dtype="int16")[0][:, 1]
+    voiced = np.nonzero(track)[0] / 16_000
+    for start, end in [(1.0, 1.5), (2.0, 2.3), (3.0, 3.5)]:
+        inside = voiced[(voiced >= start - 0.1) & (voiced < end + 0.1)]
+        assert inside.max() == pytest.approx(end, abs=0.002), (start, inside.max())
+        assert agent_active(track, 16_000, start, end - 0.002) > 0.99
+
 KILLED = """
 import json, os, sys, trio, trio.testing
 from voxtrio.recording import RecordingOptions

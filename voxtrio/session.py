@@ -25,7 +25,7 @@ import trio
 
 from ._sync import Future
 from .actors.audio_in import AudioIn
-from .actors.planner import Planner, Stage, current_caller, current_worker
+from .actors.planner import Planner, Stage
 from .actors.realtime import RealtimeLink
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
@@ -35,7 +35,7 @@ from .actors.turn import Turn
 from .actors.vad import VADActor
 from .agent import Agent, AgentTask, CarryHistory, check_carry_history
 from .chat import ChatContext, ChatMessage
-from .context import inside_session
+from .context import current_caller, current_tool_speech, current_worker, inside_session
 from .errors import SessionClosedError, root_cause
 from .events import CloseEvent, Event, EventBus
 from .links import Links
@@ -54,7 +54,7 @@ from .options import NOT_GIVEN, SESSION_OPTION_NAMES, SessionConnectOptions, Ses
 from .providers.base import LLM, STT, TTS, VAD
 from .recording import RecordingOptions, recording_options
 from .run_result import RunResult
-from .speech import SpeechFactory, SpeechHandle, SpeechSource, current_tool_speech
+from .speech import SpeechFactory, SpeechHandle, SpeechSource
 from .state import SessionState
 from .telemetry import LogContext, SessionTelemetry, SessionUsage, current_log_context
 from .telemetry.logging import install_record_factory

@@ -16,7 +16,6 @@ the spot and the Planner then records what was heard.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import heapq
 import itertools
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
@@ -25,6 +24,7 @@ import attrs
 import trio
 
 from ._sync import Flag
+from .context import current_tool_speech
 from .events import EventBus, SpeechCreated
 
 if TYPE_CHECKING:
@@ -44,10 +44,6 @@ StopKind = Literal[
     "playout",  # the Speaker playing the step's audio
 ]
 
-# Set while a tool runs, to the handle whose step called it.
-current_tool_speech: contextvars.ContextVar[SpeechHandle | None] = contextvars.ContextVar(
-    "voxtrio_current_tool_speech", default=None
-)
 
 
 @attrs.define(eq=False)

@@ -54,8 +54,9 @@ class SessionState:
     agent_switching: bool = False
     # The supervisor: +1 when a hand-off is asked for (SessionSupervisor.request_handoff,
     # at once, so that a run waits for it), -1 when it is done or refused.
-    # Exception: the Planner still counts (+1) the hand-off a tool returns before
-    # it sends it (its restructure moves that count to the supervisor's side).
+    # Exception: the Planner counts (+1) the hand-off a tool returns as it sends
+    # it, from inside the tool step's counted task: counted on arrival instead,
+    # session.run() could see an idle session between the two.
     handoffs_pending: int = 0
     # the API (+1 for each speech handle made), Planner (-1 when it takes it in)
     speeches_posted: int = 0

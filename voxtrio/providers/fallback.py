@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Literal, Se
 import numpy as np
 import trio
 
-from ..actors.speaker import _ReplayableText
+from .replayable_text import ReplayableText
 from ..audio import AudioFrame
 from ..errors import APIError
 from ..events import ActiveProviderChanged, Event, logger
@@ -275,7 +275,7 @@ class FallbackTTS(TTS):
         conn_options: APIConnectOptions = DEFAULT_CONN_OPTIONS,
     ) -> None:
         # Each provider that takes over reads the text from its beginning.
-        replay = _ReplayableText()
+        replay = ReplayableText()
 
         async def read_text() -> None:
             async for chunk in text:

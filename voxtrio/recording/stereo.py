@@ -39,6 +39,11 @@ def open_audio_file(path: Path, sample_rate: int, fmt: Literal["ogg", "wav"]) ->
     return soundfile.SoundFile(path, "w", samplerate=sample_rate, channels=2, format="WAV", subtype="PCM_16")
 
 
+# Agent audio that comes this much later than the end of the last is a new
+# stretch of speech (longer than a resampler's delay, shorter than any pause).
+SPEECH_GAP = 0.06
+
+
 class StereoRecording:
     def __init__(self, file: soundfile.SoundFile, *, origin: float) -> None:
         self._file = file
@@ -80,8 +85,25 @@ class StereoRecording:
             samples = self._mono(frame, 0)
             self._place(0, samples, max(self._index(at) - len(samples), self._ends[0]))
             return
-        samples = self._mono(frame, 1)
-        start = max(self._index(at), self._ends[1])
+        index = self._index(at)
+        if index > self._ends[1] + int(SPEECH_GAP * self.sample_rate):
+            # A new stretch of speech: the rest of the previous one is still in
+            # the resampler (its filter's delay), to be placed where it ended.
+            self._flush_agent_resampler()
+            start = index
+        else:
+            # The same stretch: a resampler gives its output late and in bursts,
+            # so it is laid end to end from where the stretch began (placed at
+            # each frame's time, it would leave holes and lose its end).
+            start = self._ends[1]
+        self._place_agent(self._mono(frame, 1), start)
+
+    def _flush_agent_resampler(self) -> None:
+        for key in [key for key in self._resamplers if key[0] == 1]:
+            tail = self._resamplers.pop(key).resample_chunk(np.zeros(0, np.int16), last=True)
+            self._place_agent(tail, self._ends[1])
+
+    def _place_agent(self, samples: np.ndarray, start: int) -> None:
         if self._held is not None:
             # What would play past the pause waits for the resume.
             audible = max(0, min(len(samples), self._paused_at - start))
@@ -118,6 +140,8 @@ class StereoRecording:
         """The agent was interrupted at ``at``: what it had queued past then, or
         what a pause held, never played."""
         self._take_agent_audio(at)
+        for key in [key for key in self._resamplers if key[0] == 1]:
+            del self._resamplers[key]  # its delayed samples were not played either
         if self._held is not None:
             self._held = self._held[:0]
 
@@ -138,6 +162,7 @@ class StereoRecording:
         until = self._index(now) if final else self._index(now - LATE_MARGIN)
         if final:
             # What the agent had queued (or paused) but did not play by the close is not part of the call.
+            self._flush_agent_resampler()
             self.cut(now)
             until = max(until, self._ends[0])
         count = until - self.written

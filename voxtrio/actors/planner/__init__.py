@@ -43,7 +43,6 @@ and no part sees the actor:
 """
 
 from .actor import Planner
-from .context import current_caller, current_worker
 from .stage import Stage
 
-__all__ = ["Planner", "Stage", "current_caller", "current_worker"]
+__all__ = ["Planner", "Stage"]

@@ -13,7 +13,7 @@ from ..._sync import Flag, Future
 from ...errors import describe_error
 from ...events import ErrorEvent, EventBus
 from ...speech import SpeechHandle, SpeechQueue, SpeechStatus, status_of
-from ...state import SessionState
+from ...state import Phase, SessionState
 from .agent_state import AgentStatus
 from .stage import Stage
 from .workers import Workers
@@ -101,7 +101,12 @@ class SpeechScheduler:
     # -- who may start what ------------------------------------------------
 
     def may_start(self, what: Start) -> bool:
-        """The one answer to "may this start now?" for every part of the Planner."""
+        """The one answer to "may this start now?" for every part of the Planner.
+
+        The session's lifecycle is read from ``state.phase`` (the supervisor's);
+        ``accepting_speech`` and the turn block are the Planner's own, per agent
+        activity: a hand-off or a drain closes them while the session runs on.
+        """
         match what:
             case "speech" | "tool_step" | "reply_to_user":
                 return self._state.accepting_speech
@@ -110,7 +115,7 @@ class SpeechScheduler:
             case "agent_task" | "preemptive_reply":
                 return not self._turns_blocked and self._state.accepting_speech
             case "late_user_words":
-                return self._state.closing
+                return self._state.phase in (Phase.CLOSING, Phase.CLOSED)
             case _:
                 assert_never(what)
 

@@ -18,7 +18,6 @@ from ...chat import ChatContext, FunctionCall
 from ...errors import StopResponse, ToolError
 from ...events import ErrorEvent, EventBus
 from ...providers.base import ToolCallChunk
-from ...speech import current_tool_speech
 from ...tools import (
     FunctionTool,
     RunContext,
@@ -29,7 +28,7 @@ from ...tools import (
     rejected_outcome,
     unknown_function_outcome,
 )
-from .context import current_caller
+from ...context import current_caller, current_tool_speech
 from .history import History
 from .speeches import SpeechRun
 from .stage import Stage

@@ -13,7 +13,7 @@ from ..._sync import Flag
 from ...errors import StopResponse
 from ...events import ErrorEvent, EventBus
 from ...state import SessionState
-from .context import current_caller, current_worker
+from ...context import current_caller, current_worker
 
 if TYPE_CHECKING:
     from ...agent import Agent

@@ -14,9 +14,6 @@ at the end).
 """
 
 from .actor import Speaker
-from .synthesis import SEGMENT_AUDIO_BUFFER, TTS_REQUEST_STARTED, TTS_STREAM_BUFFER, ReplayableText
-
-# The providers' fallback adapter replays a segment's text the same way.
-_ReplayableText = ReplayableText
+from .synthesis import SEGMENT_AUDIO_BUFFER, TTS_REQUEST_STARTED, TTS_STREAM_BUFFER
 
 __all__ = ["SEGMENT_AUDIO_BUFFER", "TTS_REQUEST_STARTED", "TTS_STREAM_BUFFER", "Speaker"]

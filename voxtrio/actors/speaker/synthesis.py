@@ -22,6 +22,7 @@ from ...events import ErrorEvent, EventBus, MetricsCollected
 from ...messages import ProviderFailed, SynthesizeSegment
 from ...options import NOT_GIVEN, SessionOptions
 from ...providers.base import TTS, TTS_REQUEST_STARTED, SynthesizedAudio, TimedWord, check_synthesized_audio
+from ...providers.replayable_text import ReplayableText
 from ...retry import retrying, stream_attempt
 from ...text import SentenceSplitter, resolve_transforms
 
@@ -70,43 +71,6 @@ class Segment:
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
-
-
-class ReplayableText:
-    """The text of a segment as it arrives, readable again from the start
-    (a retried TTS request must get the whole text, not what is left)."""
-
-    def __init__(self) -> None:
-        self._chunks: list[str] = []
-        self._closed = False
-        self._changed = trio.Event()
-
-    def append(self, chunk: str) -> None:
-        self._chunks.append(chunk)
-        self._notify()
-
-    @property
-    def characters(self) -> int:
-        return sum(len(chunk) for chunk in self._chunks)
-
-    def close(self) -> None:
-        self._closed = True
-        self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def replay(self, send: trio.MemorySendChannel[str]) -> None:
-        async with send:
-            index = 0
-            while True:
-                while index < len(self._chunks):
-                    send.send_nowait(self._chunks[index])
-                    index += 1
-                if self._closed:
-                    return
-                await self._changed.wait()
 
 
 class Synthesizer:
