@@ -282,28 +282,8 @@ async def test_a_hand_off_on_the_same_model_goes_on_with_the_conversation(autoju
     assert handoffs == ["concierge", "billing"]
 
 
-class GetName(voxtrio.AgentTask[str]):
-    def __init__(self):
-        super().__init__(instructions="Collect the user's name.")
-
-    async def on_enter(self):
-        self.session.generate_reply(instructions="ask for the name")
-
-    @voxtrio.function_tool
-    async def record_name(self, name: str) -> None:
-        """Record the user's name."""
-        self.complete(name)
-
-
-class Registrar(voxtrio.Agent):
-    def __init__(self):
-        super().__init__(instructions="Register users.")
-
-    @voxtrio.function_tool
-    async def register(self) -> str:
-        """Register the user."""
-        name = await GetName()
-        return f"registered {name}"
+# The AgentTask of test_agent_task.py, on the realtime path.
+from test_agent_task import Registrar  # noqa: E402
 
 
 async def test_an_agent_task_runs_on_the_realtime_path(autojump_clock):

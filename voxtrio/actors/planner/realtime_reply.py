@@ -38,6 +38,7 @@ from ...tools import ToolOutcome
 from .agent_state import AgentStatus
 from .history import History
 from .playout import Playout
+from .reply import wait_for_tools
 from .speeches import SpeechRun, SpeechScheduler
 from .stage import Stage
 from .tool_runner import ToolCalls, ToolRunner
@@ -178,21 +179,10 @@ class RealtimeReplies:
             )
             run.step_played()
             if not calls.done:
-                await self._wait_for_tools(run, calls)
+                await wait_for_tools(run, calls, self._speeches, self._agent_status)
         outcomes = calls.finished()
         if outcomes:
             self._answer_tools(run, outcomes)
-
-    async def _wait_for_tools(self, run: SpeechRun, calls: ToolCalls) -> None:
-        """The response played; its tools still run (the agent stays 'thinking')."""
-        background = self._speeches.background
-        background.add(run.handle)
-        self._agent_status.tools_running(+1)
-        try:
-            await calls.done.wait_value(True)
-        finally:
-            background.discard(run.handle)
-            self._agent_status.tools_running(-1)
 
     async def _route(
         self,
