@@ -70,6 +70,9 @@ from ..providers.base import (
 
 logger = logging.getLogger("voxtrio.realtime")
 
+# What the Planner asks of a conversation that is open.
+Request = RealtimeReplyRequested | RealtimeInterrupt | RealtimeToolOutput | RealtimeAddMessage | RealtimeConfigure
+
 
 class RealtimeLink:
     def __init__(
@@ -154,41 +157,47 @@ class RealtimeLink:
         async for frame in self._ends.audio_out:
             await live.push_audio(frame)
 
-    async def _request(
-        self, message: RealtimeReplyRequested | RealtimeInterrupt | RealtimeToolOutput | RealtimeAddMessage | RealtimeConfigure
-    ) -> None:
+    async def _request(self, message: Request) -> None:
         """A request of the Planner's to the conversation (once it is open; dropped without one)."""
         live = await self._live if self._live is not None else None
         if live is None:
             logger.info("no realtime conversation for %s", type(message).__name__)
             return
-        match message:
-            case RealtimeReplyRequested():
-                await live.generate_reply(instructions=message.instructions)
-            case RealtimeInterrupt():
-                await live.interrupt(item_id=message.item_id, played=message.played)
-            case RealtimeToolOutput():
-                await live.send_tool_output(message.call_id, message.output, reply=message.reply)
-            case RealtimeAddMessage():
-                await live.add_message(message.role, message.text)
-            case RealtimeConfigure():
-                await live.update_instructions(message.instructions)
-                await live.update_tools(message.tools)
-            case _:
-                assert_never(message)
+        try:
+            match message:
+                case RealtimeReplyRequested():
+                    await live.generate_reply(instructions=message.instructions)
+                case RealtimeInterrupt():
+                    await live.interrupt(item_id=message.item_id, played=message.played)
+                case RealtimeToolOutput():
+                    await live.send_tool_output(message.call_id, message.output, reply=message.reply)
+                case RealtimeAddMessage():
+                    await live.add_message(message.role, message.text)
+                case RealtimeConfigure():
+                    await live.update_instructions(message.instructions)
+                    await live.update_tools(message.tools)
+                case _:
+                    assert_never(message)
+        except Exception as error:
+            # The conversation is going (its own task reports why): the request is lost, said so.
+            self._report(error, f"{type(message).__name__} did not reach the model: {describe_error(error)}")
 
     async def _route(self, event: RealtimeEvent) -> None:
         match event:
             case InputSpeechStarted():
                 self._speech_started = event.audio_time
-                await self._turn_events.send(VADEvent(kind="start_of_speech", timestamp=event.audio_time, speech_duration=0.0,
-                                    silence_duration=0.0, speaking=True))
+                await self._turn_events.send(
+                    VADEvent(kind="start_of_speech", timestamp=event.audio_time, speech_duration=0.0,
+                             silence_duration=0.0, speaking=True)
+                )
             case InputSpeechStopped():
                 started = self._speech_started if self._speech_started is not None else event.audio_time
                 self._speech_started = None
-                await self._turn_events.send(VADEvent(kind="end_of_speech", timestamp=event.audio_time,
-                                    speech_duration=max(0.0, event.audio_time - started),
-                                    silence_duration=0.0, speaking=False))
+                await self._turn_events.send(
+                    VADEvent(kind="end_of_speech", timestamp=event.audio_time,
+                             speech_duration=max(0.0, event.audio_time - started),
+                             silence_duration=0.0, speaking=False)
+                )
             case InputTranscription():
                 await self._turn_events.send(STTEvent(kind="final" if event.final else "interim", text=event.text))
             case ResponseCreated():
@@ -206,13 +215,17 @@ class RealtimeLink:
                 # The calls already run: their outputs go back, and the model ignores them.
                 logger.info("the model withdrew tool calls %s", ", ".join(event.call_ids))
             case RealtimeError():
-                self._bus.emit(ErrorEvent(source="realtime", message=describe_error(event.error),
-                                          recoverable=True, error=event.error))
+                self._report(event.error)
             case RealtimeReconnected():
-                message = f"reconnected after {describe_error(event.error)}; {event.lost_audio:.2f} s of audio lost"
-                self._bus.emit(ErrorEvent(source="realtime", message=message, recoverable=True, error=event.error))
+                lost = f"{event.lost_audio:.2f} s of audio lost"
+                self._report(event.error, f"reconnected after {describe_error(event.error)}; {lost}")
             case _:
                 assert_never(event)
+
+    def _report(self, error: BaseException, message: str | None = None) -> None:
+        """An error the conversation survives (a recoverable ``error`` event)."""
+        text = message or describe_error(error)
+        self._bus.emit(ErrorEvent(source="realtime", message=text, recoverable=True, error=error))
 
     def _to_response(self, response_id: str, item: ResponseOutput) -> None:
         stream = self._responses.get(response_id)
