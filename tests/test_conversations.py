@@ -66,6 +66,13 @@ def test_generated_conversations_without_faults_keep_every_invariant(conversatio
     check_generated(conversation, "generated_conversation_without_faults")
 
 
+@pytest.mark.property
+@settings(max_examples=max(1, settings.default.max_examples // 2))
+@given(conversations(realtime=True, max_turns=3))
+def test_generated_conversations_on_a_realtime_model_keep_every_invariant(conversation):
+    check_generated(conversation, "generated_realtime_conversation")
+
+
 @pytest.mark.thorough
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_scenario_file_keeps_every_invariant(path):

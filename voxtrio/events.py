@@ -172,10 +172,10 @@ class AgentFalseInterruption(Event):
 
 @attrs.frozen(kw_only=True)
 class MetricsCollected(Event):
-    """``kind`` is eou, llm, tts, stt or vad; ``metrics`` holds seconds (and counts)."""
+    """``kind`` is eou, llm, tts, stt, vad or realtime; ``metrics`` holds seconds (and counts)."""
 
     type: ClassVar[str] = "metrics_collected"
-    kind: Literal["eou", "llm", "tts", "stt", "vad", "preemptive"]
+    kind: Literal["eou", "llm", "tts", "stt", "vad", "preemptive", "realtime"]
     metrics: dict[str, Any]
     # The speech an llm or tts request was for, and the provider that served
     # it (usage per provider and model); neither is part of the timeline.
@@ -192,7 +192,7 @@ class MetricsCollected(Event):
 @attrs.frozen(kw_only=True)
 class ErrorEvent(Event):
     type: ClassVar[str] = "error"
-    source: Literal["stt", "llm", "tts", "vad", "transport", "agent", "tool", "session"]
+    source: Literal["stt", "llm", "tts", "vad", "realtime", "transport", "agent", "tool", "session"]
     message: str
     recoverable: bool
     error: BaseException | None = attrs.field(default=None, repr=False, eq=False)

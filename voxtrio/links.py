@@ -28,6 +28,7 @@ from .audio import AudioFrame
 from .messages import (
     AudioInMessage,
     PlannerMessage,
+    RealtimeLinkMessage,
     RecognizerMessage,
     SessionMessage,
     TurnEvent,
@@ -94,6 +95,19 @@ class StreamedAudio:
 
 
 RecognizerAudio: TypeAlias = Union[FrameLink, StreamedAudio]
+RealtimeControl: TypeAlias = trio.MemorySendChannel[RealtimeLinkMessage]
+
+
+@attrs.define
+class RealtimeEnds:
+    """The RealtimeLink's links: the Planner's requests and the user's audio."""
+
+    control: RealtimeControl
+    inbox: trio.MemoryReceiveChannel[RealtimeLinkMessage]
+    # AudioIn writes the user's audio here, as it would to a recognizer
+    # (RECOGNIZER_BACKLOG: the model may fall 10 s behind before AudioIn drops)
+    audio: FrameLink
+    audio_out: trio.MemoryReceiveChannel[AudioFrame]
 
 
 @attrs.define
@@ -132,6 +146,8 @@ class Links:
     # the frames of a VAD that runs as its own actor
     vad_frames: FrameLink | None = None
     vad_frames_out: trio.MemoryReceiveChannel[AudioFrame] | None = None
+    # the RealtimeLink's (always there; set by open)
+    realtime: RealtimeEnds | None = None
 
     @classmethod
     def open(cls, *, audio_input: bool, recognizer: str | None, vad_actor: bool) -> Links:
@@ -140,6 +156,10 @@ class Links:
         turn, turn_inbox = trio.open_memory_channel[TurnMessage](math.inf)
         turn_events, turn_events_out = trio.open_memory_channel[TurnEvent](TURN_EVENTS)
         links = cls(supervisor, supervisor_inbox, turn, turn_inbox, turn_events, turn_events_out)
+        # Every session has a RealtimeLink: any agent may use a realtime model.
+        control, inbox = trio.open_memory_channel[RealtimeLinkMessage](math.inf)
+        audio, audio_out = trio.open_memory_channel[AudioFrame](RECOGNIZER_BACKLOG)
+        links.realtime = RealtimeEnds(control, inbox, audio, audio_out)
         if not audio_input:
             return links
         links.audio_in, links.audio_in_inbox = trio.open_memory_channel[AudioInMessage](math.inf)

@@ -12,6 +12,8 @@ Read top to bottom, this module is the data flow of a session::
     AudioIn ──InputEnded──► Turn  (the input is over; the recognizer was flushed)
     Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
+    AudioIn ──AudioFrame──► RealtimeLink ──VADEvent / STTEvent (the server's)──► Turn
+    RealtimeLink ──RealtimeResponse──► Planner ──RealtimeInterrupt / ...──► RealtimeLink
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
     anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
     AgentSession (the public API) ──Say / GenerateReply / Interrupt / ...──► Planner
@@ -37,7 +39,16 @@ from ._sync import Flag, Future
 from .audio import AudioFrame
 from .events import UserTurnExceeded
 from .options import NOT_GIVEN
-from .providers.base import STTEvent, VADEvent
+from .providers.base import (
+    RealtimeCapabilities,
+    RealtimeFunctionCall,
+    ResponseAudio,
+    ResponseDone,
+    ResponseTextDelta,
+    ResponseTranscriptDelta,
+    STTEvent,
+    VADEvent,
+)
 
 if TYPE_CHECKING:
     import trio
@@ -63,6 +74,13 @@ class SetAudioInput:
     """Turn the audio input on or off (push-to-talk); off synthesizes end of speech."""
 
     enabled: bool
+
+
+@attrs.frozen
+class ListenWith:
+    """Send the user's audio to the realtime model (True) or to the VAD and the recognizer."""
+
+    realtime: bool
 
 
 @attrs.frozen
@@ -184,9 +202,15 @@ class AgentSpeech:
 
 @attrs.frozen
 class ActivityChanged:
-    """A new agent is active: its turn-taking overrides apply from now on."""
+    """A new agent is active: its turn-taking overrides apply from now on.
+
+    ``realtime``: what the realtime model it hears and speaks through can
+    do (None: it has none); the user's audio goes to the RealtimeLink then,
+    not to the VAD and the recognizer.
+    """
 
     agent: Agent
+    realtime: RealtimeCapabilities | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -370,6 +394,81 @@ class PlayoutResult:
 
 
 # ---------------------------------------------------------------------------
+# RealtimeLink <-> Planner: a realtime model's responses, and what the Planner asks of it
+# ---------------------------------------------------------------------------
+
+# What one response of the model says, in order; ResponseDone ends it.
+ResponseOutput = Union[ResponseAudio, ResponseTranscriptDelta, ResponseTextDelta, RealtimeFunctionCall, ResponseDone]
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeResponse:
+    """The model started response ``response_id``: the Planner speaks it.
+
+    ``output`` is the response's own stream (its audio comes faster than
+    real time and the Speaker plays it at real-time pace: the link never
+    waits on it, so that the user's speech events are never held up).
+    """
+
+    response_id: str
+    output: trio.MemoryReceiveChannel[ResponseOutput]
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeReplyRequested:
+    """``generate_reply()``: ask the model for a response."""
+
+    instructions: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeInterrupt:
+    """Stop the running response; of message ``item_id`` the user heard ``played`` seconds."""
+
+    item_id: str | None
+    played: float
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeToolOutput:
+    call_id: str
+    output: str
+    reply: bool
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeOpen:
+    """Start a conversation with ``model`` (closing the one running), from ``chat_ctx``."""
+
+    model: Any
+    instructions: str
+    chat_ctx: ChatContext
+    tools: Sequence[Any]
+
+
+@attrs.frozen
+class RealtimeClose:
+    """The current agent does not use a realtime model: close the conversation."""
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeConfigure:
+    """Another agent on the same model is current (a hand-off, an AgentTask):
+    its instructions and tools from now on."""
+
+    instructions: str
+    tools: Sequence[Any]
+
+
+@attrs.frozen(kw_only=True)
+class RealtimeAddMessage:
+    """What the agent said through its TTS (a ``say()``), so the model knows it."""
+
+    role: Literal["user", "assistant", "system"]
+    text: str
+
+
+# ---------------------------------------------------------------------------
 # Anyone -> Session: supervision
 # ---------------------------------------------------------------------------
 
@@ -378,7 +477,7 @@ class PlayoutResult:
 class ProviderFailed:
     """A provider request failed for good (after its retries)."""
 
-    source: Literal["stt", "llm", "tts", "vad"]
+    source: Literal["stt", "llm", "tts", "vad", "realtime"]
     error: BaseException
 
 
@@ -426,6 +525,7 @@ PlannerMessage = Union[
     DrainActivity,
     OptionsChanged,
     RunAgentTask,
+    RealtimeResponse,
 ]
 TurnMessage = Union[
     VADEvent,
@@ -443,7 +543,12 @@ TurnMessage = Union[
 # observations (a VAD provider writes there itself: checked as it arrives).
 TurnEvent = Union[VADEvent, STTEvent]
 RecognizerMessage = Union[FlushRecognizer, ResetRecognizer, OptionsChanged]
-AudioInMessage = Union[SetRecognizerMuted, SetAudioInput]
+RealtimeLinkMessage = Union[
+    RealtimeOpen,
+    RealtimeClose,
+    RealtimeReplyRequested, RealtimeInterrupt, RealtimeToolOutput, RealtimeAddMessage, RealtimeConfigure
+]
+AudioInMessage = Union[SetRecognizerMuted, SetAudioInput, ListenWith]
 SpeakerMessage = Union[
     SynthesizeSegment, PlaySegment, DiscardSegment, PausePlayout, ResumePlayout, OptionsChanged
 ]

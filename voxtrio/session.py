@@ -26,6 +26,7 @@ import trio
 from ._sync import Future
 from .actors.audio_in import AudioIn
 from .actors.planner import Planner, Stage
+from .actors.realtime import RealtimeLink
 from .actors.recognizer import Recognizer
 from .actors.recorder import Recorder
 from .actors.supervisor import CloseInfo, SessionSupervisor
@@ -239,6 +240,7 @@ class AgentSession:
                 turn_inbox=links.turn,
                 session_inbox=links.supervisor,
                 can_pause=speaker.can_pause,
+                realtime=links.realtime.control,
             )
             supervisor = self._supervisor = SessionSupervisor(
                 bus=bus,
@@ -261,6 +263,16 @@ class AgentSession:
                 audio_in=links.audio_in,
                 has_stt=has_stt,
                 has_vad=has_vad,
+            )
+            # A realtime model's conversation, opened when an agent on one is current.
+            assert links.realtime is not None
+            realtime_link = RealtimeLink(
+                bus=bus,
+                ends=links.realtime,
+                turn_events=links.turn_events,
+                planner=planner.inbox,
+                supervisor=links.supervisor,
+                conn_options=options.conn_options.llm_conn_options,
             )
             recognizer = vad_actor = audio_in = None
             if has_input:
@@ -294,6 +306,7 @@ class AgentSession:
                     supervisor=links.supervisor,
                     vad=links.vad_frames,
                     recognizer=ends.audio if ends else None,
+                    realtime=links.realtime.audio,
                     recorder=recorder.inbox if self._record else None,
                     turn=links.turn,
                     state=state,
@@ -306,7 +319,7 @@ class AgentSession:
                     ),
                 )
             async with trio.open_nursery() as actors:
-                for actor in (supervisor, recorder, speaker, turn, planner, recognizer, vad_actor, audio_in):
+                for actor in (supervisor, recorder, speaker, turn, planner, realtime_link, recognizer, vad_actor, audio_in):
                     if actor is not None:
                         await actors.start(actor.run)
                 # Providers with work of their own (a fallback adapter's probes) do it here.

@@ -42,6 +42,7 @@ from ..messages import (
     AudioInMessage,
     CloseRequested,
     InputEnded,
+    ListenWith,
     ProviderFailed,
     RecordAudio,
     SetAudioInput,
@@ -151,6 +152,7 @@ class AudioIn:
         vad_events: Sequence[trio.MemorySendChannel[VADEvent]] = (),
         flush_recognizer: bool = False,
         state: SessionState | None = None,
+        realtime: FrameLink | None = None,
     ) -> None:
         self._transport = transport
         self._bus = bus
@@ -170,6 +172,10 @@ class AudioIn:
         self._converter = PipelineConverter()
         self._enabled = True
         self._recognizer_muted = False
+        # The RealtimeLink's audio, and whether it hears the user (ListenWith)
+        # instead of the VAD and the recognizer.
+        self._realtime = realtime
+        self._to_realtime = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[AudioFrame](TRANSPORT_INPUT)
@@ -202,7 +208,7 @@ class AudioIn:
                 if self._turn is not None:
                     self._turn.send_nowait(InputEnded())
             nursery.cancel_scope.cancel()
-        for link in (self._vad, self._recognizer):
+        for link in (self._vad, self._recognizer, self._realtime):
             if link is not None:
                 link.close()
 
@@ -213,6 +219,8 @@ class AudioIn:
                     self._recognizer_muted = message.muted
                 case SetAudioInput():
                     self._enabled = message.enabled
+                case ListenWith():
+                    self._to_realtime = message.realtime and self._realtime is not None
                 case _:
                     assert_never(message)
 
@@ -234,17 +242,23 @@ class AudioIn:
     def _fan_out(self, frame: AudioFrame) -> None:
         if not self._enabled:
             return
-        if self._recognizer is not None:
-            heard = frame
-            if self._recognizer_muted:
-                heard = AudioFrame(np.zeros_like(frame.data), frame.sample_rate, 1, frame.timestamp)
-            self._offer("recognizer", self._recognizer, heard)
-        if self._vad is not None:
+        if self._to_realtime:
+            assert self._realtime is not None
+            self._offer("recognizer", self._realtime, self._muted(frame))
+        elif self._recognizer is not None:
+            self._offer("recognizer", self._recognizer, self._muted(frame))
+        if self._vad is not None and not self._to_realtime:
             self._offer("vad", self._vad, frame)
-        if self._detector is not None:
+        if self._detector is not None and not self._to_realtime:
             self._detect(frame)
         if self._recorder is not None:
             self._offer("recorder", self._recorder, RecordAudio("user", frame))
+
+    def _muted(self, frame: AudioFrame) -> AudioFrame:
+        """What the recognizer (or the realtime model) hears: silence while muted."""
+        if self._recognizer_muted:
+            return AudioFrame(np.zeros_like(frame.data), frame.sample_rate, 1, frame.timestamp)
+        return frame
 
     def _detect(self, frame: AudioFrame) -> None:
         assert self._detector is not None

@@ -210,7 +210,8 @@ class SessionSupervisor:
             case ProviderFailed(source=source):
                 self._error_counts[source] = self._error_counts.get(source, 0) + 1
                 limit = self._options.conn_options.max_unrecoverable_errors
-                if source == "vad" or self._error_counts[source] > limit:
+                # Without its VAD or its realtime model the session cannot hear at all.
+                if source in ("vad", "realtime") or self._error_counts[source] > limit:
                     self._to_self.send_nowait(CloseRequested(reason="error", drain=False, error=message.error))
             case ErrorCountReset():
                 # A transcript or a reply that plays: the conversation moves on.

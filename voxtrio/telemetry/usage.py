@@ -68,11 +68,11 @@ class SessionUsage:
     stt: dict[tuple[str, str], STTUsage] = attrs.Factory(dict)
 
     def on_event(self, event: Event) -> None:
-        if not isinstance(event, MetricsCollected) or event.kind not in ("llm", "tts", "stt"):
+        if not isinstance(event, MetricsCollected) or event.kind not in ("llm", "tts", "stt", "realtime"):
             return
         key = (provider_name(event.provider), model_name(event.provider))
         figures = event.metrics
-        if event.kind == "llm":
+        if event.kind in ("llm", "realtime"):
             llm = self.llm.setdefault(key, LLMUsage(provider=key[0], model=key[1]))
             llm.requests += 1
             llm.prompt_tokens += int(figures.get("prompt_tokens", 0))

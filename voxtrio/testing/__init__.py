@@ -15,6 +15,7 @@ from ..run_result import (
     running,
 )
 from .scenario import Scenario, ScenarioError, compare_expected, load_scenario, play, run_scenario
+from .scripted_realtime import ScriptedRealtimeModel
 from .scripted import (
     ArrayTransport,
     LLMResponse,
@@ -46,6 +47,7 @@ __all__ = [
     "ScenarioError",
     "ScriptedAudioOutput",
     "ScriptedLLM",
+    "ScriptedRealtimeModel",
     "ScriptedSTT",
     "ScriptedTransport",
     "ScriptedTTS",

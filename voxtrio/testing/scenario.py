@@ -168,6 +168,7 @@ def _bool(value: Any, field: str) -> bool:
 TOP_LEVEL = {
     "name", "description", "options", "vad", "stt", "audio_output", "agent", "agents", "tools",
     "user", "llm", "tts", "tts_default_chars_per_second", "actions", "end", "expect", "faults",
+    "realtime",
 }
 FAULT_KINDS = ("connection", "status", "timeout", "crash", "junk")
 STT_FAULT_KINDS = ("connection", "status", "crash", "junk")
@@ -215,6 +216,8 @@ class Scenario:
     disconnect_at: float | None = None
     transport_fail_at: float | None = None
     transport_junk_at: tuple[float, ...] = ()
+    # The agents speak through a ScriptedRealtimeModel (it hears ``user`` and answers as ``llm``).
+    realtime: bool = False
 
 
 def _validate_step(
@@ -502,6 +505,7 @@ def load_scenario(data: Any) -> Scenario:
         disconnect_at=disconnect_at,
         transport_fail_at=transport_fail_at,
         transport_junk_at=tuple(transport_junk_at),
+        realtime=_bool(top.get("realtime", False), "realtime"),
     )
 
 
@@ -655,6 +659,15 @@ class _Director:
         vad = None
         if scenario.vad is not None:
             vad = ScriptedVAD(scenario.user, **scenario.vad, fail_at=scenario.vad_fail_at)
+        if scenario.realtime:
+            from .scripted_realtime import ScriptedRealtimeModel
+
+            self.session = AgentSession(
+                llm=ScriptedRealtimeModel(scenario.user, scenario.llm),
+                tts=ScriptedTTS(scenario.tts, default_chars_per_second=scenario.tts_default_cps),
+                **options,
+            )
+            return self.session
         self.session = AgentSession(
             vad=vad,
             stt=ScriptedSTT(scenario.user, faults=scenario.stt_faults) if scenario.stt else None,

@@ -506,8 +506,14 @@ def conversations(
     agent_tools: Mapping[str, st.SearchStrategy[Any]] | None = None,
     phrases: Sequence[str] = USER_PHRASES,
     hostile: bool = False,
+    realtime: bool = False,
 ) -> dict[str, Any]:
     """A whole conversation as scenario data.
+
+    ``realtime`` plays it on a scripted realtime model (``"realtime": true``:
+    :class:`~voxtrio.testing.scripted_realtime.ScriptedRealtimeModel` hears the
+    user and answers from the LLM script) instead of the VAD, STT and LLM; its
+    provider faults are the TTS's only, and the turn detection is the model's.
 
     ``agent_tools`` describes the tools of *your* agent (name to a strategy for
     its arguments): the LLM script then calls them instead of the scenario's
@@ -521,10 +527,13 @@ def conversations(
     audio or whose connection breaks.
     """
     ids = itertools.count(1)
-    faulty = faults and (hostile or draw(st.integers(0, 2)) == 0)
+    faulty = faults and not realtime and (hostile or draw(st.integers(0, 2)) == 0)
     data: dict[str, Any] = {"name": "generated"}
 
     options = draw(option_sets(faults=faulty))
+    if realtime:
+        data["realtime"] = True
+        options.pop("turn_detection", None)
     if faulty:
         options["conn_options"] = draw(conn_options())
     if options:
@@ -537,6 +546,9 @@ def conversations(
         data["vad"] = None
     if draw(st.integers(0, 9)) == 0:
         data["stt"] = False
+    if realtime:
+        data.pop("vad", None)
+        data.pop("stt", None)
     if draw(st.booleans()):
         data["audio_output"] = {"can_pause": True}
 

@@ -15,6 +15,7 @@ import trio
 from ..._sync import Flag, Future
 from ...agent import Agent
 from ...events import EventBus
+from ...links import RealtimeControl
 from ...messages import (
     DrainActivity,
     EndOfTurnPending,
@@ -25,6 +26,7 @@ from ...messages import (
     PlannerMessage,
     PlayoutStalled,
     PreemptiveTranscript,
+    RealtimeResponse,
     RunAgentTask,
     Say,
     StartActivity,
@@ -43,6 +45,7 @@ from .history import History
 from .notes import ScheduleSpeech, StopAccepting
 from .playout import Playout
 from .preemptive import Preemptive
+from .realtime_reply import RealtimeReplies
 from .reply import ReplyRequest, ReplyResult, ReplyStep
 from .say import SayStep
 from .speeches import SpeechRun, SpeechScheduler
@@ -70,6 +73,7 @@ class Planner:
         turn_inbox: trio.MemorySendChannel[Any] | None,
         session_inbox: trio.MemorySendChannel[Any],
         can_pause: bool = False,
+        realtime: RealtimeControl | None = None,
     ) -> None:
         self._state = state
         self._stage = stage
@@ -111,8 +115,31 @@ class Planner:
             speaker_inbox=speaker_inbox,
             session_inbox=session_inbox,
         )
+        # A realtime model's responses (None: the session has no RealtimeLink).
+        self._realtime = None
+        if realtime is not None:
+            self._realtime = RealtimeReplies(
+                state=state,
+                bus=bus,
+                stage=stage,
+                speeches=speeches,
+                playout=self._playout,
+                history=history,
+                tools=self._tools,
+                agent_status=agent_status,
+                factory=speech_factory,
+                link=realtime,
+                speaker_inbox=speaker_inbox,
+                session_inbox=session_inbox,
+            )
         self._activity = Activity(
-            state=state, stage=stage, history=history, agent_status=agent_status, session=session
+            state=state,
+            stage=stage,
+            history=history,
+            agent_status=agent_status,
+            session=session,
+            bus=bus,
+            realtime=realtime,
         )
         self._agent_tasks = AgentTasks(
             state=state, stage=stage, bus=bus, workers=workers, speeches=speeches, activity=self._activity
@@ -205,6 +232,9 @@ class Planner:
                 message.reply.set_result(None)
             case ScheduleSpeech():
                 self._speeches.schedule(message.handle)
+            case RealtimeResponse():
+                if self._realtime is not None:
+                    self._realtime.created(message)
             case _:
                 assert_never(message)
 
@@ -215,11 +245,23 @@ class Planner:
         text_send, text_receive = trio.open_memory_channel[str](math.inf)
         # Synthesis is requested now, so TTS requests keep the order of the calls.
         segment_id = self._playout.synthesize_now(run, text_receive, message.audio)
-        self._speeches.spawn(run, self._say.run(run, message, segment_id, text_send))
+        self._speeches.spawn(run, self._say_step(run, message, segment_id, text_send))
         self._speeches.schedule(message.handle)
+
+    async def _say_step(
+        self, run: SpeechRun, message: Say, segment_id: str, text_send: trio.MemorySendChannel[str]
+    ) -> None:
+        result = await self._say.run(run, message, segment_id, text_send)
+        spoken = result is not None and result.text and message.add_to_chat_ctx
+        if self._realtime is not None and spoken and self._stage.realtime(run.owner):
+            assert result is not None
+            self._realtime.spoken(result.text)
 
     def _start_reply(self, message: GenerateReply) -> None:
         stage = self._stage
+        if self._realtime is not None and stage.realtime():
+            self._realtime.requested(message)
+            return
         tools = stage.tools()
         if message.tools is not None:
             tools = [tool for tool in tools if tool.name in set(message.tools)]

@@ -180,15 +180,7 @@ class ReplyStep:
         return ReplyResult(request=request, ctx=ctx, outcomes=done, step_started=step_started)
 
     async def _wait_for_tools(self, run: SpeechRun, calls: ToolCalls) -> None:
-        """The speech played; its tools still run (the agent stays 'thinking')."""
-        background = self._speeches.background
-        background.add(run.handle)
-        self._agent_status.tools_running(+1)
-        try:
-            await calls.done.wait_value(True)
-        finally:
-            background.discard(run.handle)
-            self._agent_status.tools_running(-1)
+        await wait_for_tools(run, calls, self._speeches, self._agent_status)
 
     async def _run_llm(
         self,
@@ -278,6 +270,20 @@ class ReplyStep:
                         text_send.close()
         if not segment.done():
             segment.set_result(None)
+
+
+async def wait_for_tools(
+    run: SpeechRun, calls: ToolCalls, speeches: SpeechScheduler, agent_status: AgentStatus
+) -> None:
+    """The speech played; its tools still run (the agent stays 'thinking')."""
+    background = speeches.background
+    background.add(run.handle)
+    agent_status.tools_running(+1)
+    try:
+        await calls.done.wait_value(True)
+    finally:
+        background.discard(run.handle)
+        agent_status.tools_running(-1)
 
 
 async def _within(scope: trio.CancelScope, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ...chat import ChatContext
+from ...providers.base import RealtimeModel
 from ...tools import FunctionTool, flatten_tools
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ class Stage:
         """The LLM of ``owner`` (the agent a speech speaks for), else of the current agent."""
         agent = owner if owner is not None else self.agent
         return agent.override("llm", self.llm) if agent else self.llm
+
+    def realtime(self, owner: Agent | None = None) -> bool:
+        """The agent speaks through a realtime model (its responses come from the RealtimeLink)."""
+        return isinstance(self.llm_for(owner), RealtimeModel)
 
     def tts_for(self, owner: Agent | None) -> Any:
         agent = owner if owner is not None else self.agent

@@ -147,7 +147,8 @@ class UserTurns:
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
-        if turn.skip_reply or not turn.transcript:
+        # A realtime model answers the turn by itself (its response is a speech of its own).
+        if turn.skip_reply or not turn.transcript or self._stage.realtime():
             preemptive.drop()
             if turn.transcript:
                 self._history.commit(message)

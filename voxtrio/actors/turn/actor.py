@@ -20,6 +20,7 @@ from ...links import AudioInLink, PlannerLink, RecognizerLink, SupervisorLink
 from ...messages import (
     ActivityChanged,
     AgentSpeech,
+    ListenWith,
     ClearUserTurn,
     CloseUserTurn,
     CommitUserTurn,
@@ -148,6 +149,8 @@ class Turn:
             case AgentSpeech():
                 self._on_agent(message)
             case ActivityChanged():
+                if self._settings.listen_with(message.realtime) and self._audio_in is not None:
+                    self._audio_in.send_nowait(ListenWith(realtime=message.realtime is not None))
                 self._settings.agent = message.agent
                 self._settings.resolve()
             case OptionsChanged():
@@ -222,7 +225,8 @@ class Turn:
         # recognizer's own boundaries move it too).
         self._presence.set("speaking", self._barge_in.agent)
         self._barge_in.hold(True)
-        if event.speech_duration >= self._settings.options.min_interruption_duration:
+        long_enough = event.speech_duration >= self._settings.options.min_interruption_duration
+        if long_enough or self._settings.detection.server_turns:
             self._barge_in.interrupt("vad", heard)
 
     def _end_of_speech(self, end: float) -> None:

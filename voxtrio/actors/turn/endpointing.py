@@ -76,7 +76,8 @@ class Endpointing:
     async def _commit_after_delay(self, scope: trio.CancelScope, last_voiced: float, skip_reply: bool) -> None:
         with scope:
             settings, heard = self._settings, self._heard
-            delay = settings.get("min_endpointing_delay")
+            # The realtime model's server already decided that the turn ended.
+            delay = 0.0 if settings.detection.server_turns else settings.get("min_endpointing_delay")
             probability = None
             detector = settings.detection.detector
             if detector is not None and heard.transcript and detector.supports_language(heard.language):

@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from ...options import SessionOptions
-from ...providers.base import EndOfTurnDetector
+from ...providers.base import EndOfTurnDetector, RealtimeCapabilities
 
 if TYPE_CHECKING:
     from ...agent import Agent
@@ -27,6 +27,8 @@ class TurnDetection:
     speech when there is a VAD, else the recognizer's finals (and the mode of
     an end-of-turn ``detector``). A mode the session cannot run (no VAD, no
     recognizer, "realtime_llm" without a realtime model) falls back to None.
+    With a realtime model whose server finds the turns (``server_turns``),
+    "realtime_llm" is the default: its turn events arrive as the VAD's.
     """
 
     mode: str | None
@@ -36,7 +38,9 @@ class TurnDetection:
     vad_driven: bool
 
     @classmethod
-    def resolve(cls, wanted: Any, *, has_stt: bool, has_vad: bool) -> TurnDetection:
+    def resolve(cls, wanted: Any, *, has_stt: bool, has_vad: bool, server_turns: bool = False) -> TurnDetection:
+        if server_turns and wanted in ("realtime_llm", None):
+            return cls._of("realtime_llm", None, has_vad)
         if isinstance(wanted, EndOfTurnDetector):
             if wanted.requires_vad and not has_vad:
                 return cls._of(None, None, has_vad)
@@ -49,12 +53,17 @@ class TurnDetection:
 
     @classmethod
     def _of(cls, mode: str | None, detector: EndOfTurnDetector | None, has_vad: bool) -> TurnDetection:
-        return cls(mode=mode, detector=detector, vad_driven=mode in ("vad", None) and has_vad)
+        return cls(mode=mode, detector=detector, vad_driven=mode in ("vad", None, "realtime_llm") and has_vad)
 
     @property
     def manual(self) -> bool:
         """Only commit_user_turn() ends a turn; the user's audio never cuts the agent off."""
         return self.mode == "manual"
+
+    @property
+    def server_turns(self) -> bool:
+        """A realtime model's server found the user's speech: it cuts the agent off at once."""
+        return self.mode == "realtime_llm"
 
     @property
     def recognizer_bounds(self) -> bool:
@@ -72,17 +81,36 @@ class TurnSettings:
     # the session hears the user's words (a recognizer) / their voice (a VAD)
     has_stt: bool
     has_vad: bool
+    # a realtime model's server detects the turns (its events come as the VAD's)
+    server_turns: bool = False
+    # a realtime model hears the user (the user's audio goes to it)
+    has_realtime: bool = False
+    # what the pipeline hears with, while a realtime model hears instead
+    _pipeline: tuple[bool, bool] = attrs.field(init=False, default=(False, False))
     # the current agent, whose turn-taking overrides win over the options
     agent: Agent | None = None
     detection: TurnDetection = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._pipeline = (self.has_stt, self.has_vad)
         self.resolve()
+
+    def listen_with(self, realtime: RealtimeCapabilities | None) -> bool:
+        """Hear through a realtime model with these capabilities (None: the
+        pipeline's VAD and recognizer); True if that changed who hears."""
+        was = self.has_realtime
+        if realtime is None:
+            self.has_stt, self.has_vad = self._pipeline
+            self.server_turns = self.has_realtime = False
+        else:
+            self.has_stt, self.has_vad = realtime.user_transcription, realtime.turn_detection
+            self.server_turns, self.has_realtime = realtime.turn_detection, True
+        return was != self.has_realtime
 
     def resolve(self) -> None:
         """Choose the turn detection again (the options or the agent changed)."""
         self.detection = TurnDetection.resolve(
-            self.get("turn_detection"), has_stt=self.has_stt, has_vad=self.has_vad
+            self.get("turn_detection"), has_stt=self.has_stt, has_vad=self.has_vad, server_turns=self.server_turns
         )
 
     def get(self, name: str) -> Any:
