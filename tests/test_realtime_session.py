@@ -35,11 +35,12 @@ def make_model(server, **options):
     return openai.RealtimeModel(api_key="test-key", base_url=f"{server.url}/v1/realtime", **options)
 
 
-async def call(server, seconds, *, agent=None, during=None, tts=None, **options):
+async def call(server, seconds, *, agent=None, during=None, tts=None, model_options=None, **options):
     """Run a session for ``seconds`` against ``server``; ``during(session)``
     runs alongside. Returns (session, transport, events)."""
     async with server.running():
-        agent = agent or voxtrio.Agent(instructions="You are helpful.", llm=make_model(server), tools=[get_weather])
+        model = make_model(server, **(model_options or {}))
+        agent = agent or voxtrio.Agent(instructions="You are helpful.", llm=model, tools=[get_weather])
         session = voxtrio.AgentSession(tts=tts, **options)
         transport = ScriptedTransport()
         async with trio.open_nursery() as nursery:
@@ -144,6 +145,53 @@ async def test_generate_reply_asks_the_model_with_its_instructions(autojump_cloc
     assert handles[0].done() and not handles[0].interrupted
     assert messages(session) == [("assistant", "Welcome!", False)]
     assert [e.speech_id for e in of_type(events, "speech_created")] == [handles[0].id]
+
+
+async def test_a_request_the_model_never_starts_ends_its_speech_and_a_late_response_is_its_own(autojump_clock):
+    # The model starts its response 6 s after it was asked, past the 2 s bound.
+    server = FakeRealtime(replies=[Reply((Say("Late.", 0.5),), delay=6.0)])
+    handles = []
+
+    async def greet(session):
+        await trio.sleep(0.2)
+        handle = session.generate_reply(instructions="Greet the user.")
+        handles.append(handle)
+        await handle
+        handles.append(session.history.items[:])  # what the history held when the handle was done
+
+    session, transport, events = await call(server, 9.0, during=greet, model_options={"generate_reply_timeout": 2.0})
+    handle, history_then = handles
+    assert handle.done() and [i for i in history_then if i.type == "message"] == []
+    (error,) = of_type(events, "error")
+    assert error.source == "realtime" and error.recoverable and "no response within 2 s" in error.message
+    # The late response is a speech of its own, created after the error.
+    created = of_type(events, "speech_created")
+    assert [e.speech_id for e in created][0] == handle.id and len(created) == 2
+    assert events.index(error) < events.index(created[1])
+    assert messages(session) == [("assistant", "Late.", False)]
+    assert of_type(events, "close")[0].reason == "user_initiated"
+
+
+async def test_a_follow_up_the_model_never_starts_ends_the_tool_speech(autojump_clock):
+    weather_calls.clear()
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.5, "weather in Paris")],
+        replies=[Reply((Call("get_weather", '{"city": "Paris"}'),)), Reply((Say("Sunny.", 0.5),), delay=6.0)],
+    )
+    session, transport, events = await call(server, 10.0, model_options={"generate_reply_timeout": 2.0})
+    assert weather_calls == ["Paris"]
+    (error,) = of_type(events, "error")
+    assert error.source == "realtime" and error.recoverable
+    first, late = of_type(events, "speech_created")
+    assert events.index(error) < events.index(late)
+    # The tool's speech ended at the bound; the late answer played as a speech of its own.
+    assert first.speech_handle.done() and late.speech_handle.done()
+    assert messages(session)[-1] == ("assistant", "Sunny.", False)
+
+
+def test_generate_reply_timeout_is_checked():
+    with pytest.raises(ValueError):
+        openai.RealtimeModel(api_key="k", generate_reply_timeout=-1.0)
 
 
 async def test_say_speaks_through_the_tts_and_the_model_hears_it(autojump_clock):

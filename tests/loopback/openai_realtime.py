@@ -67,6 +67,7 @@ class Fail:
 @attrs.frozen
 class Reply:
     outputs: tuple[Say | Call | Fail, ...]
+    delay: float = 0.0  # seconds before response.created (a model slow to start it)
 
 
 @attrs.frozen
@@ -342,6 +343,7 @@ class _Connection:
         self.nursery.start_soon(self.respond, reply, self.response)
 
     async def respond(self, reply: Reply, scope: trio.CancelScope) -> None:
+        await trio.sleep(reply.delay)
         response_id = self.server.new_id("resp")
         base = {"object": "realtime.response", "id": response_id, "conversation_id": "conv_1",
                 "output_modalities": self.session["output_modalities"], "metadata": None}

@@ -11,7 +11,8 @@ import trio
 
 from ..._sync import Future
 from ...chat import ChatMessage
-from ...events import EventBus, MetricsCollected
+from ...errors import APITimeoutError
+from ...events import ErrorEvent, EventBus, MetricsCollected
 from ...links import RealtimeControl
 from ...messages import (
     DiscardSegment,
@@ -26,6 +27,7 @@ from ...messages import (
 )
 from ...providers.base import (
     RealtimeFunctionCall,
+    RealtimeModel,
     ResponseAudio,
     ResponseDone,
     ResponseTextDelta,
@@ -140,7 +142,9 @@ class RealtimeReplies:
     async def _speak(self, run: SpeechRun, answer: Future[RealtimeResponse]) -> None:
         handle, status = run.handle, run.status
         await status.scheduled.wait_value(True)
-        response = await answer
+        response = await self._answered(run, answer)
+        if response is None:
+            return
         heard = _Heard()
         calls = ToolCalls()
         segment: Future[str | None] = Future()
@@ -183,6 +187,24 @@ class RealtimeReplies:
         outcomes = calls.finished()
         if outcomes:
             self._answer_tools(run, outcomes)
+
+    async def _answered(self, run: SpeechRun, answer: Future[RealtimeResponse]) -> RealtimeResponse | None:
+        """The response that answers a request, or None when the model never
+        started one within its ``generate_reply_timeout``: the request is
+        dropped (a response that starts later is the model's own) and the
+        speech ends with a recoverable error."""
+        model = self._stage.llm_for(run.owner)
+        timeout = model.generate_reply_timeout if isinstance(model, RealtimeModel) else None
+        if timeout is None:
+            timeout = self._stage.options.conn_options.llm_conn_options.timeout
+        with trio.move_on_after(timeout):
+            return await answer
+        if answer.done():
+            return answer.result()
+        self._pending.remove(answer)
+        error = APITimeoutError(f"the realtime model started no response within {timeout:g} s")
+        self._bus.emit(ErrorEvent(source="realtime", message=str(error), recoverable=True, error=error))
+        return None
 
     async def _route(
         self,
