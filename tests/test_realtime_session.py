@@ -35,11 +35,12 @@ def make_model(server, **options):
     return openai.RealtimeModel(api_key="test-key", base_url=f"{server.url}/v1/realtime", **options)
 
 
-async def call(server, seconds, *, agent=None, during=None, tts=None, **options):
+async def call(server, seconds, *, agent=None, during=None, tts=None, model_options=None, **options):
     """Run a session for ``seconds`` against ``server``; ``during(session)``
     runs alongside. Returns (session, transport, events)."""
     async with server.running():
-        agent = agent or voxtrio.Agent(instructions="You are helpful.", llm=make_model(server), tools=[get_weather])
+        model = make_model(server, **(model_options or {}))
+        agent = agent or voxtrio.Agent(instructions="You are helpful.", llm=model, tools=[get_weather])
         session = voxtrio.AgentSession(tts=tts, **options)
         transport = ScriptedTransport()
         async with trio.open_nursery() as nursery:
@@ -128,22 +129,70 @@ async def test_a_barge_in_truncates_the_reply_where_the_user_stopped_hearing_it(
     assert said[2:] == [("user", "stop", False), ("assistant", "Okay.", False)]
 
 
-async def test_generate_reply_asks_the_model_with_its_instructions(autojump_clock):
-    server = FakeRealtime(replies=[Reply((Say("Welcome!", 0.6),))])
-    handles = []
+def greeter(handles):
+    """A ``during`` that asks for a greeting at 0.2 s: ``handles`` gets its
+    handle, then what the history held once the handle was done."""
 
     async def greet(session):
         await trio.sleep(0.2)
         handle = session.generate_reply(instructions="Greet the user.")
         handles.append(handle)
         await handle
+        handles.append(session.history.items[:])
 
-    session, transport, events = await call(server, 3.0, during=greet)
+    return greet
+
+
+async def test_generate_reply_asks_the_model_with_its_instructions(autojump_clock):
+    server = FakeRealtime(replies=[Reply((Say("Welcome!", 0.6),))])
+    handles = []
+    session, transport, events = await call(server, 3.0, during=greeter(handles))
     (create,) = sent(server, "response.create")
     assert create["response"]["instructions"] == "Greet the user."
     assert handles[0].done() and not handles[0].interrupted
     assert messages(session) == [("assistant", "Welcome!", False)]
     assert [e.speech_id for e in of_type(events, "speech_created")] == [handles[0].id]
+
+
+async def test_a_request_the_model_never_starts_ends_its_speech_and_a_late_response_is_its_own(autojump_clock):
+    # The model starts its response 6 s after it was asked, past the 2 s bound.
+    server = FakeRealtime(replies=[Reply((Say("Late.", 0.5),), delay=6.0)])
+    handles = []
+    session, transport, events = await call(
+        server, 9.0, during=greeter(handles), model_options={"generate_reply_timeout": 2.0}
+    )
+    handle, history_then = handles
+    assert handle.done() and [i for i in history_then if i.type == "message"] == []
+    (error,) = of_type(events, "error")
+    assert error.source == "realtime" and error.recoverable and "no response within 2 s" in error.message
+    # The late response is a speech of its own, created after the error.
+    created = of_type(events, "speech_created")
+    assert [e.speech_id for e in created][0] == handle.id and len(created) == 2
+    assert events.index(error) < events.index(created[1])
+    assert messages(session) == [("assistant", "Late.", False)]
+    assert of_type(events, "close")[0].reason == "user_initiated"
+
+
+async def test_a_follow_up_the_model_never_starts_ends_the_tool_speech(autojump_clock):
+    weather_calls.clear()
+    server = FakeRealtime(
+        turns=[Turn(0.5, 1.5, "weather in Paris")],
+        replies=[Reply((Call("get_weather", '{"city": "Paris"}'),)), Reply((Say("Sunny.", 0.5),), delay=6.0)],
+    )
+    session, transport, events = await call(server, 10.0, model_options={"generate_reply_timeout": 2.0})
+    assert weather_calls == ["Paris"]
+    (error,) = of_type(events, "error")
+    assert error.source == "realtime" and error.recoverable
+    first, late = of_type(events, "speech_created")
+    assert events.index(error) < events.index(late)
+    # The tool's speech ended at the bound; the late answer played as a speech of its own.
+    assert first.speech_handle.done() and late.speech_handle.done()
+    assert messages(session)[-1] == ("assistant", "Sunny.", False)
+
+
+def test_generate_reply_timeout_is_checked():
+    with pytest.raises(ValueError):
+        openai.RealtimeModel(api_key="k", generate_reply_timeout=-1.0)
 
 
 async def test_say_speaks_through_the_tts_and_the_model_hears_it(autojump_clock):
@@ -240,6 +289,120 @@ async def test_a_text_only_model_is_spoken_by_the_agents_tts(autojump_clock):
     assert tts and tts[0].metrics["characters"] == len("Hello from the text model.")
     # 26 characters at 20 per second: the TTS's audio, not the model's (the model sent none).
     assert sum(seconds for _, seconds in transport.audio_output.writes) == pytest.approx(1.3, abs=0.05)
+
+
+# -- the user's turn, by hand and hooked ----------------------------------------------------
+
+
+async def test_commit_user_turn_ends_a_push_to_talk_turn_and_asks_for_the_response(autojump_clock):
+    server = FakeRealtime(turns=[Turn(0.5, 1.5, "what time is it")], replies=[Reply((Say("It is noon.", 0.5),))])
+    committed = []
+
+    async def push_to_talk(session):
+        await trio.sleep(2.0)
+        committed.append(await session.commit_user_turn())
+
+    session, transport, events = await call(
+        server, 5.0, during=push_to_talk, turn_detection="manual", model_options={"turn_detection": None}
+    )
+    assert committed == ["what time is it"]
+    assert len(sent(server, "input_audio_buffer.commit")) == 1
+    assert len(sent(server, "response.create")) == 1  # the server finds no turns: the session asks
+    assert messages(session) == [("user", "what time is it", False), ("assistant", "It is noon.", False)]
+
+
+async def test_clear_user_turn_makes_the_model_forget_the_audio_not_committed(autojump_clock):
+    server = FakeRealtime(turns=[Turn(0.5, 1.0, "never mind"), Turn(2.0, 2.5, "hello")],
+                          replies=[Reply((Say("Hi.", 0.5),))])
+    committed = []
+
+    async def push_to_talk(session):
+        await trio.sleep(1.5)
+        session.clear_user_turn()
+        await trio.sleep(1.5)
+        committed.append(await session.commit_user_turn())
+
+    session, transport, events = await call(
+        server, 5.0, during=push_to_talk, turn_detection="manual", model_options={"turn_detection": None}
+    )
+    assert len(sent(server, "input_audio_buffer.clear")) == 1
+    assert committed == ["hello"]
+    assert messages(session) == [("user", "hello", False), ("assistant", "Hi.", False)]
+
+
+class Hooked(voxtrio.Agent):
+    def __init__(self, model, stop=False):
+        super().__init__(instructions="x", llm=model)
+        self.turns = []
+        self.stop = stop
+
+    async def on_user_turn_completed(self, turn_ctx, new_message):
+        self.turns.append((new_message.text_content, [i.text_content for i in turn_ctx.items if i.type == "message" and i.role != "system"]))
+        if self.stop:
+            raise voxtrio.StopResponse()
+
+
+@pytest.mark.parametrize("stop", [False, True])
+async def test_on_user_turn_completed_runs_when_the_transcript_commits_the_turn(autojump_clock, stop):
+    server = FakeRealtime(turns=[Turn(0.5, 1.5, "hello there"), Turn(3.5, 4.0, "and again")],
+                          replies=[Reply((Say("Hi.", 0.5),)), Reply((Say("Hi again.", 0.5),))])
+    async with server.running():
+        agent = Hooked(make_model(server), stop=stop)
+        session = voxtrio.AgentSession()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, agent, ScriptedTransport())
+            await trio.sleep(6.0)
+            await session.aclose()
+    # Each turn's hook sees the conversation before it.
+    assert agent.turns == [("hello there", []), ("and again", ["hello there", "Hi."])]
+    # The server answers its own turns: a StopResponse cannot call that back, and the turn goes in.
+    assert messages(session) == [("user", "hello there", False), ("assistant", "Hi.", False),
+                                 ("user", "and again", False), ("assistant", "Hi again.", False)]
+
+
+booking = []
+
+
+@function_tool
+async def book_table(time: str) -> str:
+    """Book a table.
+
+    Args:
+        time: When.
+    """
+    try:
+        await trio.sleep(10.0)
+    except trio.Cancelled:
+        booking.append("cancelled")
+        raise
+    booking.append("booked")
+    return "booked"
+
+
+async def test_calls_the_model_withdraws_are_cancelled_and_not_answered(autojump_clock):
+    from voxtrio.providers import gemini
+    from loopback.gemini_live import FakeGemini
+
+    booking.clear()
+    server = FakeGemini(turns=[Turn(0.2, 0.6, "book a table")],
+                        replies=[Reply((Call("book_table", '{"time": "8pm"}', call_id="fc_9"),))], cancel_calls_at=1.5)
+    async with server.running():
+        model = gemini.RealtimeModel(
+            api_key="test-key",
+            base_url=f"{server.url}/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
+        )
+        session = voxtrio.AgentSession()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.main, voxtrio.Agent(instructions="x", llm=model, tools=[book_table]),
+                                ScriptedTransport())
+            await trio.sleep(13.0)
+            await session.aclose()
+    assert booking == ["cancelled"]
+    # No output goes back for a withdrawn call (the server would refuse it), and the call goes on.
+    assert not [m for m in server.connections[0].texts if "toolResponse" in m]
+    assert len(server.connections) == 1 and session.last_close.reason == "user_initiated"
+    (output,) = [i for i in session.history.items if i.type == "function_call_output"]
+    assert output.call_id == "fc_9" and "withdrew" in output.output
 
 
 # -- hand-offs ---------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Read top to bottom, this module is the data flow of a session::
     Planner ──AgentSpeech / ActivityChanged──► Turn    (what the agent is doing)
     Planner ──SynthesizeSegment / PlaySegment / PausePlayout──► Speaker
     AudioIn ──AudioFrame──► RealtimeLink ──VADEvent / STTEvent (the server's)──► Turn
-    RealtimeLink ──RealtimeResponse──► Planner ──RealtimeInterrupt / ...──► RealtimeLink
+    RealtimeLink ──RealtimeResponse / FunctionCallsCancelled──► Planner ──RealtimeInterrupt / ...──► RealtimeLink
+    Turn ──RealtimeCommitAudio / RealtimeClearAudio──► RealtimeLink  (commit_user_turn, clear_user_turn)
     Speaker ──PlayoutStarted / PlayoutResult──► Planner  (through the request's reply slot)
     anyone ──ProviderFailed / CloseRequested / HandoffRequested──► Session
     AgentSession (the public API) ──Say / GenerateReply / Interrupt / ...──► Planner
@@ -40,6 +41,7 @@ from .audio import AudioFrame
 from .events import UserTurnExceeded
 from .options import NOT_GIVEN
 from .providers.base import (
+    FunctionCallsCancelled,
     RealtimeCapabilities,
     RealtimeFunctionCall,
     ResponseAudio,
@@ -447,6 +449,16 @@ class RealtimeOpen:
 
 
 @attrs.frozen
+class RealtimeCommitAudio:
+    """``commit_user_turn()``: the user's audio so far is their turn (the model transcribes it)."""
+
+
+@attrs.frozen
+class RealtimeClearAudio:
+    """``clear_user_turn()``: forget the user's audio not committed yet."""
+
+
+@attrs.frozen
 class RealtimeClose:
     """The current agent does not use a realtime model: close the conversation."""
 
@@ -526,6 +538,7 @@ PlannerMessage = Union[
     OptionsChanged,
     RunAgentTask,
     RealtimeResponse,
+    FunctionCallsCancelled,
 ]
 TurnMessage = Union[
     VADEvent,
@@ -546,7 +559,8 @@ RecognizerMessage = Union[FlushRecognizer, ResetRecognizer, OptionsChanged]
 RealtimeLinkMessage = Union[
     RealtimeOpen,
     RealtimeClose,
-    RealtimeReplyRequested, RealtimeInterrupt, RealtimeToolOutput, RealtimeAddMessage, RealtimeConfigure
+    RealtimeReplyRequested, RealtimeInterrupt, RealtimeToolOutput, RealtimeAddMessage, RealtimeConfigure,
+    RealtimeCommitAudio, RealtimeClearAudio,
 ]
 AudioInMessage = Union[SetRecognizerMuted, SetAudioInput, ListenWith]
 SpeakerMessage = Union[

@@ -263,6 +263,7 @@ class AgentSession:
                 audio_in=links.audio_in,
                 has_stt=has_stt,
                 has_vad=has_vad,
+                realtime=links.realtime.control if links.realtime else None,
             )
             # A realtime model's conversation, opened when an agent on one is current.
             assert links.realtime is not None

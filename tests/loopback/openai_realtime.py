@@ -67,6 +67,7 @@ class Fail:
 @attrs.frozen
 class Reply:
     outputs: tuple[Say | Call | Fail, ...]
+    delay: float = 0.0  # seconds before response.created (a model slow to start it)
 
 
 @attrs.frozen
@@ -175,6 +176,7 @@ class _Connection:
         self.turns = [turn for turn in server.turns if turn.connection == index]
         self.errors = [error for error in server.errors if error.connection == index]
         self.user_item: str | None = None  # the item of the speech being heard
+        self.buffered = 0.0  # seconds of audio appended since the last commit or clear
         self.response: trio.CancelScope | None = None
         self.cancel_reason = ""
         self.fault = log.fault
@@ -235,8 +237,13 @@ class _Connection:
             else:
                 self.cancel_reason = "client_cancelled"
                 self.response.cancel()
-        elif kind in ("input_audio_buffer.commit", "input_audio_buffer.clear"):
-            pass
+        elif kind == "input_audio_buffer.commit":
+            await self.commit(event_id)
+        elif kind == "input_audio_buffer.clear":
+            # What the user said in the audio not committed yet is gone.
+            self.turns = [turn for turn in self.turns if turn.start > self.t]
+            self.buffered = 0.0
+            await self.send({"type": "input_audio_buffer.cleared"})
         else:
             await self.error("invalid_event", f"Invalid event type: {kind!r}", event_id)
         return False
@@ -248,9 +255,10 @@ class _Connection:
         samples = len(data) // 2
         self.server.appends[self.index].append((trio.current_time(), samples))
         self.t += samples / RATE
+        self.buffered += samples / RATE
         self.log.audio_seconds += samples / RATE
         detection = self.session["audio"]["input"]["turn_detection"] or {}
-        for turn in list(self.turns):
+        for turn in list(self.turns) if detection else ():
             if self.user_item is None and self.t >= turn.start - 1e-9:
                 self.user_item = self.server.new_id("item")
                 await self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": int(round(turn.start * 1000)),
@@ -272,10 +280,31 @@ class _Connection:
             return await apply_fault(self.ws, fault)
         return False
 
+    async def commit(self, event_id: str | None) -> None:
+        """A manual commit (turn detection off): the user item of what was said
+        in the audio buffered (the scripted turns that started in it), no response."""
+        if self.buffered < 0.1:
+            await self.error("input_audio_buffer_commit_empty",
+                             f"Error committing input audio buffer: buffer too small ({self.buffered * 1000:.0f} ms).",
+                             event_id)
+            return
+        said = [turn for turn in self.turns if turn.start <= self.t]
+        self.turns = [turn for turn in self.turns if turn not in said]
+        self.buffered = 0.0
+        transcript = " ".join(turn.transcript for turn in said)
+        await self.add_user_item(self.server.new_id("item"), transcript)
+
     async def end_turn(self, turn: Turn, detection: dict[str, Any]) -> None:
         item_id, self.user_item = self.user_item, None
+        self.buffered = 0.0
         await self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": int(round(turn.stop * 1000)),
                          "item_id": item_id})
+        await self.add_user_item(item_id, turn.transcript)
+        if detection.get("create_response", True) and self.response is None:
+            self.start_response()
+
+    async def add_user_item(self, item_id: str, transcript: str) -> None:
+        """The buffer committed as user message ``item_id``, and its transcription."""
         previous = self.items[-1]["id"] if self.items else None
         await self.send({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
         item = {"id": item_id, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
@@ -284,16 +313,14 @@ class _Connection:
         await self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         await self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
         if self.session["audio"]["input"]["transcription"]:
-            words = turn.transcript.split(" ")
+            words = transcript.split(" ")
             for i, word in enumerate(words):
                 await self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item_id,
                                  "content_index": 0, "delta": word if i == 0 else " " + word})
             await self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item_id,
-                             "content_index": 0, "transcript": turn.transcript,
+                             "content_index": 0, "transcript": transcript,
                              "usage": {"type": "tokens", "total_tokens": 10, "input_tokens": 8, "output_tokens": 2}})
-            item["content"][0]["transcript"] = turn.transcript
-        if detection.get("create_response", True) and self.response is None:
-            self.start_response()
+            item["content"][0]["transcript"] = transcript
 
     # -- conversation items ---------------------------------------------------------------------
 
@@ -342,6 +369,7 @@ class _Connection:
         self.nursery.start_soon(self.respond, reply, self.response)
 
     async def respond(self, reply: Reply, scope: trio.CancelScope) -> None:
+        await trio.sleep(reply.delay)
         response_id = self.server.new_id("resp")
         base = {"object": "realtime.response", "id": response_id, "conversation_id": "conv_1",
                 "output_modalities": self.session["output_modalities"], "metadata": None}

@@ -38,7 +38,9 @@ from ..links import PlannerLink, RealtimeEnds, SupervisorLink, TurnEventLink
 from ..messages import (
     ProviderFailed,
     RealtimeAddMessage,
+    RealtimeClearAudio,
     RealtimeClose,
+    RealtimeCommitAudio,
     RealtimeConfigure,
     RealtimeInterrupt,
     RealtimeOpen,
@@ -71,7 +73,10 @@ from ..providers.base import (
 logger = logging.getLogger("voxtrio.realtime")
 
 # What the Planner asks of a conversation that is open.
-Request = RealtimeReplyRequested | RealtimeInterrupt | RealtimeToolOutput | RealtimeAddMessage | RealtimeConfigure
+Request = (
+    RealtimeReplyRequested | RealtimeInterrupt | RealtimeToolOutput | RealtimeAddMessage | RealtimeConfigure
+    | RealtimeCommitAudio | RealtimeClearAudio
+)
 
 
 class RealtimeLink:
@@ -176,6 +181,10 @@ class RealtimeLink:
                 case RealtimeConfigure():
                     await live.update_instructions(message.instructions)
                     await live.update_tools(message.tools)
+                case RealtimeCommitAudio():
+                    await live.commit_audio()
+                case RealtimeClearAudio():
+                    await live.clear_audio()
                 case _:
                     assert_never(message)
         except Exception as error:
@@ -212,8 +221,7 @@ class RealtimeLink:
                 if stream is not None:
                     stream.close()
             case FunctionCallsCancelled():
-                # The calls already run: their outputs go back, and the model ignores them.
-                logger.info("the model withdrew tool calls %s", ", ".join(event.call_ids))
+                self._planner.send_nowait(event)
             case RealtimeError():
                 self._report(event.error)
             case RealtimeReconnected():

@@ -601,10 +601,14 @@ class RealtimeModel(abc.ABC):
     """A model that hears audio and speaks audio itself (speech to speech).
 
     ``sample_rate`` is the rate of its :class:`ResponseAudio` frames.
+    ``generate_reply_timeout``: how long a request for a response waits for
+    the model to start it before the speech that asked gives up (None: the
+    session's ``llm_conn_options.timeout``), so that no handle waits forever.
     """
 
     capabilities: RealtimeCapabilities
     sample_rate: int
+    generate_reply_timeout: float | None = None
 
     @abc.abstractmethod
     def session(

@@ -60,6 +60,7 @@ import trio
 from ..audio import PIPELINE_SAMPLE_RATE, AudioFrame
 from ..errors import APIError, APIStatusError, APITimeoutError
 from ..options import APIConnectOptions
+from ..validation import check_number
 from . import base
 from .api_common import api_key as api_key_of
 from .base import (
@@ -104,7 +105,8 @@ class RealtimeModel(base.RealtimeModel):
     ``silence_duration_ms``); off, the session marks them (``commit_audio``
     ends one). ``interrupt_response``: the user's speech cuts the model off.
     The key is ``api_key``, else ``GOOGLE_API_KEY``, else ``GEMINI_API_KEY``.
-    ``extra_setup`` adds documented ``setup`` fields this class does not name.
+    ``extra_setup`` adds documented ``setup`` fields this class does not name;
+    ``generate_reply_timeout``: see :class:`voxtrio.providers.base.RealtimeModel`.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class RealtimeModel(base.RealtimeModel):
         temperature: float | None = None,
         max_output_tokens: int | None = None,
         sample_rate: int = PIPELINE_SAMPLE_RATE,
+        generate_reply_timeout: float | None = None,
         extra_setup: Mapping[str, Any] | None = None,
     ) -> None:
         if modalities not in ("audio", "text"):
@@ -139,6 +142,7 @@ class RealtimeModel(base.RealtimeModel):
         self.model = model
         self.voice = voice
         self.sample_rate = sample_rate
+        self.generate_reply_timeout = check_number(generate_reply_timeout, "generate_reply_timeout", optional=True)
         self.automatic_activity_detection = automatic_activity_detection
         key = api_key if api_key is not None else (os.environ.get(KEY_VARIABLE) or os.environ.get("GEMINI_API_KEY"))
         self._url = websocket_url(base_url, "", {"key": api_key_of(key, KEY_VARIABLE, "gemini.RealtimeModel")})

@@ -19,6 +19,7 @@ from ...links import RealtimeControl
 from ...messages import (
     DrainActivity,
     EndOfTurnPending,
+    FunctionCallsCancelled,
     GenerateReply,
     HandoffRequested,
     Interrupt,
@@ -235,6 +236,9 @@ class Planner:
             case RealtimeResponse():
                 if self._realtime is not None:
                     self._realtime.created(message)
+            case FunctionCallsCancelled():
+                if self._realtime is not None:
+                    self._realtime.withdrawn(message.call_ids)
             case _:
                 assert_never(message)
 

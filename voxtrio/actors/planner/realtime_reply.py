@@ -11,7 +11,8 @@ import trio
 
 from ..._sync import Future
 from ...chat import ChatMessage
-from ...events import EventBus, MetricsCollected
+from ...errors import APITimeoutError
+from ...events import ErrorEvent, EventBus, MetricsCollected
 from ...links import RealtimeControl
 from ...messages import (
     DiscardSegment,
@@ -26,6 +27,7 @@ from ...messages import (
 )
 from ...providers.base import (
     RealtimeFunctionCall,
+    RealtimeModel,
     ResponseAudio,
     ResponseDone,
     ResponseTextDelta,
@@ -106,6 +108,8 @@ class RealtimeReplies:
         self._speaker = speaker_inbox
         self._session_inbox = session_inbox
         self._pending: collections.deque[Future[RealtimeResponse]] = collections.deque()
+        # the tool calls of each response being spoken (the model may withdraw some)
+        self._calls: list[ToolCalls] = []
 
     def requested(self, message: GenerateReply) -> None:
         run = self._speeches.adopt(message.handle)
@@ -127,6 +131,12 @@ class RealtimeReplies:
         self._speeches.spawn(run, self._speak(run, answered))
         self._speeches.schedule(handle)
 
+    def withdrawn(self, call_ids: tuple[str, ...]) -> None:
+        """The model withdrew calls (the user spoke over them): those still
+        running are cancelled, and none of their outputs goes back."""
+        for calls in self._calls:
+            calls.withdraw(call_ids)
+
     def spoken(self, text: str) -> None:
         """A say() the TTS spoke: the model hears that the agent said it."""
         self._link.send_nowait(RealtimeAddMessage(role="assistant", text=text))
@@ -138,11 +148,24 @@ class RealtimeReplies:
         return answer
 
     async def _speak(self, run: SpeechRun, answer: Future[RealtimeResponse]) -> None:
-        handle, status = run.handle, run.status
-        await status.scheduled.wait_value(True)
-        response = await answer
-        heard = _Heard()
+        await run.status.scheduled.wait_value(True)
+        response = await self._answered(run, answer)
+        if response is None:
+            return
         calls = ToolCalls()
+        self._calls.append(calls)
+        try:
+            played = await self._step(run, response, calls)
+        finally:
+            self._calls.remove(calls)
+        outcomes = calls.finished()
+        if played and outcomes:
+            self._answer_tools(run, outcomes, calls.withdrawn)
+
+    async def _step(self, run: SpeechRun, response: RealtimeResponse, calls: ToolCalls) -> bool:
+        """The response played (False: the speech ended before it could play)."""
+        handle = run.handle
+        heard = _Heard()
         segment: Future[str | None] = Future()
         async with response.output, trio.open_nursery() as step:
             tool_send, tool_receive = trio.open_memory_channel[ToolCallChunk](math.inf)
@@ -155,7 +178,7 @@ class RealtimeReplies:
                 await segment.wait()
                 if segment.result() is not None:
                     self._speaker.send_nowait(DiscardSegment(segment.result()))
-                return
+                return False
             await segment.wait()
             # Its place: when it began to exist (the user's transcript, which
             # the server sends with its turn, goes in before it).
@@ -180,9 +203,25 @@ class RealtimeReplies:
             run.step_played()
             if not calls.done:
                 await wait_for_tools(run, calls, self._speeches, self._agent_status)
-        outcomes = calls.finished()
-        if outcomes:
-            self._answer_tools(run, outcomes)
+        return True
+
+    async def _answered(self, run: SpeechRun, answer: Future[RealtimeResponse]) -> RealtimeResponse | None:
+        """The response that answers a request, or None when the model never
+        started one within its ``generate_reply_timeout``: the request is
+        dropped (a response that starts later is the model's own) and the
+        speech ends with a recoverable error."""
+        model = self._stage.llm_for(run.owner)
+        timeout = model.generate_reply_timeout if isinstance(model, RealtimeModel) else None
+        if timeout is None:
+            timeout = self._stage.options.conn_options.llm_conn_options.timeout
+        with trio.move_on_after(timeout):
+            return await answer
+        if answer.done():
+            return answer.result()
+        self._pending.remove(answer)
+        error = APITimeoutError(f"the realtime model started no response within {timeout:g} s")
+        self._bus.emit(ErrorEvent(source="realtime", message=str(error), recoverable=True, error=error))
+        return None
 
     async def _route(
         self,
@@ -252,13 +291,15 @@ class RealtimeReplies:
             )
         )
 
-    def _answer_tools(self, run: SpeechRun, outcomes: list[ToolOutcome]) -> None:
-        """The outputs go in the history and back to the model; the model's
-        reply to them is the same speech's next step (as a pipeline's is)."""
+    def _answer_tools(self, run: SpeechRun, outcomes: list[ToolOutcome], withdrawn: set[str]) -> None:
+        """The outputs go in the history and back to the model (not those of
+        calls it withdrew); the model's reply to them is the same speech's
+        next step (as a pipeline's is)."""
         handle = run.handle
+        wanted = [outcome for outcome in outcomes if outcome.call.call_id not in withdrawn]
         if handle.interrupted:
             self._history.commit_interrupted_tools(outcomes, handle, run.owner)
-            for outcome in outcomes:
+            for outcome in wanted:
                 self._link.send_nowait(
                     RealtimeToolOutput(call_id=outcome.call.call_id, output=outcome.output.output, reply=False)
                 )
@@ -268,9 +309,9 @@ class RealtimeReplies:
             self._state.count_handoff(+1)
             self._session_inbox.send_nowait(HandoffRequested(agent=end.handoff))
         self._history.commit_tool_items(outcomes, handle, run.owner)
-        reply = any(outcome.reply_required for outcome in outcomes)
-        for index, outcome in enumerate(outcomes):
-            last = index == len(outcomes) - 1
+        reply = any(outcome.reply_required for outcome in wanted)
+        for index, outcome in enumerate(wanted):
+            last = index == len(wanted) - 1
             self._link.send_nowait(
                 RealtimeToolOutput(call_id=outcome.call.call_id, output=outcome.output.output, reply=reply and last)
             )

@@ -8,7 +8,7 @@ the Planner's actor acts on it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 import trio
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("voxtrio.planner")
 
 TOOL_CANCELLED_OUTPUT = "the tool was cancelled: the session closed before it returned"
+TOOL_WITHDRAWN_OUTPUT = "the tool was cancelled: the model withdrew the call before it returned"
 TOOL_CHOICE_NONE_OUTPUT = "tool calls are not allowed in this step (tool_choice is 'none')"
 
 
@@ -52,6 +53,16 @@ class ToolCalls:
     outcomes: list[ToolOutcome | None] = attrs.Factory(list)
     # Set once the LLM's calls are over and every call has returned.
     done: Flag = attrs.Factory(Flag)
+    # The scope of each call running, by call id (a realtime model may withdraw it).
+    running: dict[str, trio.CancelScope] = attrs.Factory(dict)
+    # The calls the model withdrew: their outputs are not wanted.
+    withdrawn: set[str] = attrs.Factory(set)
+
+    def withdraw(self, call_ids: Sequence[str]) -> None:
+        for call_id in call_ids:
+            self.withdrawn.add(call_id)
+            if call_id in self.running:
+                self.running[call_id].cancel()
 
     def finished(self) -> list[ToolOutcome]:
         return [outcome for outcome in self.outcomes if outcome is not None]
@@ -120,7 +131,7 @@ class ToolRunner:
         token = current_tool_speech.set(handle)
         caller_token = current_caller.set(run.owner)
         try:
-            with self._workers.user_code(f"tool {tool.name}"):
+            with trio.CancelScope() as batch.running[call.call_id], self._workers.user_code(f"tool {tool.name}"):
                 try:
                     arguments = tool.parse_arguments(call.arguments)
                     result = await tool.call(arguments, context)
@@ -129,11 +140,14 @@ class ToolRunner:
                         logger.exception("tool %s raised", tool.name)
                     batch.outcomes[index] = outcome_from_error(call, error)
                 except BaseException:
-                    batch.outcomes[index] = rejected_outcome(call, TOOL_CANCELLED_OUTPUT)
+                    withdrawn = call.call_id in batch.withdrawn
+                    output = TOOL_WITHDRAWN_OUTPUT if withdrawn else TOOL_CANCELLED_OUTPUT
+                    batch.outcomes[index] = rejected_outcome(call, output)
                     raise
                 else:
                     batch.outcomes[index] = outcome_from_result(call, result)
         finally:
+            batch.running.pop(call.call_id, None)
             current_tool_speech.reset(token)
             current_caller.reset(caller_token)
 

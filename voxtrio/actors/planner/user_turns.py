@@ -12,6 +12,7 @@ from ...chat import ChatMessage
 from ...errors import StopResponse
 from ...events import EventBus, MetricsCollected
 from ...messages import GenerateReply, UserTurnCompleted, UserTurnExceeded
+from ...providers.base import RealtimeModel
 from ...speech import SpeechFactory, status_of
 from ...state import SessionState
 from .agent_tasks import AgentTasks
@@ -147,11 +148,14 @@ class UserTurns:
         # The turn's place in the conversation is when it ended, before anything
         # said in reaction to it (a say() from on_user_turn_completed included).
         message.seq = self._bus.next_seq()
-        # A realtime model answers the turn by itself (its response is a speech of its own).
-        if turn.skip_reply or not turn.transcript or self._stage.realtime():
+        if turn.skip_reply or not turn.transcript:
             preemptive.drop()
             if turn.transcript:
                 self._history.commit(message)
+            return
+        if self._stage.realtime():
+            preemptive.drop()
+            await self._realtime_turn(message)
             return
         current = self._state.current_speech
         if current is not None and not current.done():
@@ -211,3 +215,36 @@ class UserTurns:
                 },
             )
         )
+
+    async def _realtime_turn(self, message: ChatMessage) -> None:
+        """A turn the realtime model heard itself: ``on_user_turn_completed``
+        runs (as in a pipeline, once the transcript commits the turn), then
+        the turn goes in. A model that finds the turns answers them by itself:
+        the hook cannot call that response back (StopResponse) nor change what
+        the model heard. Without server turn detection (``commit_user_turn``,
+        push-to-talk) the turn asks for its response, as the pipeline's does."""
+        await self._agent_tasks.switching.wait_value(False)
+        agent = self._stage.agent
+        if agent is None:
+            return
+        stopped = False
+        try:
+            await self._workers.run_user_code(
+                f"{agent.id}.on_user_turn_completed", lambda: agent.on_user_turn_completed(agent.chat_ctx, message)
+            )
+        except StopResponse:
+            stopped = True
+        self._history.commit(message)
+        model = self._stage.llm_for()
+        if stopped or not isinstance(model, RealtimeModel) or model.capabilities.turn_detection:
+            return
+        current = self._state.current_speech
+        if current is not None and not current.done():
+            if not current.allow_interruptions:
+                logger.warning("no reply to the user's turn: the current speech cannot be interrupted")
+                return
+            current.interrupt()
+        if self._speeches.may_start("reply_to_user"):
+            allow = self._stage.allow_interruptions()
+            handle = self._factory.create(source="generate_reply", allow_interruptions=allow)
+            self._planner.send_nowait(GenerateReply(handle=handle))

@@ -16,7 +16,7 @@ import trio
 
 from ...errors import ProviderOutputError
 from ...events import ErrorEvent, EventBus, UserInputTranscribed
-from ...links import AudioInLink, PlannerLink, RecognizerLink, SupervisorLink
+from ...links import AudioInLink, PlannerLink, RealtimeControl, RecognizerLink, SupervisorLink
 from ...messages import (
     ActivityChanged,
     AgentSpeech,
@@ -30,6 +30,8 @@ from ...messages import (
     OptionsChanged,
     PreemptiveTranscript,
     ProviderFailed,
+    RealtimeClearAudio,
+    RealtimeCommitAudio,
     ResetRecognizer,
     SetAudioInput,
     STTEvent,
@@ -68,6 +70,7 @@ class Turn:
         audio_in: AudioInLink | None,
         has_stt: bool,
         has_vad: bool,
+        realtime: RealtimeControl | None = None,
     ) -> None:
         self._bus = bus
         self._inbox = inbox
@@ -79,6 +82,7 @@ class Turn:
         self._recognizer = recognizer
         # to turn the input on or off (push-to-talk; None: no audio input)
         self._audio_in = audio_in
+        self._realtime = realtime  # to commit or clear the audio a realtime model hears
         # the parts, which own the Turn's state (see the module docstring)
         self._settings = TurnSettings(options=options, has_stt=has_stt, has_vad=has_vad)
         self._tasks = Tasks()
@@ -332,7 +336,9 @@ class Turn:
     async def _flush_for_final(self, timeout: float) -> None:
         """Ask the recognizer for its final transcript and wait for it, at most ``timeout``."""
         final_arrived = self._heard.final_arrived
-        if self._recognizer is not None:
+        if self._settings.has_realtime and self._realtime is not None:
+            self._realtime.send_nowait(RealtimeCommitAudio())
+        elif self._recognizer is not None:
             self._recognizer.send_nowait(FlushRecognizer())
         with trio.move_on_after(timeout):
             await final_arrived.wait()
@@ -368,7 +374,9 @@ class Turn:
         self._limits.forget_speech()
         self._limits.reset_turn_limit()
         self._endpointing.answer_manual("")
-        if self._recognizer is not None:
+        if self._settings.has_realtime and self._realtime is not None:
+            self._realtime.send_nowait(RealtimeClearAudio())
+        elif self._recognizer is not None:
             self._recognizer.send_nowait(ResetRecognizer())
 
     def _has_pending_turn(self) -> bool:

@@ -60,6 +60,7 @@ import trio
 from ...audio import PIPELINE_SAMPLE_RATE, AudioFrame
 from ...errors import APIError, APIStatusError, APITimeoutError
 from ...options import APIConnectOptions
+from ...validation import check_number
 from .. import base
 from ..api_common import api_key as api_key_of
 from ..base import (
@@ -157,6 +158,7 @@ class RealtimeModel(base.RealtimeModel):
     ``modalities="text"`` makes it write instead of speak, for a TTS
     ("half cascade"). ``sample_rate``: the rate of the audio frames it
     hands back (the pipeline's 16 kHz by default; 24000 skips resampling).
+    ``generate_reply_timeout``: see :class:`voxtrio.providers.base.RealtimeModel`.
     ``extra_session`` adds documented session fields this class does not name.
     """
 
@@ -177,6 +179,7 @@ class RealtimeModel(base.RealtimeModel):
         max_output_tokens: int | None = None,
         tool_choice: str | None = None,
         sample_rate: int = PIPELINE_SAMPLE_RATE,
+        generate_reply_timeout: float | None = None,
         extra_session: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(turn_detection, str):
@@ -189,6 +192,7 @@ class RealtimeModel(base.RealtimeModel):
         self.model = model
         self.voice = voice
         self.sample_rate = sample_rate
+        self.generate_reply_timeout = check_number(generate_reply_timeout, "generate_reply_timeout", optional=True)
         self.turn_detection = turn_detection
         self._api_key = api_key_of(api_key, KEY_ENV, "openai.RealtimeModel")
         self._url = websocket_url(base_url, "", {"model": model})
