@@ -54,6 +54,12 @@ def report(r: dict) -> str:
         f" {m['runqueue_wait_pct']} %; load {m['loadavg_start']} -> {m['loadavg_end']}",
         f"anomalies: {r['anomalies']}",
     ]
+    gc = r.get("gc")
+    if gc:
+        lines.append(
+            f"gc pauses: max {gc['max_ms']} ms, {gc['over_10ms']} over 10 ms; by generation "
+            + ", ".join(f"{g}: {v['n']} x, {v['total_ms']} ms, max {v['max_ms']} ms" for g, v in gc["by_generation"].items())
+        )
     return "\n".join(lines)
 
 
@@ -77,21 +83,24 @@ def main() -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from adapters import load
     from harness.call import FULL, QUICK
+    from harness.gcpauses import GCPauses
 
     t = time.monotonic()
     adapter = load(args.framework)
     import_s = time.monotonic() - t
     spec = QUICK if args.quick else FULL
-    if adapter.DRIVER == "trio":
-        import trio
+    with GCPauses() as gc_pauses:
+        if adapter.DRIVER == "trio":
+            import trio
 
-        from harness import trio_driver
+            from harness import trio_driver
 
-        result = trio.run(trio_driver.measure, adapter, spec, args.sessions)
-    else:
-        from harness import aio
+            result = trio.run(trio_driver.measure, adapter, spec, args.sessions)
+        else:
+            from harness import aio
 
-        result = asyncio.run(aio.measure(adapter, spec, args.sessions))
+            result = asyncio.run(aio.measure(adapter, spec, args.sessions))
+    result["gc"] = gc_pauses.summary()
     result["import_s"] = round(import_s, 2)
     result["machine"]["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     assert result["core"] == core

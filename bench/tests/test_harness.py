@@ -99,3 +99,18 @@ def test_quick_script_and_unanswered_turn_aborts():
     assert len(simulate(QUICK).turn_latencies()) == 3
     call = simulate(QUICK, latency=1e9)  # the agent never answers
     assert call.aborted and call.turn_latencies() == []
+
+
+def test_gc_pauses_records_each_collection_by_generation():
+    import gc
+
+    from harness.gcpauses import GCPauses
+
+    with GCPauses() as pauses:
+        gc.collect(2)
+        gc.collect(0)
+    gc.collect()  # after the probe: not recorded
+    summary = pauses.summary()
+    assert summary["by_generation"]["2"]["n"] >= 1
+    assert summary["by_generation"]["0"]["n"] >= 1
+    assert summary["max_ms"] >= summary["by_generation"]["2"]["max_ms"] > 0
