@@ -252,16 +252,21 @@ class TwilioWire(Wire):
     def decode(self, message: str | bytes) -> list[Play | Mark | Clear]:
         data = json.loads(message)
         assert data.get("streamSid") == self.stream_id, f"a message for another stream: {data}"
-        if data["event"] == "media":
-            return [Play(ulaw_decode(base64.b64decode(data["media"]["payload"])))]
-        if data["event"] == "mark":
-            return [Mark(data["mark"]["name"])]
-        if data["event"] == "clear":
-            return [Clear()]
-        raise AssertionError(f"Twilio takes no {data['event']!r} message")
+        return _media_mark_or_clear(data, "Twilio")
 
     def mark_played(self, name: str) -> str:
         return self._message("mark", mark={"name": name})
+
+
+def _media_mark_or_clear(data: dict[str, Any], vendor: str) -> list[Play | Mark | Clear]:
+    """What Twilio's and Telnyx's servers send a caller: base64 μ-law media, marks, clears."""
+    if data["event"] == "media":
+        return [Play(ulaw_decode(base64.b64decode(data["media"]["payload"])))]
+    if data["event"] == "mark":
+        return [Mark(data["mark"]["name"])]
+    if data["event"] == "clear":
+        return [Clear()]
+    raise AssertionError(f"{vendor} takes no {data['event']!r} message")
 
 
 class TelnyxWire(Wire):
@@ -315,14 +320,7 @@ class TelnyxWire(Wire):
         return self._message("stop", stop={"call_control_id": self.call_id})
 
     def decode(self, message: str | bytes) -> list[Play | Mark | Clear]:
-        data = json.loads(message)
-        if data["event"] == "media":
-            return [Play(ulaw_decode(base64.b64decode(data["media"]["payload"])))]
-        if data["event"] == "mark":
-            return [Mark(data["mark"]["name"])]
-        if data["event"] == "clear":
-            return [Clear()]
-        raise AssertionError(f"Telnyx takes no {data['event']!r} message")
+        return _media_mark_or_clear(json.loads(message), "Telnyx")
 
     def mark_played(self, name: str) -> str:
         return self._message("mark", mark={"name": name})
