@@ -201,6 +201,9 @@ class _Connection:
     answer_due: float | None = None  # trio time by which an answer must come
     answer_budget: float | None = None  # what is left of the wait while it is paused
     watchdog: trio.CancelScope | None = None
+    # Audio or CloseStream is being written: a Deepgram that stopped reading
+    # fills the socket and the write never returns, so an answer stays due.
+    writing: bool = False
     closing: bool = False  # CloseStream sent
     answered: bool = False  # Deepgram sent a result on this connection
     request_id: str | None = None  # Deepgram's id of the stream, for its support
@@ -385,9 +388,10 @@ class _LiveStream:
                 item = self._item(connection.next_seq)
                 if item is None:
                     if self._input_ended:
-                        connection.closing = True
-                        await ws.send_message(_CLOSE_STREAM)
+                        connection.closing = connection.writing = True
                         self._arm_watchdog(connection)
+                        await ws.send_message(_CLOSE_STREAM)
+                        connection.writing = False
                         return
                     self._pause_watchdog(connection)
                     await self._changed.wait()
@@ -398,7 +402,10 @@ class _LiveStream:
                     if connection.sent > 0:
                         await ws.send_message(_FINALIZE)
                 else:
+                    connection.writing = True
+                    self._arm_watchdog(connection)
                     await ws.send_message(item.data)
+                    connection.writing = False
                     now = trio.current_time()
                     connection.record(item, now)
                     self._unreported += item.duration
@@ -451,6 +458,8 @@ class _LiveStream:
             if watchdog.cancelled_caught:
                 raise APITimeoutError(f"{connection.vendor} sent nothing for {timeout:g} s while audio was streaming")
             connection.answer_due = connection.answer_budget = None
+            if connection.writing:
+                self._arm_watchdog(connection)
             await self._handle(json_object(message, vendor=connection.vendor), message, connection)
 
     # -- what Deepgram says -------------------------------------------------------------
