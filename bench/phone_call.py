@@ -67,8 +67,8 @@ def run_generator(args: argparse.Namespace) -> None:
         async with httpx2.AsyncClient(timeout=30.0, limits=httpx2.Limits(max_connections=20)) as client, \
                 trio.open_nursery() as outer:
             outer.start_soon(ticker.run)
-            warm: list[P.Caller] = []
-            await P.run_call(ticker, client, args.url, args.token, Call(WARMUP, index=-1), warm)
+            if not args.no_warmup:
+                await P.run_call(ticker, client, args.url, args.token, Call(WARMUP, index=-1), [])
             print(json.dumps({"warm": True}), flush=True)
             assert (await control.readline()).strip() == "go"
             calls = [Call(spec, index=i) for i in range(args.sessions)]
@@ -126,7 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
             generator = subprocess.Popen(
                 [python, __file__, "--role", "generator", "--url", f"http://127.0.0.1:{hello['port']}",
                  "--token", "phone-call-v1-auth-token", "--sessions", str(args.sessions), "--script", args.script,
-                 "--stagger", str(args.stagger), "--out", out, "--core", str(generator_core)],
+                 "--stagger", str(args.stagger), "--out", out, *(["--no-warmup"] if args.no_warmup else []), "--core", str(generator_core)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
             )
             _line(generator, "generator")  # the warm-up call is over
@@ -246,6 +246,7 @@ def main() -> int:
     ap.add_argument("--server-core", type=int, default=None, help="the server's core (default: the highest allowed)")
     ap.add_argument("--stagger", type=float, default=6.0)
     ap.add_argument("--output-options", default="{}", help='JSON for TelephonyAudioOutput, e.g. \'{"max_chunk": 0.02}\'')
+    ap.add_argument("--no-warmup", action="store_true", help="skip the un-measured warm-up call (smoke tests)")
     ap.add_argument("--profile", default=None, help="py-spy the server while measuring; raw stacks to this file")
     ap.add_argument("--role", choices=("generator",), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--url", default="", help=argparse.SUPPRESS)

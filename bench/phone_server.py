@@ -244,6 +244,7 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
                             await output.write(frame)
                             end += frame.duration
                         output.segment_done()
+                    await trio.sleep_until(end)  # played out: a barge-in after this clears nothing
             if reply and reply[-1] is scope:
                 reply.pop()
 

@@ -157,6 +157,8 @@ class Caller:
         self._seq = 1  # Twilio's sequenceNumber: connected is 0... start is 1
         self._chunk = 0
         self._marks: collections.deque[tuple[float, str]] = collections.deque()  # (due, name)
+        self.outbox = bytearray()  # what goes out with the next tick's frame
+        self.hung_up = False  # the caller sent stop: the ticker writes no more
         self.ended = trio.Event()
         self.status = 0
 
@@ -206,10 +208,12 @@ class Caller:
         self.stats.media_out += 1
         return client_frame(self._templates[pcm16k] % (self._seq, self._chunk, self._chunk * 20))
 
-    def due_marks(self, now: float) -> list[bytes]:
-        out = []
+    def due_marks(self, now: float) -> bytes:
+        """The returned marks now due, and the replies waiting in the outbox."""
+        out = bytes(self.outbox)
+        self.outbox.clear()
         while self._marks and self._marks[0][0] <= now:
-            out.append(self._mark_frame(self._marks.popleft()[1]))
+            out += self._mark_frame(self._marks.popleft()[1])
         return out
 
     def _mark_frame(self, name: str) -> bytes:
@@ -226,20 +230,25 @@ class Caller:
 
     # -- what the server sends ----------------------------------------------------------
     async def receive(self) -> None:
-        """Play what the server sends until it closes the stream."""
+        """Play what the server sends until it closes the stream.
+
+        Replies (returned marks, pongs) wait in ``outbox`` for the ticker's
+        next write: one task writes to the socket, and Twilio plays in 20 ms
+        frames anyway. Once the script is over nobody ticks, so the close
+        handshake is answered here.
+        """
         assert self.stream is not None
         buffer = self._rest
         try:
             while True:
                 for opcode, payload in parse_frames(buffer):
                     if opcode == OP_TEXT:
-                        reply = self.on_message(payload, trio.current_time())
-                        if reply:
-                            await self.stream.send_all(reply)
+                        self.outbox += self.on_message(payload, trio.current_time())
                     elif opcode == OP_PING:
-                        await self.stream.send_all(client_frame(payload, OP_PONG))
+                        self.outbox += client_frame(payload, OP_PONG)
                     elif opcode == OP_CLOSE:
-                        await self.stream.send_all(client_frame(payload[:2], OP_CLOSE))
+                        if self.hung_up:
+                            await self.stream.send_all(client_frame(payload[:2], OP_CLOSE))
                         return
                 data = await self.stream.receive_some(65536)
                 if not data:
@@ -287,9 +296,10 @@ class Caller:
         if self.stream is None:
             return
         try:
-            await self.stream.send_all(self.stop_frame())
+            await self.stream.send_all(self.stop_frame() + self.due_marks(trio.current_time()))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        self.hung_up = True
         with trio.move_on_after(10.0):
             await self.ended.wait()
         await self.stream.aclose()
@@ -324,10 +334,7 @@ class CallerTicker:
                 self.live.remove(caller)
                 self.finished.pop(caller).set()
                 continue
-            data = caller.frame_for(out[0])
-            marks = caller.due_marks(now)
-            if marks:
-                data = b"".join([data, *marks])
+            data = caller.frame_for(out[0]) + caller.due_marks(now)
             try:
                 await caller.stream.send_all(data)  # type: ignore[union-attr]
             except (trio.BrokenResourceError, trio.ClosedResourceError):
