@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
 from voxtrio.audio import AudioFrame
@@ -171,6 +172,54 @@ async def test_the_callers_audio_reaches_the_session_and_the_end_of_the_stream_e
                 await transport.read_audio(send)
     assert [(f.sample_rate, len(f.data)) for f in received] == [(8000, 160)] * 3
     assert transport.stats.bad_messages == 1
+
+
+async def test_the_stream_reader_hands_each_frame_to_the_session_itself(autojump_clock):
+    """No relay task between the WebSocket and the session: one hop less per 20 ms frame.
+    Frames that came before the session read are passed on first, in order."""
+    from voxtrio.transports.base import TransportDisconnected
+    from voxtrio.transports.telephony.g711 import ulaw_encode
+    import base64
+
+    transport, connection = twilio_transport(), Connection()
+
+    def media(level: int) -> str:
+        payload = base64.b64encode(ulaw_encode(np.full(160, level, np.int16))).decode()
+        return json.dumps({"event": "media", "streamSid": "MZ1", "media": {"track": "inbound", "payload": payload}})
+
+    class Input:
+        """The session's input channel, noting which task delivered each frame."""
+
+        def __init__(self) -> None:
+            self.got: list[tuple[int, object]] = []
+
+        async def send(self, frame) -> None:
+            self.got.append((int(frame.data[0]), trio.lowlevel.current_task()))
+
+    session_input = Input()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.run, connection)
+        connection.say(media(100))  # before the session reads: held
+        await trio.testing.wait_all_tasks_blocked()
+        reader = trio.lowlevel.current_task()
+
+        async def read() -> None:
+            nonlocal reader
+            reader = trio.lowlevel.current_task()
+            with pytest.raises(TransportDisconnected):
+                await transport.read_audio(session_input)  # type: ignore[arg-type]
+
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        connection.say(media(1000))
+        connection.say(media(3000))
+        await trio.testing.wait_all_tasks_blocked()
+        connection.say(json.dumps({"event": "stop", "streamSid": "MZ1"}))
+    levels = [level for level, _ in session_input.got]
+    assert levels[0] < levels[1] < levels[2]  # in order, the held frame first
+    assert session_input.got[0][1] is reader  # the held one: passed on by read_audio
+    assert all(task is not reader for _, task in session_input.got[1:])  # the rest: by the stream's reader
+    assert transport.stats.inbound_frames == 3 and transport.stats.inbound_dropped == 0
 
 
 async def test_a_caller_gone_while_the_agent_speaks_ends_the_stream_quietly(autojump_clock):
