@@ -73,7 +73,11 @@ class EndOfSpeech:
 
     def feed(self, pcm: np.ndarray, now: float) -> tuple[float, int, str] | None:
         """(when the final is due, the turn, its transcript) once a turn has ended."""
-        if W.is_speech(pcm):
+        return self.heard(W.is_speech(pcm), now)
+
+    def heard(self, speech: bool, now: float) -> tuple[float, int, str] | None:
+        """``feed`` for a frame already classified (``speech``: RMS > 500)."""
+        if speech:
             self.run += 1
             self.last_speech_at = now
             return None
@@ -255,11 +259,11 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
                 pending = np.concatenate([pending, pcm]) if len(pending) else pcm
                 while len(pending) >= W.IN_FRAME_SAMPLES:
                     window, pending = pending[: W.IN_FRAME_SAMPLES], pending[W.IN_FRAME_SAMPLES :]
-                    now = trio.current_time()
-                    ended = rule.feed(window, now)
+                    speech = W.is_speech(window)  # one energy decision for the STT rule and the VAD
+                    ended = rule.heard(speech, trio.current_time())
                     if ended is not None:
                         nursery.start_soon(final_after, nursery, ended[0], ended[1])
-                    if W.is_speech(window):
+                    if speech:
                         state["speech"], state["silence"] = state["speech"] + 1, 0
                         if not state["speaking"] and state["speech"] >= W.VAD_START_FRAMES:
                             state["speaking"], state["ended"] = True, False

@@ -71,6 +71,32 @@ async def test_a_burst_of_frames_goes_out_in_few_messages_each_between_marks(aut
         nursery.cancel_scope.cancel()
 
 
+async def test_by_default_a_refill_goes_out_as_one_message_and_a_clear_stops_it_at_what_was_heard(autojump_clock):
+    """The defaults: a Speaker refill (150 ms of 10 ms frames) is one media message, not
+    fifteen (a WebSocket message costs about 200 µs each way: measured in
+    bench/phone_call.py, 20 ms messages cost a phone call about a fifth more CPU), and a
+    clear still goes out at once and leaves the play head where the caller stopped hearing."""
+    transport, connection = twilio_transport(), Connection()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.run, connection)
+        output = transport.audio_output
+        for frame in frames(0.15):
+            await output.write(frame)
+        await trio.sleep(0.05)
+        media = [m for m in connection.json() if m["event"] == "media"]
+        # one message: all of it but what soxr still holds back until the segment ends
+        assert len(media) == 1 and len(media[0]["media"]["payload"]) * 3 // 4 >= 800
+        anchor = connection.json()[0]["mark"]["name"]
+        connection.say(json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": anchor}}))
+        await trio.sleep(0.1)  # the caller has heard 0.1 s of it
+        sent_before = len(connection.sent)
+        output.clear()
+        await trio.testing.wait_all_tasks_blocked()  # no time passes: the clear goes out at once
+        assert [json.loads(m)["event"] for _, m in connection.sent[sent_before:]] == ["clear"]
+        assert output.heard() == pytest.approx(0.1, abs=1e-3) and output.queued() == 0.0
+        nursery.cancel_scope.cancel()
+
+
 async def test_the_play_head_moves_only_from_confirmed_marks(autojump_clock):
     transport, connection = twilio_transport(max_chunk=0.2), Connection()
     async with trio.open_nursery() as nursery:
