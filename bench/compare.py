@@ -64,10 +64,15 @@ def workload(r: dict) -> str:
     return r.get("workload", SCRIPTED)
 
 
-def run_one(python: str, framework: str, sessions: int, quick: bool, timeout: float, phone: bool = False) -> dict:
+def run_one(
+    python: str, framework: str, sessions: int, quick: bool, timeout: float, phone: bool = False,
+    server_core: int | None = None,
+) -> dict:
     if phone:
         cmd = [python, os.path.join(HERE, "phone_call.py"), "--framework", PHONE_FRAMEWORK[framework],
                "--sessions", str(sessions), "--json"]
+        if server_core is not None:
+            cmd += ["--server-core", str(server_core)]
     else:
         cmd = [python, os.path.join(HERE, "peers.py"), "--framework", framework, "--sessions", str(sessions), "--json"]
     if quick:
@@ -301,6 +306,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="the short 3-turn script")
     ap.add_argument("--sweep", help="comma-separated N list for the density sweep")
     ap.add_argument("--phone-sweep", help="comma-separated N list for the phone workload's density sweep")
+    ap.add_argument("--phone-server-core", type=int, default=None,
+                    help="the phone server's core (default: the highest allowed; the load generator gets another)")
     ap.add_argument("--sweep-stop-after", type=int, default=2, help="stop a framework after this many Ns lost in a row")
     ap.add_argument("--voxtrio-python", default=default_python("voxtrio"))
     ap.add_argument("--peers-python", default=default_python("livekit"))
@@ -356,7 +363,7 @@ def main() -> int:
                 if lost_in_a_row[f] >= args.sweep_stop_after:
                     continue
                 python = args.voxtrio_python if is_phone else pythons[f]
-                r = run_one(python, f, n, args.quick, args.timeout, phone=is_phone)
+                r = run_one(python, f, n, args.quick, args.timeout, phone=is_phone, server_core=args.phone_server_core)
                 record(r, "sweep")
                 lost_in_a_row[f] = 0 if r["real_time_held"] else lost_in_a_row[f] + 1
 
@@ -376,7 +383,9 @@ def main() -> int:
             for f in frameworks:
                 record(run_one(pythons[f], f, args.sessions, args.quick, args.timeout), "table")
             for f in phone_frameworks:
-                record(run_one(args.voxtrio_python, f, phone_sessions, args.quick, args.timeout, phone=True), "table")
+                r = run_one(args.voxtrio_python, f, phone_sessions, args.quick, args.timeout, phone=True,
+                            server_core=args.phone_server_core)
+                record(r, "table")
         sweep(sweep_ns, frameworks, False)
         sweep(phone_ns, phone_frameworks, True)
 
