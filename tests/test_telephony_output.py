@@ -248,6 +248,23 @@ async def test_the_stream_reader_hands_each_frame_to_the_session_itself(autojump
     assert transport.stats.inbound_frames == 3 and transport.stats.inbound_dropped == 0
 
 
+async def test_audio_that_came_before_the_session_read_reaches_it_even_after_the_call_ended(autojump_clock):
+    from voxtrio.transports.base import TransportDisconnected
+    from voxtrio.transports.telephony.g711 import ulaw_encode
+    import base64
+
+    transport, connection = twilio_transport(), Connection()
+    payload = base64.b64encode(ulaw_encode(np.full(160, 500, np.int16))).decode()
+    for _ in range(2):
+        connection.say(json.dumps({"event": "media", "streamSid": "MZ1", "media": {"track": "inbound", "payload": payload}}))
+    connection.say(json.dumps({"event": "stop", "streamSid": "MZ1"}))
+    await transport.run(connection)  # the whole stream, before any session reads
+    send, receive = trio.open_memory_channel(10)
+    with pytest.raises(TransportDisconnected):
+        await transport.read_audio(send)
+    assert [len(f.data) for f in [receive.receive_nowait(), receive.receive_nowait()]] == [160, 160]
+
+
 async def test_a_caller_gone_while_the_agent_speaks_ends_the_stream_quietly(autojump_clock):
     class Hung(Connection):
         async def send_message(self, message):

@@ -388,7 +388,7 @@ class TelephonyTransport(Transport):
         task hop less per 20 ms frame than relaying it through this task.
         """
         rate = self.serializer.sample_rate
-        while not self.ended.is_set():
+        while True:
             try:
                 samples = self._audio_receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
