@@ -115,7 +115,8 @@ def measure(args: argparse.Namespace) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     server = subprocess.Popen(
         [python, str(HERE / "phone_server.py"), "--framework", args.framework, "--script", args.script,
-         "--core", str(server_core), "--max-calls", str(args.sessions + 10), "--output-options", args.output_options],
+         "--core", str(server_core), "--max-calls", str(args.sessions + 10), "--output-options", args.output_options,
+         *(["--gc-freeze"] if args.gc_freeze else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )
     generator = profiler = None
@@ -179,6 +180,10 @@ def summarize(args: argparse.Namespace, served: dict, generated: dict, server_co
         why.append(f"the load generator fell behind (its lag p99 {gen_lag_p99 * 1000:.1f} ms)")
     result["real_time_held"] = not why
     histories = [c["history"] for c in per_call if "history" in c]
+    by_turn: dict[int, list[float]] = {}
+    for c in calls:
+        for (k, _), overhead in zip(c.turn_latencies(), c.turn_overheads()):
+            by_turn.setdefault(k, []).append(overhead)
     result.update(
         workload=WORKLOAD,
         rss_before_mb=None,
@@ -194,6 +199,7 @@ def summarize(args: argparse.Namespace, served: dict, generated: dict, server_co
             "generator_cpu_s": round(generated["cpu_s"], 3),
             "generator_cpu_pct": round(100 * generated["cpu_s"] / generated["wall_s"], 2) if generated["wall_s"] else None,
             "generator_lag_ms": metrics.dist_ms(generated["lags"]),
+            "turn_overhead_p99_by_turn_ms": [metrics.dist_ms(by_turn[k])["p99"] for k in sorted(by_turn)],
             "inbound_frames": total("inbound_frames"),
             "inbound_dropped": total("inbound_dropped"),
             "media_sent_by_callers": sum(w.media_out for w in wire),
@@ -212,6 +218,7 @@ def summarize(args: argparse.Namespace, served: dict, generated: dict, server_co
                 "whole_replies": sum(h["whole_replies"] for h in histories),
             } if histories else None,
             "output_options": json.loads(args.output_options),
+            "gc_freeze": args.gc_freeze,
         },
     )
     result["machine"]["calib_ms"] = served["calib_ms"]
@@ -246,6 +253,7 @@ def main() -> int:
     ap.add_argument("--server-core", type=int, default=None, help="the server's core (default: the highest allowed)")
     ap.add_argument("--stagger", type=float, default=6.0)
     ap.add_argument("--output-options", default="{}", help='JSON for TelephonyAudioOutput, e.g. \'{"max_chunk": 0.02}\'')
+    ap.add_argument("--gc-freeze", action="store_true", help="the server calls gc.freeze() after the warm-up (diagnostic)")
     ap.add_argument("--no-warmup", action="store_true", help="skip the un-measured warm-up call (smoke tests)")
     ap.add_argument("--profile", default=None, help="py-spy the server while measuring; raw stacks to this file")
     ap.add_argument("--role", choices=("generator",), default=None, help=argparse.SUPPRESS)

@@ -312,7 +312,7 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
 
 
 # ------------------------------------------------------------------------- main
-async def serve(framework: str, spec: ScriptSpec, max_calls: int, output_options: dict) -> None:
+async def serve(framework: str, spec: ScriptSpec, max_calls: int, output_options: dict, gc_freeze: bool) -> None:
     from voxtrio.transports.telephony import TelephonyServer, Twilio
 
     served = Served()
@@ -343,6 +343,8 @@ async def serve(framework: str, spec: ScriptSpec, max_calls: int, output_options
         nursery.start_soon(lag_probe)
         assert (await control.readline()).strip() == "measure"
         gc.collect()
+        if gc_freeze:  # a diagnostic: what start-up left is never collected again
+            gc.freeze()
         served.measuring = True
         with GCPauses() as pauses:
             before = procstat.sample()
@@ -368,13 +370,14 @@ def main() -> None:
     ap.add_argument("--max-calls", type=int, default=1000)
     ap.add_argument("--output-options", default="{}", help="JSON: TelephonyAudioOutput options (max_chunk, hold...)")
     ap.add_argument("--core", type=int, default=None)
+    ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up call")
     args = ap.parse_args()
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    trio.run(serve, args.framework, SCRIPTS[args.script], args.max_calls, json.loads(args.output_options))
+    trio.run(serve, args.framework, SCRIPTS[args.script], args.max_calls, json.loads(args.output_options), args.gc_freeze)
 
 
 if __name__ == "__main__":
