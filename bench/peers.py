@@ -83,24 +83,21 @@ def main() -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from adapters import load
     from harness.call import FULL, QUICK
-    from harness.gcpauses import GCPauses
 
     t = time.monotonic()
     adapter = load(args.framework)
     import_s = time.monotonic() - t
     spec = QUICK if args.quick else FULL
-    with GCPauses() as gc_pauses:
-        if adapter.DRIVER == "trio":
-            import trio
+    if adapter.DRIVER == "trio":
+        import trio
 
-            from harness import trio_driver
+        from harness import trio_driver
 
-            result = trio.run(trio_driver.measure, adapter, spec, args.sessions)
-        else:
-            from harness import aio
+        result = trio.run(trio_driver.measure, adapter, spec, args.sessions)
+    else:
+        from harness import aio
 
-            result = asyncio.run(aio.measure(adapter, spec, args.sessions))
-    result["gc"] = gc_pauses.summary()
+        result = asyncio.run(aio.measure(adapter, spec, args.sessions))
     result["import_s"] = round(import_s, 2)
     result["machine"]["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     assert result["core"] == core

@@ -6,6 +6,7 @@
 
 from .agent import Agent, AgentTask, AgentTaskCancelled
 from .audio import AudioFrame
+from .collector import tune_collector_for_calls
 from .chat import AgentHandoff, ChatContext, ChatMessage, FunctionCall, FunctionCallOutput
 from .errors import (
     APIConnectionError,
@@ -99,4 +100,5 @@ __all__ = [
     "UserStateChanged",
     "VoxtrioError",
     "function_tool",
+    "tune_collector_for_calls",
 ]

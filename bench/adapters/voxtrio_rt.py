@@ -65,6 +65,11 @@ def version() -> str:
     return _pkg_version("voxtrio")
 
 
+def server_ready() -> None:
+    """As voxtrio's server commands do before their first call (voxtrio/collector.py)."""
+    voxtrio.tune_collector_for_calls()
+
+
 def bench_vad() -> EnergyVAD:
     """voxtrio's EnergyVAD with the spec's rules (RMS > 500, 10 frames on, 10 off)."""
     return EnergyVAD(

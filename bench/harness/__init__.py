@@ -37,6 +37,12 @@ Plugging in a framework = writing one module in ``bench/adapters/`` with:
     playback progress back to the framework. The fake TTS must call
     ``io.tts_request(text)`` once per synthesis request.
 
+``server_ready() -> None`` (optional)
+    What the framework's own server does once it is up and before it takes
+    calls; the driver calls it after the warm-up call (voxtrio: freeze the
+    start-up objects out of the garbage collector's reach, as ``voxtrio serve``
+    does).
+
 ``Session`` (see ``aio.Session``) has three methods, all called by the driver:
 
 * ``push_audio(pcm)`` -- one 20 ms, 16 kHz PCM16 frame; must not block.

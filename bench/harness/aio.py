@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import metrics, procstat
+from .gcpauses import GCPauses
 from . import workload as W
 from .call import WARMUP, Call, ScriptSpec
 
@@ -159,6 +160,9 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
     try:
         await run_call(adapter, ticker, Call(WARMUP, index=-1))
         gc.collect()
+        ready = getattr(adapter, "server_ready", None)
+        if ready is not None:
+            ready()  # what the framework's server does once it is up, before its first call
         rss_before = procstat.rss_bytes()
         calls = [Call(spec, index=i) for i in range(sessions)]
         before = procstat.sample()
@@ -169,9 +173,10 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
             await asyncio.sleep(t0 + stagger_s * i / sessions - loop.time())
             await run_call(adapter, ticker, call)
 
-        async with asyncio.TaskGroup() as tg:
-            for i, call in enumerate(calls):
-                tg.create_task(staggered(i, call))
+        with GCPauses() as gc_pauses:  # the collections while calls are live
+            async with asyncio.TaskGroup() as tg:
+                for i, call in enumerate(calls):
+                    tg.create_task(staggered(i, call))
         after = procstat.sample()
     finally:
         tick_task.cancel()
@@ -186,4 +191,5 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
         core=procstat.pinned_core(),
     )
     result["machine"]["calib_ms"] = calib_ms
+    result["gc"] = gc_pauses.summary()
     return result

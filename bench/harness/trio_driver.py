@@ -21,6 +21,7 @@ from typing import Any, Callable
 import trio
 
 from . import metrics, procstat
+from .gcpauses import GCPauses
 from . import workload as W
 from .call import WARMUP, Call, ScriptSpec
 
@@ -160,6 +161,9 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
         outer.start_soon(ticker.run)
         await run_call(adapter, ticker, Call(WARMUP, index=-1))
         gc.collect()
+        ready = getattr(adapter, "server_ready", None)
+        if ready is not None:
+            ready()  # what the framework's server does once it is up, before its first call
         rss_before = procstat.rss_bytes()
         calls = [Call(spec, index=i) for i in range(sessions)]
         before = procstat.sample()
@@ -170,9 +174,10 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
             await trio.sleep_until(t0 + stagger_s * i / sessions)
             await run_call(adapter, ticker, call)
 
-        async with trio.open_nursery() as calls_nursery:
-            for i, call in enumerate(calls):
-                calls_nursery.start_soon(staggered, i, call)
+        with GCPauses() as gc_pauses:  # the collections while calls are live
+            async with trio.open_nursery() as calls_nursery:
+                for i, call in enumerate(calls):
+                    calls_nursery.start_soon(staggered, i, call)
         after = procstat.sample()
         outer.cancel_scope.cancel()
     result = metrics.summarize(
@@ -186,4 +191,5 @@ async def measure(adapter, spec: ScriptSpec, sessions: int, *, stagger_s: float 
         core=procstat.pinned_core(),
     )
     result["machine"]["calib_ms"] = calib_ms
+    result["gc"] = gc_pauses.summary()
     return result

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    from ..collector import tune_collector_for_calls
     from ..session import AgentSession
 
     secret = os.environ.get("VOXTRIO_SECRET")
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 from ..transports.telephony.command import serve_calls
 
                 await nursery.start(serve_calls, new_session, phone_providers, args)
+            tune_collector_for_calls()  # see voxtrio/collector.py
             print("Ctrl-C stops the server.", flush=True)
 
     try:

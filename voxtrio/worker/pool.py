@@ -69,6 +69,7 @@ def load_agent(path: str | os.PathLike[str]) -> tuple[Any, Any]:
 
 async def run_child(path: str, *, drain_timeout: float | None = None) -> None:
     """One worker process: serve until SIGTERM/SIGINT, then drain and return."""
+    from ..collector import tune_collector_for_calls
     from .credentials import Credentials
     from .worker import Worker
 
@@ -77,6 +78,7 @@ async def run_child(path: str, *, drain_timeout: float | None = None) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
+            tune_collector_for_calls()  # registered, before the first job: see voxtrio/collector.py
 
             async def drain_on_signal() -> None:
                 async for _ in signals:

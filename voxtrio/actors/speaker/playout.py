@@ -152,6 +152,20 @@ class Player:
         dry_at = math.inf
         if not quiet and not self._output.paused and request.on_stall is not None:
             dry_at = self._output.timeline.end_time(trio.current_time())
+        if dry_at > trio.current_time():
+            # Audio already synthesized (most chunks: a TTS runs ahead of the
+            # play head) needs no deadline scope. These are receive()'s own
+            # checkpoints: the task yields exactly as it would in it.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                item = receive.receive_nowait()
+            except trio.EndOfChannel:
+                return None
+            except trio.WouldBlock:
+                pass
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return item
         with trio.move_on_at(dry_at):
             try:
                 return await receive.receive()
