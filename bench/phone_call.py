@@ -116,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict:
     server = subprocess.Popen(
         [python, str(HERE / "phone_server.py"), "--framework", args.framework, "--script", args.script,
          "--core", str(server_core), "--max-calls", str(args.sessions + 10), "--output-options", args.output_options,
-         *(["--gc-freeze"] if args.gc_freeze else [])],
+         *(["--default-gc"] if args.default_gc else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )
     generator = profiler = None
@@ -218,7 +218,7 @@ def summarize(args: argparse.Namespace, served: dict, generated: dict, server_co
                 "whole_replies": sum(h["whole_replies"] for h in histories),
             } if histories else None,
             "output_options": json.loads(args.output_options),
-            "gc_freeze": args.gc_freeze,
+            "default_gc": args.default_gc,
         },
     )
     result["machine"]["calib_ms"] = served["calib_ms"]
@@ -253,7 +253,8 @@ def main() -> int:
     ap.add_argument("--server-core", type=int, default=None, help="the server's core (default: the highest allowed)")
     ap.add_argument("--stagger", type=float, default=6.0)
     ap.add_argument("--output-options", default="{}", help='JSON for TelephonyAudioOutput, e.g. \'{"max_chunk": 0.02}\'')
-    ap.add_argument("--gc-freeze", action="store_true", help="the server calls gc.freeze() after the warm-up (diagnostic)")
+    ap.add_argument("--default-gc", action="store_true",
+                    help="the server keeps CPython's collector settings (default: tune_collector_for_calls, as voxtrio serve)")
     ap.add_argument("--no-warmup", action="store_true", help="skip the un-measured warm-up call (smoke tests)")
     ap.add_argument("--profile", default=None, help="py-spy the server while measuring; raw stacks to this file")
     ap.add_argument("--role", choices=("generator",), default=None, help=argparse.SUPPRESS)

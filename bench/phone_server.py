@@ -18,7 +18,9 @@ Two kinds of server answer the same calls (``--framework``):
   token), paced as the Speaker paces (refill when half of 300 ms is left),
   and clears on barge-in. voxtrio's runtime costs what voxtrio costs more.
 
-The process is driven by ``phone_call.py`` over stdin/stdout, one JSON line
+Once the warm-up call is over, the server tunes the garbage collector as
+``voxtrio serve`` does (``voxtrio.tune_collector_for_calls``; ``--default-gc``
+keeps CPython's settings). The process is driven by ``phone_call.py`` over stdin/stdout, one JSON line
 each way: it prints ``{"port": ...}`` once listening; ``measure`` (after the
 generator's warm-up call) starts the measurement, ``report`` ends it and
 prints the server's figures: CPU samples, loop lag, GC pauses, and per call
@@ -312,7 +314,7 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
 
 
 # ------------------------------------------------------------------------- main
-async def serve(framework: str, spec: ScriptSpec, max_calls: int, output_options: dict, gc_freeze: bool) -> None:
+async def serve(framework: str, spec: ScriptSpec, max_calls: int, output_options: dict, default_gc: bool) -> None:
     from voxtrio.transports.telephony import TelephonyServer, Twilio
 
     served = Served()
@@ -342,9 +344,12 @@ async def serve(framework: str, spec: ScriptSpec, max_calls: int, output_options
         say({"port": port, "pid": os.getpid()})
         nursery.start_soon(lag_probe)
         assert (await control.readline()).strip() == "measure"
-        gc.collect()
-        if gc_freeze:  # a diagnostic: what start-up left is never collected again
-            gc.freeze()
+        if default_gc:
+            gc.collect()
+        else:  # as voxtrio's server commands do before their first call (voxtrio/collector.py)
+            import voxtrio
+
+            voxtrio.tune_collector_for_calls()
         served.measuring = True
         with GCPauses() as pauses:
             before = procstat.sample()
@@ -370,14 +375,14 @@ def main() -> None:
     ap.add_argument("--max-calls", type=int, default=1000)
     ap.add_argument("--output-options", default="{}", help="JSON: TelephonyAudioOutput options (max_chunk, hold...)")
     ap.add_argument("--core", type=int, default=None)
-    ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up call")
+    ap.add_argument("--default-gc", action="store_true", help="CPython's collector settings (no tune_collector_for_calls)")
     args = ap.parse_args()
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    trio.run(serve, args.framework, SCRIPTS[args.script], args.max_calls, json.loads(args.output_options), args.gc_freeze)
+    trio.run(serve, args.framework, SCRIPTS[args.script], args.max_calls, json.loads(args.output_options), args.default_gc)
 
 
 if __name__ == "__main__":
