@@ -203,11 +203,11 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
         frames_send, frames = trio.open_memory_channel[AudioFrame](50)
         resampler = soxr.ResampleStream(8000, W.IN_RATE, 1, dtype="int16", quality="LQ")  # as AudioIn
         pending = np.zeros(0, np.int16)
-        state = {"speech": 0, "silence": 0, "speaking": False, "ended": False, "transcript": None, "turn": -1}
+        state = {"speech": 0, "silence": 0, "speaking": False, "ended": False, "transcript": None}
         reply: list[trio.CancelScope] = []
         finals = 0
 
-        async def answer(nursery: trio.Nursery, turn: int, scope: trio.CancelScope) -> None:
+        async def answer(turn: int, scope: trio.CancelScope) -> None:
             with scope:
                 start = trio.current_time()
                 if turn == rule.spec.tool_turn:
@@ -255,7 +255,7 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
                 reply.pop()
 
         async def listen(nursery: trio.Nursery) -> None:
-            nonlocal pending, finals
+            nonlocal pending
             async for frame in frames:
                 pcm = resampler.resample_chunk(frame.data)
                 pending = np.concatenate([pending, pcm]) if len(pending) else pcm
@@ -289,7 +289,7 @@ def transport_entrypoint(spec: ScriptSpec, served: Served):  # type: ignore[no-u
             if state["ended"] and state["transcript"] is not None:
                 scope = trio.CancelScope()
                 reply.append(scope)
-                nursery.start_soon(answer, nursery, state["transcript"], scope)
+                nursery.start_soon(answer, state["transcript"], scope)
                 state["ended"], state["transcript"] = False, None
 
         async def read() -> None:
