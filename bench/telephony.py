@@ -44,6 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from harness.phone_caller import client_frame as ws_frame  # noqa: E402
 
 LONG_ANSWER = (
     "It is sunny in Paris today with a light breeze from the west, a high of twenty four degrees "
@@ -147,19 +150,6 @@ def run_server(args: argparse.Namespace) -> None:
 # -- the load generator process ----------------------------------------------------------
 
 TICK = 0.02
-
-
-def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """A client WebSocket frame (masked, as clients must, with a zero key: XOR
-    with zeros leaves the payload as it is, so frames can be built once)."""
-    size = len(payload)
-    if size < 126:
-        head = bytes([0x80 | opcode, 0x80 | size])
-    elif size < 65536:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
-    return head + b"\0\0\0\0" + payload
 
 
 class RawCaller:

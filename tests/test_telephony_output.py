@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
 from voxtrio.audio import AudioFrame
@@ -67,6 +68,32 @@ async def test_a_burst_of_frames_goes_out_in_few_messages_each_between_marks(aut
         payload = sum(len(m["media"]["payload"]) * 3 // 4 for m in connection.json() if m["event"] == "media")
         assert abs(payload - 8000) <= 80  # one second at 8 kHz (the resampler's edges aside)
         assert output.queued() == pytest.approx(1.0)  # nothing confirmed yet: nothing heard
+        nursery.cancel_scope.cancel()
+
+
+async def test_by_default_a_refill_goes_out_as_one_message_and_a_clear_stops_it_at_what_was_heard(autojump_clock):
+    """The defaults: a Speaker refill (150 ms of 10 ms frames) is one media message, not
+    fifteen (a WebSocket message costs about 200 µs each way: measured in
+    bench/phone_call.py, 20 ms messages cost a phone call about a fifth more CPU), and a
+    clear still goes out at once and leaves the play head where the caller stopped hearing."""
+    transport, connection = twilio_transport(), Connection()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.run, connection)
+        output = transport.audio_output
+        for frame in frames(0.15):
+            await output.write(frame)
+        await trio.sleep(0.05)
+        media = [m for m in connection.json() if m["event"] == "media"]
+        # one message: all of it but what soxr still holds back until the segment ends
+        assert len(media) == 1 and len(media[0]["media"]["payload"]) * 3 // 4 >= 800
+        anchor = connection.json()[0]["mark"]["name"]
+        connection.say(json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": anchor}}))
+        await trio.sleep(0.1)  # the caller has heard 0.1 s of it
+        sent_before = len(connection.sent)
+        output.clear()
+        await trio.testing.wait_all_tasks_blocked()  # no time passes: the clear goes out at once
+        assert [json.loads(m)["event"] for _, m in connection.sent[sent_before:]] == ["clear"]
+        assert output.heard() == pytest.approx(0.1, abs=1e-3) and output.queued() == 0.0
         nursery.cancel_scope.cancel()
 
 
@@ -171,6 +198,71 @@ async def test_the_callers_audio_reaches_the_session_and_the_end_of_the_stream_e
                 await transport.read_audio(send)
     assert [(f.sample_rate, len(f.data)) for f in received] == [(8000, 160)] * 3
     assert transport.stats.bad_messages == 1
+
+
+async def test_the_stream_reader_hands_each_frame_to_the_session_itself(autojump_clock):
+    """No relay task between the WebSocket and the session: one hop less per 20 ms frame.
+    Frames that came before the session read are passed on first, in order."""
+    from voxtrio.transports.base import TransportDisconnected
+    from voxtrio.transports.telephony.g711 import ulaw_encode
+    import base64
+
+    transport, connection = twilio_transport(), Connection()
+
+    def media(level: int) -> str:
+        payload = base64.b64encode(ulaw_encode(np.full(160, level, np.int16))).decode()
+        return json.dumps({"event": "media", "streamSid": "MZ1", "media": {"track": "inbound", "payload": payload}})
+
+    class Input:
+        """The session's input channel, noting which task delivered each frame."""
+
+        def __init__(self) -> None:
+            self.got: list[tuple[int, object]] = []
+
+        async def send(self, frame) -> None:
+            self.got.append((int(frame.data[0]), trio.lowlevel.current_task()))
+
+    session_input = Input()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.run, connection)
+        connection.say(media(100))  # before the session reads: held
+        await trio.testing.wait_all_tasks_blocked()
+        reader = trio.lowlevel.current_task()
+
+        async def read() -> None:
+            nonlocal reader
+            reader = trio.lowlevel.current_task()
+            with pytest.raises(TransportDisconnected):
+                await transport.read_audio(session_input)  # type: ignore[arg-type]
+
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        connection.say(media(1000))
+        connection.say(media(3000))
+        await trio.testing.wait_all_tasks_blocked()
+        connection.say(json.dumps({"event": "stop", "streamSid": "MZ1"}))
+    levels = [level for level, _ in session_input.got]
+    assert levels[0] < levels[1] < levels[2]  # in order, the held frame first
+    assert session_input.got[0][1] is reader  # the held one: passed on by read_audio
+    assert all(task is not reader for _, task in session_input.got[1:])  # the rest: by the stream's reader
+    assert transport.stats.inbound_frames == 3 and transport.stats.inbound_dropped == 0
+
+
+async def test_audio_that_came_before_the_session_read_reaches_it_even_after_the_call_ended(autojump_clock):
+    from voxtrio.transports.base import TransportDisconnected
+    from voxtrio.transports.telephony.g711 import ulaw_encode
+    import base64
+
+    transport, connection = twilio_transport(), Connection()
+    payload = base64.b64encode(ulaw_encode(np.full(160, 500, np.int16))).decode()
+    for _ in range(2):
+        connection.say(json.dumps({"event": "media", "streamSid": "MZ1", "media": {"track": "inbound", "payload": payload}}))
+    connection.say(json.dumps({"event": "stop", "streamSid": "MZ1"}))
+    await transport.run(connection)  # the whole stream, before any session reads
+    send, receive = trio.open_memory_channel(10)
+    with pytest.raises(TransportDisconnected):
+        await transport.read_audio(send)
+    assert [len(f.data) for f in [receive.receive_nowait(), receive.receive_nowait()]] == [160, 160]
 
 
 async def test_a_caller_gone_while_the_agent_speaks_ends_the_stream_quietly(autojump_clock):

@@ -374,19 +374,32 @@ class TelephonyTransport(Transport):
         self.end_reason: str | None = None
         self._audio_send, self._audio_receive = trio.open_memory_channel[np.ndarray](INBOUND_CAPACITY)
         self._connection: trio_websocket.WebSocketConnection | None = None
-        self._reading = False  # a session reads the caller's audio
+        # the session's input while it reads the caller's audio (None: hold it here)
+        self._frames: trio.MemorySendChannel[AudioFrame] | None = None
 
     def attach(self, session: AgentSession) -> None:
         self.session = session
 
     async def read_audio(self, frames: trio.MemorySendChannel[AudioFrame]) -> None:
+        """Hand the caller's audio to ``frames`` until the call ends.
+
+        What came before the session read is passed on first; after that the
+        task reading the stream sends each frame into ``frames`` itself, one
+        task hop less per 20 ms frame than relaying it through this task.
+        """
         rate = self.serializer.sample_rate
-        self._reading = True
-        try:
-            async for samples in self._audio_receive:
-                await frames.send(AudioFrame(samples, rate))
-        finally:
-            self._reading = False
+        while True:
+            try:
+                samples = self._audio_receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            await frames.send(AudioFrame(samples, rate))
+        if not self.ended.is_set():
+            self._frames = frames
+            try:
+                await self.ended.wait()
+            finally:
+                self._frames = None
         raise TransportDisconnected(f"the call ended ({self.end_reason or 'stream closed'})")
 
     async def run(self, connection: trio_websocket.WebSocketConnection, first: Sequence[Any] = ()) -> None:
@@ -433,14 +446,14 @@ class TelephonyTransport(Transport):
         if isinstance(event, InboundAudio):
             self.stats.inbound_frames += 1
             try:
-                if self._reading:  # a slow session slows the stream down, losing nothing
-                    await self._audio_send.send(event.samples)
+                if self._frames is not None:  # a slow session slows the stream down, losing nothing
+                    await self._frames.send(AudioFrame(event.samples, self.serializer.sample_rate))
                 else:
                     self._audio_send.send_nowait(event.samples)
             except trio.WouldBlock:
                 self.stats.inbound_dropped += 1
             except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass  # the call is ending: nobody listens any more
+                self._frames = None  # the session's input ended: hold (and count) what comes now
         elif isinstance(event, MarkPlayed):
             self.audio_output.mark_played(event.name)
         elif isinstance(event, DtmfPressed):
