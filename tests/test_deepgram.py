@@ -17,6 +17,7 @@ from voxtrio.messages import STTEvent
 from voxtrio.options import APIConnectOptions, SessionConnectOptions
 from voxtrio.providers import deepgram
 from voxtrio.providers.base import STTReconnected, STTUsage
+from voxtrio.providers.vendor_websocket import run_beside
 from voxtrio.testing import ArrayTransport, LLMResponse, ScriptedLLM
 
 from loopback.deepgram import FakeDeepgram
@@ -219,6 +220,45 @@ async def test_a_failed_connection_is_replaced_and_the_unfinalized_audio_replaye
     # The whole utterance, on the session's clock although the new connection
     # counts from 1.0 s.
     assert finals(items) == [("Hello there friend.", 1.5, 3.0)]
+
+
+class _FullSocket:
+    """A connection whose peer stopped reading: the first frame goes out, the
+    next write never returns, and one message (any message) arrives while it
+    waits, the last Deepgram sends."""
+
+    def __init__(self) -> None:
+        self.writing = trio.Event()
+        self.frames = 0
+
+    async def send_message(self, data) -> None:
+        self.frames += 1
+        if self.frames > 1:
+            self.writing.set()
+            await trio.sleep_forever()
+
+    async def get_message(self) -> str:
+        if self.writing.is_set():
+            await trio.sleep_forever()
+        await self.writing.wait()
+        return '{"type": "Novelty"}'
+
+
+async def test_a_write_that_never_returns_is_a_stall(autojump_clock):
+    # The message that came during the write answered the first frame, not the
+    # second: an answer is still due for it.
+    stt = deepgram.STT(api_key="test-key")
+    events, _ = trio.open_memory_channel(100)
+    live = deepgram._LiveStream(stt, events, None, APIConnectOptions(timeout=2.0))
+    for k in range(2):
+        live._push(bytes(640), 0.02 * k, 0.02)
+    connection = deepgram._Connection(_FullSocket(), next_seq=0)
+    with trio.move_on_after(60):
+        with pytest.raises(voxtrio.APITimeoutError, match="sent nothing for 2 s"):
+            await run_beside(
+                lambda: live._receive(connection), lambda: live._send(connection)
+            )
+    assert trio.current_time() == pytest.approx(2.0)
 
 
 async def test_a_close_for_bad_data_is_not_retried(autojump_clock):
