@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
-import trio_websocket
 
 from voxtrio.audio import AudioFrame
 from voxtrio.transports.telephony import TelephonyTransport
+from voxtrio.transports.telephony.media_socket import ConnectionClosed
 from voxtrio.transports.telephony.twilio import TwilioSerializer
 from voxtrio.transports.telephony.vonage import VonageSerializer
 
@@ -29,7 +29,7 @@ class Connection:
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
-            raise trio_websocket.ConnectionClosed(None) from None
+            raise ConnectionClosed(1006) from None
 
     def say(self, message) -> None:
         self._send.send_nowait(message)
@@ -268,7 +268,7 @@ async def test_audio_that_came_before_the_session_read_reaches_it_even_after_the
 async def test_a_caller_gone_while_the_agent_speaks_ends_the_stream_quietly(autojump_clock):
     class Hung(Connection):
         async def send_message(self, message):
-            raise trio_websocket.ConnectionClosed(None)
+            raise ConnectionClosed(1006)
 
     transport, connection = twilio_transport(), Hung()
     async with trio.open_nursery() as nursery:

@@ -1,12 +1,10 @@
 """One port for a provider's webhooks (plain HTTP) and its media streams (WebSocket).
 
-trio-websocket is the cheapest WebSocket server measured here, but it only
-speaks the WebSocket handshake: a plain ``POST`` gets a 400. So each
-connection's request head is read here with h11 (the HTTP/1.1 parser
+Each connection's request head is read here with h11 (the HTTP/1.1 parser
 wsproto itself uses): a request for a WebSocket upgrade is checked *before*
 any handshake (a refused stream never becomes a WebSocket) and then handed to
-trio-websocket with the bytes already read replayed in front of the socket;
-anything else is an ordinary request, answered and closed.
+the media socket (media_socket.py) with the bytes already read replayed in
+front of the socket; anything else is an ordinary request, answered and closed.
 
 One request per connection (the response says ``Connection: close``): the
 providers open a connection per webhook, and the media streams are long.

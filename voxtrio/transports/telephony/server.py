@@ -48,6 +48,7 @@ from .base import (
 )
 from .call import PhoneCall
 from .http import HTTPError, HTTPRequest, HTTPResponse, serve_http
+from .media_socket import ConnectionClosed, MediaSocket
 from ...tokens import InvalidToken, TokenSigner
 from .transport import TelephonyTransport
 
@@ -246,14 +247,11 @@ class TelephonyServer:
         return None
 
     async def _run_call(self, provider: Provider, claims: dict[str, Any], stream: trio.abc.HalfCloseableStream) -> None:
-        import trio_websocket
-
         async with trio.open_nursery() as nursery:
             try:
-                handshake = await trio_websocket.wrap_server_stream(nursery, stream)
-                connection = await handshake.accept()
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
-                nursery.cancel_scope.cancel()
+                connection = await MediaSocket.accept(stream)
+            except ConnectionClosed:
+                await trio.aclose_forcefully(stream)
                 return
             serializer = provider.serializer()
             started: StreamStarted | None = None
@@ -265,7 +263,7 @@ class TelephonyServer:
                     except MediaProtocolError as error:
                         logger.warning("%s: %s", provider.name, error)
                         continue
-                    except trio_websocket.ConnectionClosed:
+                    except ConnectionClosed:
                         break
                     for event in events:
                         if started is None and isinstance(event, StreamStarted):

@@ -45,10 +45,9 @@ from .base import (
     StreamFailed,
     StreamStopped,
 )
+from .media_socket import ConnectionClosed, MediaSocket
 
 if TYPE_CHECKING:
-    import trio_websocket
-
     from ...session import AgentSession
 
 # Caller frames held for a session that does not read them yet (1 s at 20 ms).
@@ -373,7 +372,7 @@ class TelephonyTransport(Transport):
         self.ended = trio.Event()
         self.end_reason: str | None = None
         self._audio_send, self._audio_receive = trio.open_memory_channel[np.ndarray](INBOUND_CAPACITY)
-        self._connection: trio_websocket.WebSocketConnection | None = None
+        self._connection: MediaSocket | None = None
         # the session's input while it reads the caller's audio (None: hold it here)
         self._frames: trio.MemorySendChannel[AudioFrame] | None = None
 
@@ -402,10 +401,8 @@ class TelephonyTransport(Transport):
                 self._frames = None
         raise TransportDisconnected(f"the call ended ({self.end_reason or 'stream closed'})")
 
-    async def run(self, connection: trio_websocket.WebSocketConnection, first: Sequence[Any] = ()) -> None:
+    async def run(self, connection: MediaSocket, first: Sequence[Any] = ()) -> None:
         """Serve the stream until it ends; ``first``: events already decoded."""
-        import trio_websocket
-
         self._connection = connection
 
         async def send(message: str | bytes) -> None:
@@ -414,7 +411,7 @@ class TelephonyTransport(Transport):
             self.stats.messages_sent += 1
             try:
                 await connection.send_message(message)
-            except trio_websocket.ConnectionClosed:
+            except ConnectionClosed:
                 self._end("the stream closed")  # the reader hears it too, and ends the run
 
         try:
@@ -425,8 +422,8 @@ class TelephonyTransport(Transport):
                 while not self.ended.is_set():
                     try:
                         message = await connection.get_message()
-                    except trio_websocket.ConnectionClosed as closed:
-                        self._end(f"the provider closed the stream ({closed.reason.code if closed.reason else '-'})")
+                    except ConnectionClosed as closed:
+                        self._end(f"the provider closed the stream ({closed.code})")
                         break
                     try:
                         events = self.serializer.decode(message)
@@ -437,7 +434,7 @@ class TelephonyTransport(Transport):
                     for event in events:
                         await self._handle(event)
                 nursery.cancel_scope.cancel()
-        except trio_websocket.ConnectionClosed:
+        except ConnectionClosed:
             self._end("the stream closed")
         finally:
             self._end("the stream closed")
