@@ -398,7 +398,14 @@ class FailingTransport(Transport):
             await trio.sleep(3600)  # as good as forever (forever would hang the old code's test run)
 
 
-async def test_a_read_audio_that_raises_closes_the_session_with_an_error_every_time(autojump_clock):
+class InlineFailingTransport(FailingTransport):
+    """The same, with AudioIn's work done in read_audio's task (transports/base.py)."""
+
+    inline_input = True
+
+
+@pytest.mark.parametrize("transport", [FailingTransport, InlineFailingTransport])
+async def test_a_read_audio_that_raises_closes_the_session_with_an_error_every_time(autojump_clock, transport):
     # The race this pins went either way from one run to the next: twenty runs
     # with trio's shuffled scheduling all have to close.
     for _ in range(20):
@@ -407,14 +414,15 @@ async def test_a_read_audio_that_raises_closes_the_session_with_an_error_every_t
         session.on("error", errors.append)
         with trio.fail_after(10):
             await session.main(
-                voxtrio.Agent(), FailingTransport([AudioFrame.silence(0.02)], ConnectionResetError("peer reset"))
+                voxtrio.Agent(), transport([AudioFrame.silence(0.02)], ConnectionResetError("peer reset"))
             )
         assert [(e.source, e.recoverable) for e in errors] == [("transport", False)]
         assert "ConnectionResetError: peer reset" in errors[0].message
         assert (session.last_close.reason, session.last_close.error) == ("error", "ConnectionResetError: peer reset")
 
 
-async def test_a_transport_that_sends_something_else_than_a_frame_gets_a_typed_error_event(autojump_clock):
+@pytest.mark.parametrize("transport", [FailingTransport, InlineFailingTransport])
+async def test_a_transport_that_sends_something_else_than_a_frame_gets_a_typed_error_event(autojump_clock, transport):
     junk = [AudioFrame.silence(0.02), b"\0\0" * 320, AudioFrame.silence(0.02), None, AudioFrame.silence(0.02)]
     session = voxtrio.AgentSession(stt=ScriptedSTT([]), tts=ScriptedTTS([], default_chars_per_second=10.0))
     errors = []
@@ -424,7 +432,7 @@ async def test_a_transport_that_sends_something_else_than_a_frame_gets_a_typed_e
         await trio.sleep(1.0)
         assert session.running
 
-    close = await run_until_closed(session, voxtrio.Agent(), FailingTransport(junk), body=body)
+    close = await run_until_closed(session, voxtrio.Agent(), transport(junk), body=body)
     assert [(e.source, e.recoverable, type(e.error).__name__) for e in errors] == [("transport", True, "ProviderOutputError")] * 2
     assert [e.error.output for e in errors] == [junk[1], junk[3]]
     assert "the transport sent bytes, not an AudioFrame" in errors[0].message

@@ -86,12 +86,19 @@ async def run_until(session, transport, seconds, body=None):
         await session.aclose()
 
 
-async def test_energy_vad_and_turn_commit_on_the_audio_clock(autojump_clock):
+class InlineArrayTransport(ArrayTransport):
+    """ArrayTransport with AudioIn's work done in its reading task (transports/base.py)."""
+
+    inline_input = True
+
+
+@pytest.mark.parametrize("transport", [ArrayTransport, InlineArrayTransport])
+async def test_energy_vad_and_turn_commit_on_the_audio_clock(autojump_clock, transport):
     session = speech_session(EndpointSTT(delay=0.2), min_endpointing_delay=0.5)
     seen = []
     session.on("*", lambda e: seen.append((round(trio.current_time(), 3), e.type, e.payload())))
     audio = np.concatenate([silence(0.5), tone(1.0), silence(3.0)])
-    await run_until(session, ArrayTransport(audio), 5.0)
+    await run_until(session, transport(audio), 5.0)
     user_states = [(t, p["new"]) for t, kind, p in seen if kind == "user_state_changed"]
     # speech 0.5-1.5: the VAD confirms 0.1 s in, and ends 0.3 s after
     assert user_states == [(0.6, "speaking"), (1.8, "listening")]
@@ -452,3 +459,68 @@ async def test_a_failing_vad_closes_the_session_inline_or_as_an_actor(autojump_c
     [close] = closes
     assert close.reason == "error" and "vad model missing" in close.error
     assert [e.source for e in errors] == ["vad"]
+
+
+async def test_inline_input_converts_in_the_transports_task_and_resamples_the_same(autojump_clock, monkeypatch):
+    """With ``inline_input`` the frame is converted by the task that sent it (no
+    wake-up of AudioIn's loop), and the recognizer hears the same audio."""
+    from voxtrio.actors import audio_in
+
+    heard = {}
+    push = audio_in.PipelineConverter.push
+    for transport in (ArrayTransport, InlineArrayTransport):
+        converted_by = set()
+
+        def spy(self, frame, converted_by=converted_by):
+            converted_by.add(trio.lowlevel.current_task().name.rsplit(".", 1)[-1])
+            return push(self, frame)
+
+        monkeypatch.setattr(audio_in.PipelineConverter, "push", spy)
+        stt = EndpointSTT(delay=0.2)
+        session = speech_session(stt, min_endpointing_delay=0.5)
+        audio = np.concatenate([silence(0.5), tone(1.0, sample_rate=8_000), silence(1.0)])
+        await run_until(session, transport(audio, sample_rate=8_000), trio.current_time() + 4.0)
+        heard[transport] = (stt.heard_silence_only, [m.content for m in session.history.items if m.type == "message"])
+        assert converted_by == ({"run"} if transport is ArrayTransport else {"_read_transport"})
+    assert heard[ArrayTransport] == heard[InlineArrayTransport]
+    assert heard[ArrayTransport][1] == ["hello there", "hi"]
+
+
+@pytest.mark.parametrize("transport", [ArrayTransport, InlineArrayTransport])
+async def test_a_failure_of_audio_in_itself_ends_the_session_alike_inline_or_not(autojump_clock, monkeypatch, transport):
+    """AudioIn's own bug, met in the transport's task, is still AudioIn's: not
+    reported as the transport's error, and the session closes as it would."""
+    from voxtrio.actors import audio_in
+
+    def broken(self, frame):
+        if frame.timestamp >= 1.0:
+            raise ZeroDivisionError("AudioIn's own bug")
+
+    monkeypatch.setattr(audio_in.AudioIn, "_fan_out", broken)
+    session = speech_session(EndpointSTT(delay=0.2))
+    errors = []
+    session.on("error", errors.append)
+    with pytest.raises(BaseExceptionGroup) as crashed, trio.fail_after(30):
+        await session.main(voxtrio.Agent(), transport(silence(3.0)))
+    assert crashed.value.subgroup(ZeroDivisionError) is not None  # AudioIn's crash, out of main
+    assert [e.source for e in errors if e.source == "transport"] == []
+
+
+async def test_inline_input_refuses_frames_once_the_session_has_stopped_listening(autojump_clock):
+    """A transport that keeps the input past the session's end gets
+    BrokenResourceError, as from a channel whose reader has gone."""
+
+    class Keeper(InlineArrayTransport):
+        async def read_audio(self, frames):
+            self.kept = frames
+            await frames.send(voxtrio.AudioFrame.silence(0.02))
+            await trio.sleep_forever()
+
+    transport = Keeper(silence(0.1))
+    session = speech_session(EndpointSTT())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(session.main, voxtrio.Agent(), transport)
+        await trio.sleep(0.5)
+        await session.aclose()
+    with pytest.raises(trio.BrokenResourceError):
+        transport.kept.send_nowait(voxtrio.AudioFrame.silence(0.02))

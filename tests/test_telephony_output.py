@@ -220,6 +220,9 @@ async def test_the_stream_reader_hands_each_frame_to_the_session_itself(autojump
             self.got: list[tuple[int, object]] = []
 
         async def send(self, frame) -> None:
+            self.send_nowait(frame)
+
+        def send_nowait(self, frame) -> None:
             self.got.append((int(frame.data[0]), trio.lowlevel.current_task()))
 
     session_input = Input()

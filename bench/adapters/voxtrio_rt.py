@@ -167,8 +167,11 @@ class HarnessAudioOutput(AudioOutput):
 
 
 class HarnessTransport(Transport):
-    """The harness pushes 20 ms frames; they go straight into AudioIn's input
-    channel (bounded: a full one is counted as dropped input, never waited on)."""
+    """The harness pushes 20 ms frames from its one ticker task; each is
+    converted and fanned out right there (inline input), as a network
+    transport's reading task does."""
+
+    inline_input = True  # AudioIn's work runs in the reading task (transports/base.py)
 
     def __init__(self, sink) -> None:
         self.audio_output = HarnessAudioOutput(sink)

@@ -176,6 +176,11 @@ class AudioIn:
         # instead of the VAD and the recognizer.
         self._realtime = realtime
         self._to_realtime = False
+        # What AudioIn's own code raised while a transport's task ran it inline
+        # (InlineInput): re-raised here, as if it had run in AudioIn's task.
+        self._inline_failure: BaseException | None = None
+        # False once run() has left its input loop: InlineInput refuses frames then
+        self._accepting = True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[AudioFrame](TRANSPORT_INPUT)
@@ -183,23 +188,13 @@ class AudioIn:
             nursery.start_soon(self._read_transport, send)
             nursery.start_soon(self._read_control)
             task_status.started()
-            async for frame in receive:
-                try:
-                    if not isinstance(frame, AudioFrame):
-                        raise ProviderOutputError(
-                            f"the transport sent {type(frame).__name__}, not an AudioFrame", output=frame
-                        )
-                    pipeline_frames = self._converter.push(frame)
-                except (AudioFormatError, ProviderOutputError) as error:
-                    # The transport's bug: reported, the item dropped, the call goes on.
-                    self._bus.emit(
-                        ErrorEvent(source="transport", message=str(error), recoverable=True, error=error)
-                    )
-                    continue
-                if self._state is not None:
-                    self._state.input_delay = self._converter.delay
-                for pipeline_frame in pipeline_frames:
-                    self._fan_out(pipeline_frame)
+            try:
+                async for frame in receive:
+                    self._take(frame)
+            finally:
+                self._accepting = False
+            if self._inline_failure is not None:
+                raise self._inline_failure
             for pipeline_frame in self._converter.flush():
                 self._fan_out(pipeline_frame)
             if self._flush_recognizer and self._recognizer is not None:
@@ -211,6 +206,23 @@ class AudioIn:
         for link in (self._vad, self._recognizer, self._realtime):
             if link is not None:
                 link.close()
+
+    def _take(self, frame: Any) -> None:
+        """Convert one transport frame and fan the pipeline frames out (never waits)."""
+        try:
+            if not isinstance(frame, AudioFrame):
+                raise ProviderOutputError(
+                    f"the transport sent {type(frame).__name__}, not an AudioFrame", output=frame
+                )
+            pipeline_frames = self._converter.push(frame)
+        except (AudioFormatError, ProviderOutputError) as error:
+            # The transport's bug: reported, the item dropped, the call goes on.
+            self._bus.emit(ErrorEvent(source="transport", message=str(error), recoverable=True, error=error))
+            return
+        if self._state is not None:
+            self._state.input_delay = self._converter.delay
+        for pipeline_frame in pipeline_frames:
+            self._fan_out(pipeline_frame)
 
     async def _read_control(self) -> None:
         async for message in self._inbox:
@@ -228,16 +240,22 @@ class AudioIn:
         # Closed without a checkpoint: once the input ends, run() cancels this
         # task, and a checkpoint on the way out would let that cancellation
         # replace the transport's error.
+        frames: trio.MemorySendChannel[AudioFrame] | InlineInput = send
+        if getattr(self._transport, "inline_input", False):
+            frames = InlineInput(self)
         with send:
             try:
-                await self._transport.read_audio(send)
-            except TransportDisconnected:
-                self._supervisor.send_nowait(CloseRequested(reason="participant_disconnected", drain=False))
+                await self._transport.read_audio(frames)  # type: ignore[arg-type]
             except Exception as error:
-                self._bus.emit(
-                    ErrorEvent(source="transport", message=describe_error(error), recoverable=False, error=error)
-                )
-                self._supervisor.send_nowait(CloseRequested(reason="error", drain=False, error=error))
+                if self._inline_failure is not None:
+                    pass  # AudioIn's own code failed in the transport's task: run() raises it
+                elif isinstance(error, TransportDisconnected):
+                    self._supervisor.send_nowait(CloseRequested(reason="participant_disconnected", drain=False))
+                else:
+                    self._bus.emit(
+                        ErrorEvent(source="transport", message=describe_error(error), recoverable=False, error=error)
+                    )
+                    self._supervisor.send_nowait(CloseRequested(reason="error", drain=False, error=error))
 
     def _fan_out(self, frame: AudioFrame) -> None:
         if not self._enabled:
@@ -289,3 +307,49 @@ class AudioIn:
                 )
         except trio.BrokenResourceError:
             pass  # that listener has stopped (its provider failed); the others go on
+
+
+class InlineInput:
+    """What ``read_audio`` sends into when the transport sets ``inline_input``:
+    each frame is converted and fanned out by the sending task itself.
+
+    A memory channel to AudioIn costs a task wake-up per frame for a hop that
+    buys nothing when the sender already waits on the network: AudioIn's work
+    on a frame never waits (every listener's link drops and counts rather than
+    block), so it runs in the transport's task, and ``send_nowait`` never
+    raises WouldBlock. ``send`` is a checkpoint, as a channel's is.
+    Once AudioIn has stopped, a send raises BrokenResourceError, as a channel
+    whose reader has gone does; a failure of AudioIn's own code ends the
+    transport's input the same way and is raised by AudioIn's task.
+    """
+
+    def __init__(self, audio_in: AudioIn) -> None:
+        self._audio_in = audio_in
+        # the transport closed it (the end of its input)
+        self._closed = False
+
+    def send_nowait(self, frame: AudioFrame) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the transport closed its input")
+        audio_in = self._audio_in
+        if not audio_in._accepting or audio_in._inline_failure is not None:
+            raise trio.BrokenResourceError("the session's audio input has stopped")
+        try:
+            audio_in._take(frame)
+        except Exception as error:
+            audio_in._inline_failure = error
+            raise trio.BrokenResourceError("the session's audio input failed") from error
+
+    async def send(self, frame: AudioFrame) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.send_nowait(frame)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> InlineInput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -69,6 +69,13 @@ class Transport(abc.ABC):
     """The session's connection to the user."""
 
     audio_output: AudioOutput | None = None
+    # True: ``read_audio``'s ``frames`` converts and fans out each frame in the
+    # sending task itself (voxtrio/actors/audio_in.py, InlineInput), one task
+    # wake-up less per frame than a channel to AudioIn's loop. For transports
+    # whose reading task waits on the network. The scripted test transport
+    # keeps the channel: its recorded timelines order same-instant events by
+    # that hop (docs/behaviour.md, "Events and ordering").
+    inline_input: bool = False
 
     def attach(self, session: AgentSession) -> None:
         """Called by ``session.main`` before anything starts: a transport that shows

@@ -426,6 +426,8 @@ class LiveKitTransport(Transport):
     default the transport runs its own and joins its thread on exit.
     """
 
+    inline_input = True  # AudioIn's work runs in the reading task (transports/base.py)
+
     def __init__(
         self,
         url: str = "",

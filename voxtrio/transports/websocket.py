@@ -221,6 +221,8 @@ class WebSocketAudioOutput(AudioOutput):
 class WebSocketTransport(Transport):
     """A session over one WebSocket; ``await transport.run(session, agent)``."""
 
+    inline_input = True  # AudioIn's work runs in the reading task (transports/base.py)
+
     def __init__(
         self,
         connection: MessageConnection,

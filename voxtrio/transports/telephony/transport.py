@@ -363,6 +363,8 @@ class TelephonyTransport(Transport):
     (the caller hung up), the input ends with TransportDisconnected.
     """
 
+    inline_input = True  # AudioIn's work runs in the reading task (transports/base.py)
+
     def __init__(self, serializer: MediaSerializer, **output_options: Any) -> None:
         self.serializer = serializer
         self.stats = TelephonyStats()
@@ -383,8 +385,9 @@ class TelephonyTransport(Transport):
         """Hand the caller's audio to ``frames`` until the call ends.
 
         What came before the session read is passed on first; after that the
-        task reading the stream sends each frame into ``frames`` itself, one
-        task hop less per 20 ms frame than relaying it through this task.
+        task reading the stream hands each frame to ``frames`` itself, where
+        AudioIn converts it (``inline_input``): the one task wake-up per 20 ms
+        frame is that reader's, on the network.
         """
         rate = self.serializer.sample_rate
         while True:
@@ -443,8 +446,8 @@ class TelephonyTransport(Transport):
         if isinstance(event, InboundAudio):
             self.stats.inbound_frames += 1
             try:
-                if self._frames is not None:  # a slow session slows the stream down, losing nothing
-                    await self._frames.send(AudioFrame(event.samples, self.serializer.sample_rate))
+                if self._frames is not None:  # inline input: converted here, never waits
+                    self._frames.send_nowait(AudioFrame(event.samples, self.serializer.sample_rate))
                 else:
                     self._audio_send.send_nowait(event.samples)
             except trio.WouldBlock:
