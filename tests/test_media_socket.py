@@ -228,3 +228,26 @@ async def test_a_send_while_the_reader_answers_a_ping_keeps_both_frames_whole(au
         assert Pong(payload=b"p") in events
         assert BytesMessage(data=b"a" * 5000) in events
         nursery.cancel_scope.cancel()
+
+
+async def test_behind_the_http_server_it_reads_the_socket_itself_once_the_head_is_replayed(autojump_clock):
+    from voxtrio.transports.telephony.http import ReplayedStream
+
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    ws = WSConnection(ConnectionType.CLIENT)
+    head = ws.send(Request(host="phone.example", target="/media"))
+    replayed = ReplayedStream(server_stream, head)  # the head was read by the HTTP server
+    async with trio.open_nursery() as nursery:
+        sockets = []
+
+        async def accept():
+            sockets.append(await MediaSocket.accept(replayed))
+
+        nursery.start_soon(accept)
+        client = RawClient(client_stream)
+        client.ws = ws
+        assert isinstance(await client.next_event(), AcceptConnection)
+        await trio.testing.wait_all_tasks_blocked()
+        await client.send(TextMessage(data="hello"))
+        assert await sockets[0].get_message() == "hello"
+        assert sockets[0]._stream is server_stream

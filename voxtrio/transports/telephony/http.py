@@ -110,6 +110,11 @@ class ReplayedStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
 
+    def replayed(self) -> trio.abc.HalfCloseableStream | None:
+        """The stream underneath once the prefix has been read, else None: a
+        long-lived reader (a media stream) then reads it without this layer."""
+        return None if self._prefix else self._stream
+
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 

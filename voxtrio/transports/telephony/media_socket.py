@@ -34,6 +34,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ...errors import VoxtrioError
+from .http import ReplayedStream
 
 # A message larger than this closes the stream with 1009: the providers' are a
 # few kilobytes (Vonage's binary 20 ms of 16 kHz PCM: 640 bytes).
@@ -91,6 +92,8 @@ class MediaSocket:
                 for event in socket._ws.events():
                     if isinstance(event, Request):
                         await socket._write(socket._ws.send(AcceptConnection()))
+                        if isinstance(stream, ReplayedStream) and stream.replayed() is not None:
+                            socket._stream = stream.replayed()  # type: ignore[assignment]
                         return socket
                 data = await socket._read()
                 if not data:
